@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines packaging (compile / submit) of the same pipeline."""

@@ -1,0 +1,1 @@
+"""Transform and Trainer module code: preprocessing_fn, Keras model, run_fn."""

@@ -1,0 +1,73 @@
+"""Per-task-type head math: masked losses and serving outputs.
+
+A head's raw output is what the network computes: logits for classification,
+a standardised value ``z`` for regression (the served value is
+``mean + std * z``, with mean/std of the labelled training values from
+Transform). Losses are averaged over the examples that carry a label for the
+task only (``mask``), so a missing label contributes nothing and a batch with
+no label for a task gives a loss of 0 rather than NaN.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tfx_mtl.task_spec import Task
+
+
+def head_width(task: Task, num_classes: int | None = None) -> int:
+    """Units of the task's output layer."""
+    if task.type == "multiclass":
+        if not num_classes or num_classes < 2:
+            raise ValueError(f"task {task.name!r}: a multiclass head needs >= 2 classes, "
+                             f"the label vocabulary has {num_classes}")
+        return num_classes
+    return 1
+
+
+def masked_mean(per_example: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Mean of ``per_example`` over the examples where ``mask`` is 1 (0 if none)."""
+    mask = tf.cast(mask, per_example.dtype)
+    return tf.math.divide_no_nan(tf.reduce_sum(per_example * mask), tf.reduce_sum(mask))
+
+
+def per_example_loss(task: Task, raw: tf.Tensor, label: tf.Tensor,
+                     mean: tf.Tensor | float = 0.0, std: tf.Tensor | float = 1.0) -> tf.Tensor:
+    """Unreduced loss [batch] for one task; regression is scored in z-units."""
+    if task.type == "binary":
+        return tf.nn.sigmoid_cross_entropy_with_logits(
+            labels=tf.cast(tf.reshape(label, [-1]), tf.float32), logits=tf.reshape(raw, [-1]))
+    if task.type == "multiclass":
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(tf.reshape(label, [-1]), tf.int32), logits=raw)
+    z_label = (tf.cast(tf.reshape(label, [-1]), tf.float32) - mean) / std
+    error = tf.reshape(raw, [-1]) - z_label
+    if task.loss == "mae":
+        return tf.abs(error)
+    if task.loss == "huber":
+        abs_error = tf.abs(error)
+        quadratic = tf.minimum(abs_error, task.huber_delta)
+        return 0.5 * tf.square(quadratic) + task.huber_delta * (abs_error - quadratic)
+    return tf.square(error)
+
+
+def masked_loss(task: Task, raw: tf.Tensor, label: tf.Tensor, mask: tf.Tensor,
+                mean: tf.Tensor | float = 0.0, std: tf.Tensor | float = 1.0) -> tf.Tensor:
+    return masked_mean(per_example_loss(task, raw, label, mean, std), tf.reshape(mask, [-1]))
+
+
+def outputs(task: Task, raw: tf.Tensor, mean: tf.Tensor | float = 0.0,
+            std: tf.Tensor | float = 1.0, class_names: tf.Tensor | None = None
+            ) -> dict[str, tf.Tensor]:
+    """The task's serving outputs, named as in :mod:`tfx_mtl.naming`."""
+    if task.type == "binary":
+        probability = tf.sigmoid(tf.reshape(raw, [-1]))
+        return {"probability": probability,
+                "class_id": tf.cast(probability >= 0.5, tf.int64)}
+    if task.type == "multiclass":
+        probabilities = tf.nn.softmax(raw, axis=-1)
+        class_id = tf.argmax(probabilities, axis=-1)
+        result = {"probabilities": probabilities, "class_id": class_id}
+        if class_names is not None:
+            result["class"] = tf.gather(class_names, class_id)
+        return result
+    return {"value": mean + std * tf.reshape(raw, [-1])}

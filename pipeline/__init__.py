@@ -1,0 +1,1 @@
+"""The TFX pipeline: its definition, local runner and run summary."""

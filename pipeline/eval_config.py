@@ -1,0 +1,49 @@
+"""TFMA EvalConfig derived from the task spec: one output per task.
+
+TFMA runs the model's ``transform_features`` signature first, so labels are the
+Transform's ``<task>__label`` (derived labels included) and the example weight
+is the task's ``<task>__mask``: examples without a label for a task weigh 0
+and do not count in that task's metrics. Thresholds are the spec's bounds.
+"""
+from __future__ import annotations
+
+import tensorflow_model_analysis as tfma
+
+from tfx_mtl import naming
+from tfx_mtl.task_spec import Metric, Task, TaskSpec
+
+
+def build(spec: TaskSpec) -> tfma.EvalConfig:
+    model_spec = tfma.ModelSpec(
+        signature_name=naming.SERVING_DEFAULT,
+        preprocessing_function_names=[naming.TRANSFORM_FEATURES],
+        label_keys={t.name: naming.label_key(t.name) for t in spec.tasks},
+        prediction_keys={t.name: naming.output_key(t.name, naming.SCORED_OUTPUT[t.type])
+                         for t in spec.tasks},
+        example_weight_keys={t.name: naming.mask_key(t.name) for t in spec.tasks},
+    )
+    return tfma.EvalConfig(
+        model_specs=[model_spec],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[_metrics_spec(task) for task in spec.tasks],
+    )
+
+
+def _metrics_spec(task: Task) -> tfma.MetricsSpec:
+    configs = [tfma.MetricConfig(class_name="ExampleCount"),
+               tfma.MetricConfig(class_name="WeightedExampleCount")]
+    configs += [_metric_config(task, metric) for metric in task.metrics]
+    return tfma.MetricsSpec(output_names=[task.name], metrics=configs,
+                            example_weights=tfma.ExampleWeightOptions(weighted=True))
+
+
+def _metric_config(task: Task, metric: Metric) -> tfma.MetricConfig:
+    definition = metric.definition(task.type)
+    config = tfma.MetricConfig(class_name=definition.tfma_class, module=definition.module or "")
+    if metric.threshold is not None:
+        bounds = {k: {"value": v} for k, v in (("lower_bound", metric.threshold.lower_bound),
+                                    ("upper_bound", metric.threshold.upper_bound))
+                  if v is not None}
+        config.threshold.CopyFrom(tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(**bounds)))
+    return config

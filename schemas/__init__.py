@@ -1,0 +1,1 @@
+"""Bundled task specs and curated schemas, one folder per dataset."""

@@ -1,0 +1,36 @@
+"""tfx-mtl: a TFX pipeline for multi-task learning.
+
+The repository keeps the TFX template's top-level layout (`pipeline/`,
+`components/`, `models/`, `schemas/`, `kubeflow/`); those folders are installed
+as sub-packages of one `tfx_mtl` namespace so that generic names such as
+`models` or `pipeline` never collide with other packages in site-packages.
+"""
+from setuptools import setup
+
+_SUBPACKAGES = ("pipeline", "components", "models", "schemas", "kubeflow")
+
+setup(
+    name="tfx-mtl",
+    version="0.1.0",
+    description="Multi-task learning (shared trunk, MMoE) as a TFX pipeline",
+    python_requires=">=3.11,<3.12",
+    packages=["tfx_mtl"] + [f"tfx_mtl.{name}" for name in _SUBPACKAGES],
+    package_dir={"tfx_mtl": "tfx_mtl", **{f"tfx_mtl.{n}": n for n in _SUBPACKAGES}},
+    package_data={"tfx_mtl.schemas": ["*/*.yaml", "*/*.pbtxt"]},
+    install_requires=[
+        # Exact versions live in constraints.txt; these are the direct needs.
+        "tfx==1.21.0",
+        "tensorflow==2.21.*",
+        "tensorflow-transform==1.21.*",
+        "tensorflow-model-analysis==0.52.*",
+        "tensorflow-data-validation==1.21.*",
+        "ml-metadata==1.21.*",
+        "apache-beam[gcp]>=2.47,<3",
+        "tensorboard==2.21.*",
+        "kfp>=2.17,<3",
+        "tensorflow-serving-api>=2.19,<2.22",
+        "pyyaml>=6",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["tfx-mtl=tfx_mtl.cli:main"]},
+)

@@ -1,0 +1,78 @@
+"""The Keras model built from a spec, a few training steps, and the exported signatures."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfx_mtl import naming
+from tfx_mtl.models import export, shared_bottom, trainer
+
+from .conftest import ROWS, SPEC  # noqa: F401  (importlib mode: relative import of the fixture module)
+
+
+def _batch(rows):
+    return {k: tf.constant([r[k] for r in rows]) for k in rows[0]}
+
+
+def _example(row):
+    feature = {}
+    for key, values in row.items():
+        if not values:
+            continue
+        if isinstance(values[0], bytes):
+            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+        else:
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def model_and_stats(transformed):
+    rows, tft_output = transformed
+    cardinalities = shared_bottom.input_cardinalities(SPEC, tft_output.vocabulary_size_by_name)
+    model = shared_bottom.build(SPEC, cardinalities, {"kind": 2},
+                                shared_bottom.ArchitectureConfig(hidden_units=(8,), tower_units=(4,)))
+    batch = _batch(rows)
+    stats = trainer.read_label_stats(SPEC, batch)
+    return model, stats, batch
+
+
+def test_heads_have_the_shape_of_their_task(model_and_stats):
+    model, _, batch = model_and_stats
+    raw = model({naming.feature_key(f): batch[naming.feature_key(f)] for f in SPEC.feature_names})
+    assert raw["big"].shape == (3, 1) and raw["fare"].shape == (3, 1) and raw["kind"].shape == (3, 2)
+
+
+def test_training_reduces_every_task_loss(model_and_stats):
+    model, stats, batch = model_and_stats
+    first = trainer.evaluate(model, SPEC, stats, iter([batch]), 1)
+    config = trainer.TrainerConfig(learning_rate=0.01, log_every=1000)
+    trainer.train(model, SPEC, config, stats, iter([batch] * 50), 50)
+    last = trainer.evaluate(model, SPEC, stats, iter([batch]), 1)
+    assert all(last[t] < first[t] for t in SPEC.task_names), (first, last)
+
+
+def test_signatures_of_the_exported_model(model_and_stats, transformed, tmp_path):
+    model, stats, _ = model_and_stats
+    _, tft_output = transformed
+    export.export(model, SPEC, tft_output, stats, str(tmp_path))
+    loaded = tf.saved_model.load(str(tmp_path))
+    assert set(loaded.signatures) == {"serving_default", "transform_features", "big", "fare", "kind"}
+    examples = tf.constant([_example(r) for r in ROWS])
+    # Label columns in the examples are ignored by the prediction signatures.
+    everything = loaded.signatures["serving_default"](examples=examples)
+    assert set(everything) == {"big_probability", "big_class_id", "fare_value",
+                               "kind_probabilities", "kind_class_id", "kind_class"}
+    fare = loaded.signatures["fare"](examples=examples)
+    assert set(fare) == {"value"}
+    np.testing.assert_allclose(fare["value"].numpy(), everything["fare_value"].numpy())
+    assert np.all(np.isfinite(fare["value"].numpy())) and fare["value"].shape == (3,)
+    big = loaded.signatures["big"](examples=examples)
+    assert np.all((big["probability"].numpy() >= 0) & (big["probability"].numpy() <= 1))
+    kind = loaded.signatures["kind"](examples=examples)
+    assert kind["probabilities"].shape == (3, 2) and set(kind["class"].numpy()) <= {b"a", b"b"}
+    features_only = tf.constant([_example({k: v for k, v in r.items() if k in SPEC.feature_names})
+                                 for r in ROWS])
+    np.testing.assert_allclose(loaded.signatures["fare"](examples=features_only)["value"].numpy(),
+                               fare["value"].numpy())
+    transformed_out = loaded.signatures["transform_features"](examples=examples)
+    assert transformed_out["big__label"].numpy().tolist() == [1, 0, 0]

@@ -1,0 +1,431 @@
+"""The task spec: every task of a run described once, as data.
+
+A task spec is a YAML file naming the input features and, for each task, its
+type, label, loss, metrics (with thresholds) and role. Heads, losses, the
+Transform ``preprocessing_fn``, signatures and TFMA configs are all derived from
+a :class:`TaskSpec`, so adding a task never means editing code.
+
+Validation collects every problem and raises one :class:`TaskSpecError` whose
+lines each name the offending field (``tasks.fare.loss: ...``), before anything
+runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import keyword
+import os
+import re
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from tfx_mtl import label_expr
+
+TASK_TYPES = ("binary", "multiclass", "regression")
+ROLES = ("primary", "auxiliary")
+FEATURE_KINDS = ("numeric", "bucketized", "categorical")
+
+# Losses each task type accepts; the first is the default.
+LOSSES = {
+    "binary": ("binary_crossentropy",),
+    "multiclass": ("sparse_categorical_crossentropy",),
+    "regression": ("mse", "huber", "mae"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricDef:
+    """How a spec metric maps onto TFMA: class, result name, better direction."""
+
+    tfma_class: str
+    tfma_name: str
+    higher_is_better: bool | None  # None: no direction, so no threshold
+    module: str | None = None  # for metrics this project implements
+
+
+METRICS: dict[str, dict[str, MetricDef]] = {
+    "binary": {
+        "auc": MetricDef("AUC", "auc", True),
+        "auc_pr": MetricDef("AUCPrecisionRecall", "auc_precision_recall", True),
+        "binary_accuracy": MetricDef("BinaryAccuracy", "binary_accuracy", True),
+        "precision": MetricDef("Precision", "precision", True),
+        "recall": MetricDef("Recall", "recall", True),
+        "log_loss": MetricDef("BinaryCrossEntropy", "binary_crossentropy", False),
+    },
+    "multiclass": {
+        "accuracy": MetricDef("SparseCategoricalAccuracy", "sparse_categorical_accuracy", True),
+    },
+    "regression": {
+        "mse": MetricDef("MeanSquaredError", "mean_squared_error", False),
+        "mae": MetricDef("MeanAbsoluteError", "mean_absolute_error", False),
+        "rmse": MetricDef("RootMeanSquaredError", "root_mean_squared_error", False,
+                          module="tfx_mtl.pipeline.tfma_metrics"),
+    },
+}
+
+_RESERVED_TASK_NAMES = ("serving_default", "transform_features")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class TaskSpecError(ValueError):
+    """The spec is invalid. ``problems`` lists (field, message) pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {field}: {message}" for field, message in problems)
+        super().__init__(f"invalid task spec {source}:\n{lines}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: str  # numeric | bucketized | categorical
+    buckets: int = 10  # bucketized: quantile buckets
+    top_k: int = 1000  # categorical: vocabulary size kept
+    oov_buckets: int = 10  # categorical: hash buckets for unseen values
+    embedding_dim: int = 8  # bucketized / categorical
+
+
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+    lower_bound: float | None = None
+    upper_bound: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    name: str
+    threshold: Threshold | None = None
+
+    def definition(self, task_type: str) -> MetricDef:
+        return METRICS[task_type][self.name]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    name: str
+    type: str
+    label: str  # label text: a column or an expression (see label_expr)
+    loss: str
+    metrics: tuple[Metric, ...]
+    role: str = "primary"
+    weight: float = 1.0  # static loss weight
+    huber_delta: float = 1.0  # only for loss: huber, in standardized units
+    standardize: bool = True  # regression: learn in z-units, serve in label units
+
+    @property
+    def label_expr(self) -> label_expr.LabelExpr:
+        return label_expr.parse(self.label)
+
+    @property
+    def label_columns(self) -> tuple[str, ...]:
+        return self.label_expr.columns
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    features: tuple[Feature, ...]
+    tasks: tuple[Task, ...]
+    schema: str | None = None  # curated schema (absolute path) or None: infer
+    source: str = "<dict>"
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def label_columns(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for task in self.tasks:
+            seen.update(dict.fromkeys(task.label_columns))
+        return tuple(seen)
+
+    def task(self, name: str) -> Task:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise KeyError(f"no task {name!r} in spec {self.name!r} (tasks: {', '.join(self.task_names)})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form, e.g. for a TFX component's ``custom_config``."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TaskSpec":
+        """Inverse of :meth:`to_dict` (the data is assumed already validated)."""
+        return cls(
+            name=data["name"],
+            features=tuple(Feature(**f) for f in data["features"]),
+            tasks=tuple(
+                Task(**{**t, "metrics": tuple(
+                    Metric(m["name"], Threshold(**m["threshold"]) if m["threshold"] else None)
+                    for m in t["metrics"])})
+                for t in data["tasks"]),
+            schema=data.get("schema"),
+            source=data.get("source", "<dict>"),
+        )
+
+
+def load(path: str | os.PathLike, columns: Iterable[str] | None = None) -> TaskSpec:
+    """Reads and validates a spec file; ``columns`` are the data's columns, if known."""
+    path = os.fspath(path)
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise TaskSpecError(path, [("<file>", f"cannot read: {e.strerror}")]) from None
+    except yaml.YAMLError as e:
+        raise TaskSpecError(path, [("<file>", f"not valid YAML: {e}")]) from None
+    return parse(data, source=path, base_dir=os.path.dirname(os.path.abspath(path)),
+                 columns=columns)
+
+
+def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
+          columns: Iterable[str] | None = None) -> TaskSpec:
+    """Validates raw spec data (as loaded from YAML) into a :class:`TaskSpec`."""
+    problems: list[tuple[str, str]] = []
+    if not isinstance(data, Mapping):
+        raise TaskSpecError(source, [("<root>", "must be a mapping with 'features' and 'tasks'")])
+    _unknown_keys(data, {"name", "schema", "features", "tasks"}, "", problems)
+
+    name = data.get("name", "tasks")
+    if not isinstance(name, str) or not name:
+        problems.append(("name", "must be a non-empty string"))
+
+    schema = data.get("schema")
+    if schema is not None:
+        if not isinstance(schema, str):
+            problems.append(("schema", "must be a path to a schema.pbtxt"))
+            schema = None
+        else:
+            schema = os.path.join(base_dir or os.getcwd(), schema)
+            if not os.path.isfile(schema):
+                problems.append(("schema", f"file not found: {schema}"))
+
+    features = _parse_features(data.get("features"), problems)
+    tasks = _parse_tasks(data.get("tasks"), problems)
+
+    feature_names = {f.name for f in features}
+    for task in tasks:
+        for column in _safe_label_columns(task):
+            if column in feature_names:
+                problems.append((f"tasks.{task.name}.label",
+                                 f"column {column!r} is also listed as a feature; "
+                                 "label columns must never be model inputs"))
+    if columns is not None:
+        columns = list(columns)
+        known = set(columns)
+        for i, feature in enumerate(features):
+            if feature.name not in known:
+                problems.append((f"features[{i}].name", _unknown_column(feature.name, columns)))
+        for task in tasks:
+            for column in _safe_label_columns(task):
+                if column not in known:
+                    problems.append((f"tasks.{task.name}.label", _unknown_column(column, columns)))
+    if problems:
+        raise TaskSpecError(source, problems)
+    return TaskSpec(name=name, features=tuple(features), tasks=tuple(tasks),
+                    schema=schema, source=source)
+
+
+def _unknown_column(column: str, columns: list[str]) -> str:
+    return f"unknown column {column!r} (the data has: {', '.join(columns)})"
+
+
+def _safe_label_columns(task: Task) -> tuple[str, ...]:
+    try:
+        return task.label_columns
+    except label_expr.LabelExprError:
+        return ()  # already reported
+
+
+def _unknown_keys(entry: Mapping, allowed: set[str], where: str,
+                  problems: list[tuple[str, str]]) -> None:
+    for key in entry:
+        if key not in allowed:
+            problems.append((f"{where}{key}", f"unknown field (allowed: {', '.join(sorted(allowed))})"))
+
+
+def _check_name(value: Any, field: str, problems: list[tuple[str, str]]) -> bool:
+    if not isinstance(value, str) or not value.isidentifier() or keyword.iskeyword(value):
+        problems.append((field, f"{value!r} is not a valid name (letters, digits, _)"))
+        return False
+    return True
+
+
+def _positive_int(entry: Mapping, key: str, default: int, field: str,
+                  problems: list[tuple[str, str]]) -> int:
+    value = entry.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        problems.append((f"{field}.{key}", f"must be a positive integer, got {value!r}"))
+        return default
+    return value
+
+
+def _parse_features(raw: Any, problems: list[tuple[str, str]]) -> list[Feature]:
+    if not isinstance(raw, list) or not raw:
+        problems.append(("features", "must be a non-empty list of {name, kind}"))
+        return []
+    features, seen = [], set()
+    for i, entry in enumerate(raw):
+        field = f"features[{i}]"
+        if isinstance(entry, str):
+            entry = {"name": entry, "kind": "numeric"}
+        if not isinstance(entry, Mapping):
+            problems.append((field, "must be a mapping with name and kind"))
+            continue
+        _unknown_keys(entry, {f.name for f in dataclasses.fields(Feature)}, f"{field}.", problems)
+        name = entry.get("name")
+        if not _check_name(name, f"{field}.name", problems):
+            continue
+        if name in seen:
+            problems.append((f"{field}.name", f"duplicate feature {name!r}"))
+            continue
+        seen.add(name)
+        kind = entry.get("kind", "numeric")
+        if kind not in FEATURE_KINDS:
+            problems.append((f"{field}.kind",
+                             f"unknown kind {kind!r} (one of: {', '.join(FEATURE_KINDS)})"))
+            continue
+        features.append(Feature(
+            name=name, kind=kind,
+            buckets=_positive_int(entry, "buckets", 10, field, problems),
+            top_k=_positive_int(entry, "top_k", 1000, field, problems),
+            oov_buckets=_positive_int(entry, "oov_buckets", 10, field, problems),
+            embedding_dim=_positive_int(entry, "embedding_dim", 8, field, problems)))
+    return features
+
+
+def _parse_tasks(raw: Any, problems: list[tuple[str, str]]) -> list[Task]:
+    if not isinstance(raw, list) or not raw:
+        problems.append(("tasks", "must be a non-empty list of tasks"))
+        return []
+    tasks: list[Task] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, Mapping):
+            problems.append((f"tasks[{i}]", "must be a mapping"))
+            continue
+        name = entry.get("name")
+        field = f"tasks.{name}" if isinstance(name, str) and name else f"tasks[{i}]"
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            problems.append((f"{field}.name",
+                             f"{name!r} is not a valid task name (lower case letters, digits, _)"))
+            continue
+        if name in _RESERVED_TASK_NAMES:
+            problems.append((f"{field}.name", f"{name!r} is reserved for a signature"))
+            continue
+        if name in seen:
+            problems.append((f"{field}.name", f"duplicate task {name!r}"))
+            continue
+        seen.add(name)
+        task = _parse_task(entry, name, field, problems)
+        if task is not None:
+            tasks.append(task)
+    if tasks and not any(t.role == "primary" for t in tasks):
+        problems.append(("tasks", "at least one task must have role: primary"))
+    return tasks
+
+
+def _parse_task(entry: Mapping, name: str, field: str,
+                problems: list[tuple[str, str]]) -> Task | None:
+    allowed = {f.name for f in dataclasses.fields(Task)}
+    _unknown_keys(entry, allowed, f"{field}.", problems)
+    before = len(problems)
+    task_type = entry.get("type")
+    if task_type not in TASK_TYPES:
+        problems.append((f"{field}.type",
+                         f"unknown task type {task_type!r} (one of: {', '.join(TASK_TYPES)})"))
+        return None
+
+    label = entry.get("label")
+    if isinstance(label, (int, float)) or label is None:
+        problems.append((f"{field}.label", "is required: a column name or an expression"))
+    else:
+        try:
+            expr = label_expr.parse(label)
+        except label_expr.LabelExprError as e:
+            problems.append((f"{field}.label", str(e)))
+        else:
+            if task_type == "multiclass" and expr.kind != "column":
+                problems.append((f"{field}.label", "a multiclass label must be a single column"))
+            if task_type == "regression" and expr.kind == "bool":
+                problems.append((f"{field}.label",
+                                 "a regression label must be a column or an arithmetic expression"))
+            if task_type == "binary" and expr.kind == "number":
+                problems.append((f"{field}.label",
+                                 "a binary label must be a column (0/1) or a comparison"))
+
+    loss = entry.get("loss", LOSSES[task_type][0])
+    if loss not in LOSSES[task_type]:
+        problems.append((f"{field}.loss", f"unknown loss {loss!r} for a {task_type} task "
+                         f"(one of: {', '.join(LOSSES[task_type])})"))
+
+    role = entry.get("role", "primary")
+    if role not in ROLES:
+        problems.append((f"{field}.role", f"must be one of: {', '.join(ROLES)}; got {role!r}"))
+
+    weight = entry.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        problems.append((f"{field}.weight", f"must be a non-negative number, got {weight!r}"))
+    huber_delta = entry.get("huber_delta", 1.0)
+    if isinstance(huber_delta, bool) or not isinstance(huber_delta, (int, float)) or huber_delta <= 0:
+        problems.append((f"{field}.huber_delta", f"must be a positive number, got {huber_delta!r}"))
+    standardize = entry.get("standardize", True)
+    if not isinstance(standardize, bool):
+        problems.append((f"{field}.standardize", f"must be true or false, got {standardize!r}"))
+
+    metrics = _parse_metrics(entry.get("metrics"), task_type, f"{field}.metrics", problems)
+    if len(problems) > before:
+        return None
+    return Task(name=name, type=task_type, label=label_expr.parse(label).text, loss=loss,
+                metrics=tuple(metrics), role=role, weight=float(weight),
+                huber_delta=float(huber_delta), standardize=standardize)
+
+
+def _parse_metrics(raw: Any, task_type: str, field: str,
+                   problems: list[tuple[str, str]]) -> list[Metric]:
+    known = METRICS[task_type]
+    if raw is None:
+        return [Metric(next(iter(known)))]
+    if not isinstance(raw, list) or not raw:
+        problems.append((field, "must be a non-empty list of metrics"))
+        return []
+    metrics, seen = [], set()
+    for i, entry in enumerate(raw):
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        where = f"{field}[{i}]"
+        if not isinstance(entry, Mapping):
+            problems.append((where, "must be a metric name or {name, lower_bound, upper_bound}"))
+            continue
+        _unknown_keys(entry, {"name", "lower_bound", "upper_bound"}, f"{where}.", problems)
+        name = entry.get("name")
+        if name not in known:
+            problems.append((f"{where}.name", f"unknown metric {name!r} for a {task_type} task "
+                             f"(one of: {', '.join(known)})"))
+            continue
+        if name in seen:
+            problems.append((f"{where}.name", f"duplicate metric {name!r}"))
+            continue
+        seen.add(name)
+        bounds = {}
+        for key in ("lower_bound", "upper_bound"):
+            value = entry.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append((f"{where}.{key}", f"must be a number, got {value!r}"))
+            else:
+                bounds[key] = float(value)
+        if (bounds.get("lower_bound") is not None and bounds.get("upper_bound") is not None
+                and bounds["lower_bound"] > bounds["upper_bound"]):
+            problems.append((where, "lower_bound is above upper_bound"))
+        metrics.append(Metric(name, Threshold(**bounds) if bounds else None))
+    return metrics
