@@ -4,9 +4,10 @@ ExampleValidator only records anomalies; nothing downstream reads them. This
 component reads them and either refuses the run, naming every split, feature
 and anomaly, or passes the schema through unchanged. Transform takes its schema
 from here, so the dependency is data (visible in MLMD lineage), not ordering.
-"""
-from __future__ import annotations
 
+TFX reads the component's type annotations at import time, so this module must
+not use ``from __future__ import annotations``.
+"""
 import os
 
 import tensorflow as tf
@@ -21,7 +22,7 @@ class DataAnomaliesError(RuntimeError):
     """The data does not match the schema."""
 
 
-def read_anomalies(anomalies_uri: str, split_names: str) -> dict[str, anomalies_pb2.Anomalies]:
+def read_anomalies(anomalies_uri: str, split_names: str) -> "dict[str, anomalies_pb2.Anomalies]":
     """The Anomalies proto of each split of an ExampleAnomalies artifact."""
     result = {}
     for split in artifact_utils.decode_split_names(split_names):

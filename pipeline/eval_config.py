@@ -3,11 +3,13 @@
 TFMA runs the model's ``transform_features`` signature first, so labels are the
 Transform's ``<task>__label`` (derived labels included) and the example weight
 is the task's ``<task>__mask``: examples without a label for a task weigh 0
-and do not count in that task's metrics. Thresholds are the spec's bounds.
+and do not count in that task's metrics. Predictions come from the ``evaluation``
+signature, keyed by task name (TFMA's output names). Thresholds are the spec's
+bounds.
 """
 from __future__ import annotations
 
-import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2 as tfma
 
 from tfx_mtl import naming
 from tfx_mtl.task_spec import Metric, Task, TaskSpec
@@ -15,11 +17,9 @@ from tfx_mtl.task_spec import Metric, Task, TaskSpec
 
 def build(spec: TaskSpec) -> tfma.EvalConfig:
     model_spec = tfma.ModelSpec(
-        signature_name=naming.SERVING_DEFAULT,
+        signature_name=naming.EVALUATION,
         preprocessing_function_names=[naming.TRANSFORM_FEATURES],
         label_keys={t.name: naming.label_key(t.name) for t in spec.tasks},
-        prediction_keys={t.name: naming.output_key(t.name, naming.SCORED_OUTPUT[t.type])
-                         for t in spec.tasks},
         example_weight_keys={t.name: naming.mask_key(t.name) for t in spec.tasks},
     )
     return tfma.EvalConfig(

@@ -20,6 +20,7 @@ from tfx_mtl import task_spec
 
 _RUNNING = "Component %s is running."
 _FINISHED = "Component %s is finished."
+_CACHED = "A cached execution %d is used."  # TFX's launcher, on a cache hit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,28 +44,47 @@ class RunPaths:
         return os.path.join(self.output_dir, "logs")
 
 
+class PipelineFailed(RuntimeError):
+    """A component failed; names it and the log file that holds the traceback."""
+
+    def __init__(self, component: str | None, error: Exception, log_file: str):
+        self.component, self.error, self.log_file = component, error, log_file
+        where = f"component {component} failed" if component else "the pipeline failed"
+        super().__init__(f"{where}: {type(error).__name__}: {error}\n"
+                         f"  (full traceback in {log_file})")
+
+
 class ComponentProgress(logging.Handler):
     """Prints each component as LocalDagRunner starts and finishes it.
 
-    LocalDagRunner logs exactly these two records around every component; we
-    match their format strings, not the rendered text.
+    LocalDagRunner logs exactly these two records around every component, and
+    TFX's launcher one in between when it reuses a cached execution; we match
+    their format strings, not the rendered text.
     """
 
     def __init__(self, out: TextIO):
         super().__init__(level=logging.INFO)
         self.out = out
         self.started: dict[str, float] = {}
+        self.running: str | None = None  # started, not yet finished
+        self.cached = False  # the running component reused a cached execution
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == _CACHED:
+            self.cached = True
+            return
         if record.msg not in (_RUNNING, _FINISHED) or not record.args:
             return
         node = record.args[0]
         if record.msg == _RUNNING:
+            self.running, self.cached = node, False
             self.started[node] = time.monotonic()
             self.out.write(f"  {node:<22} started\n")
         else:
+            self.running = None
             seconds = time.monotonic() - self.started.get(node, time.monotonic())
-            self.out.write(f"  {node:<22} finished in {seconds:6.1f}s\n")
+            state = "cached (reused a previous run's outputs)" if self.cached else "finished"
+            self.out.write(f"  {node:<22} {state} in {seconds:6.1f}s\n")
         self.out.flush()
 
 
@@ -73,9 +93,13 @@ def pipeline_name(spec: task_spec.TaskSpec) -> str:
 
 
 def run(*, spec_path: str | None = None, data: str | None = None, output_dir: str = "runs",
-        train_steps: int = 1000, eval_steps: int = 50, trainer_config=None,
+        train_steps: int = 1000, eval_steps: int = 50,
+        trainer_options: dict[str, Any] | None = None,
         out: TextIO = sys.stdout) -> dict[str, Any]:
-    """Validates the inputs, runs the whole DAG and returns the run summary."""
+    """Validates the inputs, runs the whole DAG and returns the run summary.
+
+    ``trainer_options`` are :class:`~tfx_mtl.models.trainer.TrainerConfig` fields.
+    """
     data = data or data_lib.bundled_taxi_csv()
     spec_path = spec_path or data_lib.bundled_spec()
     if train_steps < 1:
@@ -83,62 +107,88 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     # Refuse a bad spec or data before anything heavy is imported or run.
     spec = task_spec.load(spec_path, columns=data_lib.csv_columns(data))
 
-    from tfx import v1 as tfx  # heavy imports only once the inputs are known good
-    from tfx_mtl.models.trainer import TrainerConfig
-    from tfx_mtl.pipeline import pipeline as pipeline_lib
-    from tfx_mtl.pipeline import summary as summary_lib
-
     paths = RunPaths(os.path.abspath(output_dir))
     os.makedirs(paths.logs, exist_ok=True)
     log_file = os.path.join(paths.logs, time.strftime("run-%Y%m%d-%H%M%S.log"))
     name = pipeline_name(spec)
-    pipeline = pipeline_lib.create_pipeline(
-        pipeline_name=name,
-        pipeline_root=paths.pipeline_root,
-        data=pipeline_lib.DataSource.from_path(data),
-        spec=spec,
-        serving_model_dir=os.path.join(paths.serving_model_dir, name),
-        train_steps=train_steps,
-        eval_steps=eval_steps,
-        trainer_config=trainer_config or TrainerConfig(),
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            paths.metadata),
-        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
-
     out.write(f"tfx-mtl: pipeline {name!r} on {data}\n"
               f"  spec {spec_path}: tasks {', '.join(spec.task_names)}\n"
               f"  output {paths.output_dir} (full log: {log_file})\n")
     out.flush()
     progress = ComponentProgress(out)
     started = time.monotonic()
-    with _logging_to(log_file, progress):
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+    try:
+        # Heavy imports only once the inputs are known good, and inside the log
+        # context: TensorFlow's start-up messages belong in the log, not the terminal.
+        with _logging_to(log_file, progress):
+            from tfx import v1 as tfx
+            from tfx_mtl.models.trainer import TrainerConfig
+            from tfx_mtl.pipeline import pipeline as pipeline_lib
+
+            pipeline = pipeline_lib.create_pipeline(
+                pipeline_name=name,
+                pipeline_root=paths.pipeline_root,
+                data=pipeline_lib.DataSource.from_path(data),
+                spec=spec,
+                serving_model_dir=os.path.join(paths.serving_model_dir, name),
+                train_steps=train_steps,
+                eval_steps=eval_steps,
+                trainer_config=TrainerConfig.from_dict(trainer_options),
+                metadata_connection_config=(
+                    tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata)),
+                beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+            tfx.orchestration.LocalDagRunner().run(pipeline)
+    except Exception as e:
+        raise PipelineFailed(progress.running, e, log_file) from e
     out.write(f"  pipeline finished in {time.monotonic() - started:.1f}s\n")
+
+    from tfx_mtl.pipeline import summary as summary_lib
     summary = summary_lib.collect(paths.metadata, name, spec, paths.output_dir)
     summary_lib.render(summary, spec, out)
     return summary
 
 
 class _logging_to:
-    """Sends all Python logging to a file and component progress to the terminal."""
+    """Sends all logging to the run's log file and component progress to the terminal.
+
+    Python logging goes to ``log_file`` at INFO (set through absl's own verbosity,
+    which TFX's libraries save and restore around noisy sections); file
+    descriptor 2 is pointed at the same file, so TensorFlow's C++ messages and
+    the handlers libraries attach to stderr land there too, not on the terminal.
+    """
 
     def __init__(self, log_file: str, progress: logging.Handler):
         self.log_file, self.progress = log_file, progress
 
     def __enter__(self):
+        from absl import logging as absl_logging
+
         root = logging.getLogger()
-        self.saved = (root.handlers[:], root.level)
+        self.saved = (root.handlers[:], root.level, absl_logging.get_verbosity())
         self.file_handler = logging.FileHandler(self.log_file)
         self.file_handler.setFormatter(logging.Formatter(
             "%(asctime)s %(levelname)s %(name)s %(filename)s:%(lineno)d] %(message)s"))
         root.handlers = [self.file_handler, self.progress]
         root.setLevel(logging.INFO)
-        logging.getLogger("absl").setLevel(logging.INFO)
+        absl_logging.set_verbosity(absl_logging.INFO)
+        sys.stderr.flush()
+        self.saved_stderr_fd = os.dup(2)
+        self.log_fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND)
+        os.dup2(self.log_fd, 2)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        from absl import logging as absl_logging
+
+        if exc is not None:
+            logging.getLogger(__name__).error("the pipeline failed", exc_info=(exc_type, exc, tb))
+        sys.stderr.flush()
+        os.dup2(self.saved_stderr_fd, 2)
+        os.close(self.saved_stderr_fd)
+        os.close(self.log_fd)
         root = logging.getLogger()
-        root.handlers, level = self.saved
+        root.handlers, level, verbosity = self.saved
         root.setLevel(level)
+        absl_logging.set_verbosity(verbosity)
         self.file_handler.close()
         return False

@@ -16,6 +16,7 @@ import importlib
 import os
 from typing import Any, Sequence
 
+import tensorflow as tf
 from tfx import v1 as tfx
 
 from tfx_mtl.components.schema_gate import SchemaGate
@@ -26,7 +27,8 @@ from tfx_mtl.task_spec import TaskSpec
 
 PREPROCESSING_FN = "tfx_mtl.models.preprocessing.preprocessing_fn"
 RUN_FN = "tfx_mtl.models.trainer.run_fn"
-_CODE_PACKAGES = ("tfx_mtl", "tfx_mtl.models", "tfx_mtl.components", "tfx_mtl.pipeline")
+# The packages whose code runs inside Transform and Trainer (spec, labels, models).
+_CODE_PACKAGES = ("tfx_mtl", "tfx_mtl.models")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +47,7 @@ class DataSource:
 
 
 def code_version() -> str:
-    """A short hash of this package's Python source (the module code TFX runs)."""
+    """A short hash of the module code Transform and Trainer run (see _CODE_PACKAGES)."""
     digest = hashlib.sha256()
     for name in _CODE_PACKAGES:
         directory = importlib.import_module(name).__path__[0]
@@ -55,6 +57,23 @@ def code_version() -> str:
                 with open(os.path.join(directory, filename), "rb") as f:
                     digest.update(f.read())
     return digest.hexdigest()[:16]
+
+
+def stage_schema(schema_file: str, pipeline_root: str) -> str:
+    """Copies the curated schema to a path named by its content's hash.
+
+    TFX keys ImportSchemaGen's cache on the file's path, not its content; a
+    content-addressed copy makes an edited schema a new input.
+    """
+    with tf.io.gfile.GFile(schema_file, "rb") as f:
+        content = f.read()
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    staged = os.path.join(pipeline_root, "curated_schema", digest, "schema.pbtxt")
+    if not tf.io.gfile.exists(staged):
+        tf.io.gfile.makedirs(os.path.dirname(staged))
+        with tf.io.gfile.GFile(staged, "wb") as f:
+            f.write(content)
+    return staged
 
 
 def create_pipeline(
@@ -82,7 +101,8 @@ def create_pipeline(
             tfx.proto.SplitConfig.Split(name="eval", hash_buckets=1)])))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if spec.schema:
-        schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema)
+        schema_gen = tfx.components.ImportSchemaGen(
+            schema_file=stage_schema(spec.schema, pipeline_root))
     else:
         schema_gen = tfx.components.SchemaGen(
             statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)

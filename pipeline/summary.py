@@ -79,12 +79,13 @@ def _read_metrics(eval_uri: str, spec: TaskSpec) -> dict[str, dict[str, float]]:
             task, tfma_name = kv.key.output_name, kv.key.name
             if task not in result or not kv.value.HasField("double_value"):
                 continue
+            value = kv.value.double_value.value  # a google.protobuf.DoubleValue
             if tfma_name == "example_count":
-                result[task]["example_count"] = kv.value.double_value
+                result[task]["example_count"] = value
             elif tfma_name == "weighted_example_count":
-                result[task]["labelled_count"] = kv.value.double_value
+                result[task]["labelled_count"] = value
             elif tfma_name in names[task]:
-                result[task][names[task][tfma_name]] = kv.value.double_value
+                result[task][names[task][tfma_name]] = value
     return result
 
 
@@ -98,7 +99,7 @@ def _read_failures(eval_uri: str, spec: TaskSpec) -> dict[str, list[str]]:
             task = failure.metric_key.output_name
             metric = names.get((task, failure.metric_key.name), failure.metric_key.name)
             failures.setdefault(task, []).append(
-                f"{metric} = {failure.metric_value.double_value:.6g} fails {_bound(failure.metric_threshold)}")
+                f"{metric} = {failure.metric_value.double_value.value:.6g} fails {_bound(failure.metric_threshold)}")
     return failures
 
 

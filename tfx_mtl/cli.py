@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from typing import Callable, Sequence
 
 
@@ -43,13 +44,9 @@ def _add_run(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from tfx_mtl.pipeline import local_run
 
-    trainer_config = None
-    if args.batch_size != 128:
-        from tfx_mtl.models.trainer import TrainerConfig
-        trainer_config = TrainerConfig(batch_size=args.batch_size)
     summary = local_run.run(spec_path=args.spec, data=args.data, output_dir=args.output_dir,
                             train_steps=args.train_steps, eval_steps=args.eval_steps,
-                            trainer_config=trainer_config)
+                            trainer_options={"batch_size": args.batch_size})
     if args.summary_json:
         from tfx_mtl.pipeline import summary as summary_lib
         summary_lib.write_json(summary, args.summary_json)
@@ -80,8 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TaskSpecError, DataError) as e:
         print(f"tfx-mtl: error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # a failed component: say which, keep the traceback in the log
-        print(f"tfx-mtl: the pipeline failed: {type(e).__name__}: {e}", file=sys.stderr)
+    except Exception as e:
+        from tfx_mtl.pipeline.local_run import PipelineFailed
+
+        if not isinstance(e, PipelineFailed):  # not a component's failure: show where
+            traceback.print_exc()
+        print(f"tfx-mtl: error: {e}", file=sys.stderr)
         return 1
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import importlib.util
 import os
 
 
@@ -21,10 +22,12 @@ def bundled_spec() -> str:
 
 
 def bundled_taxi_csv() -> str:
-    """The taxi sample CSV inside the installed tfx package."""
-    import tfx
-    path = os.path.join(os.path.dirname(tfx.__file__), "examples", "chicago_taxi_pipeline",
-                        "data", "simple", "data.csv")
+    """The taxi sample CSV inside the installed tfx package (found without importing it)."""
+    found = importlib.util.find_spec("tfx")
+    if found is None or not found.submodule_search_locations:
+        raise DataError("the tfx package is not installed; run `make run` to set up")
+    path = os.path.join(found.submodule_search_locations[0], "examples",
+                        "chicago_taxi_pipeline", "data", "simple", "data.csv")
     if not os.path.isfile(path):
         raise DataError(f"the bundled taxi CSV is missing from the tfx package: {path}")
     return path

@@ -14,6 +14,10 @@ Model outputs, per task type (a task's own signature uses the bare names;
   multiclass:  ``probabilities`` (float32 [batch, K]), ``class_id`` (int64 [batch])
                and ``class`` (the class value as a string, [batch])
   regression:  ``value`` (float32 [batch], in the label's own units)
+
+Signature names: ``serving_default``, one per task (the task's name),
+``transform_features`` and ``evaluation`` (both for TFMA); task names may not
+take the reserved ones.
 """
 from __future__ import annotations
 
@@ -27,6 +31,9 @@ SCORED_OUTPUT = {"binary": "probability", "multiclass": "probabilities", "regres
 
 SERVING_DEFAULT = "serving_default"
 TRANSFORM_FEATURES = "transform_features"
+# What TFMA scores: ``<task>`` -> the task's SCORED_OUTPUT. TFMA 0.52 finds a
+# multi-output model's predictions by output name, so each is keyed by its task.
+EVALUATION = "evaluation"
 EXAMPLES_INPUT = "examples"
 
 

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from tfx_mtl import label_expr
+from tfx_mtl import label_expr, naming
 
 TASK_TYPES = ("binary", "multiclass", "regression")
 ROLES = ("primary", "auxiliary")
@@ -63,7 +63,7 @@ METRICS: dict[str, dict[str, MetricDef]] = {
     },
 }
 
-_RESERVED_TASK_NAMES = ("serving_default", "transform_features")
+_RESERVED_TASK_NAMES = (naming.SERVING_DEFAULT, naming.TRANSFORM_FEATURES, naming.EVALUATION)
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 

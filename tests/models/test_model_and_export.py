@@ -56,7 +56,8 @@ def test_signatures_of_the_exported_model(model_and_stats, transformed, tmp_path
     _, tft_output = transformed
     export.export(model, SPEC, tft_output, stats, str(tmp_path))
     loaded = tf.saved_model.load(str(tmp_path))
-    assert set(loaded.signatures) == {"serving_default", "transform_features", "big", "fare", "kind"}
+    assert set(loaded.signatures) == {"serving_default", "transform_features", "evaluation",
+                                      "big", "fare", "kind"}
     examples = tf.constant([_example(r) for r in ROWS])
     # Label columns in the examples are ignored by the prediction signatures.
     everything = loaded.signatures["serving_default"](examples=examples)
@@ -74,5 +75,11 @@ def test_signatures_of_the_exported_model(model_and_stats, transformed, tmp_path
                                  for r in ROWS])
     np.testing.assert_allclose(loaded.signatures["fare"](examples=features_only)["value"].numpy(),
                                fare["value"].numpy())
+    # What TFMA scores: each task's scored output under the task's name.
+    scored = loaded.signatures["evaluation"](examples=examples)
+    assert set(scored) == {"big", "fare", "kind"}
+    np.testing.assert_allclose(scored["big"].numpy(), everything["big_probability"].numpy())
+    np.testing.assert_allclose(scored["fare"].numpy(), everything["fare_value"].numpy())
+    assert scored["kind"].shape == (3, 2)
     transformed_out = loaded.signatures["transform_features"](examples=examples)
     assert transformed_out["big__label"].numpy().tolist() == [1, 0, 0]
