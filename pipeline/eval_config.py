@@ -25,16 +25,21 @@ def build(spec: TaskSpec) -> tfma.EvalConfig:
     return tfma.EvalConfig(
         model_specs=[model_spec],
         slicing_specs=[tfma.SlicingSpec()],
-        metrics_specs=[_metrics_spec(task) for task in spec.tasks],
+        metrics_specs=[s for task in spec.tasks for s in _metrics_specs(task)],
     )
 
 
-def _metrics_spec(task: Task) -> tfma.MetricsSpec:
-    configs = [tfma.MetricConfig(class_name="ExampleCount"),
-               tfma.MetricConfig(class_name="WeightedExampleCount")]
-    configs += [_metric_config(task, metric) for metric in task.metrics]
-    return tfma.MetricsSpec(output_names=[task.name], metrics=configs,
-                            example_weights=tfma.ExampleWeightOptions(weighted=True))
+def _metrics_specs(task: Task) -> list[tfma.MetricsSpec]:
+    """Unweighted: every eval example; weighted by the mask: labelled count and metrics."""
+    every_example = tfma.MetricsSpec(
+        output_names=[task.name], metrics=[tfma.MetricConfig(class_name="ExampleCount")],
+        example_weights=tfma.ExampleWeightOptions(unweighted=True))
+    labelled = tfma.MetricsSpec(
+        output_names=[task.name],
+        metrics=[tfma.MetricConfig(class_name="ExampleCount")]
+        + [_metric_config(task, metric) for metric in task.metrics],
+        example_weights=tfma.ExampleWeightOptions(weighted=True))
+    return [every_example, labelled]
 
 
 def _metric_config(task: Task, metric: Metric) -> tfma.MetricConfig:

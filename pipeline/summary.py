@@ -80,10 +80,9 @@ def _read_metrics(eval_uri: str, spec: TaskSpec) -> dict[str, dict[str, float]]:
             if task not in result or not kv.value.HasField("double_value"):
                 continue
             value = kv.value.double_value.value  # a google.protobuf.DoubleValue
+            weighted = kv.key.example_weighted.value  # weighted by the task's label mask
             if tfma_name == "example_count":
-                result[task]["example_count"] = value
-            elif tfma_name == "weighted_example_count":
-                result[task]["labelled_count"] = value
+                result[task]["labelled_count" if weighted else "example_count"] = value
             elif tfma_name in names[task]:
                 result[task][names[task][tfma_name]] = value
     return result

@@ -22,8 +22,18 @@ def test_model_spec_maps_each_task_to_its_label_prediction_and_mask():
                                                     "fare": "fare__mask"}
 
 
+def test_each_task_counts_all_examples_unweighted_and_scores_the_labelled_ones():
+    specs = [s for s in eval_config.build(SPEC).metrics_specs if s.output_names == ["fare"]]
+    unweighted, weighted = sorted(specs, key=lambda s: s.example_weights.weighted)
+    assert [m.class_name for m in unweighted.metrics] == ["ExampleCount"]
+    assert unweighted.example_weights.unweighted and not unweighted.example_weights.weighted
+    assert [m.class_name for m in weighted.metrics] == ["ExampleCount", "RootMeanSquaredError"]
+    assert weighted.example_weights.weighted and not weighted.example_weights.unweighted
+
+
 def test_thresholds_come_from_the_spec():
-    specs = {s.output_names[0]: s for s in eval_config.build(SPEC).metrics_specs}
+    specs = {s.output_names[0]: s for s in eval_config.build(SPEC).metrics_specs
+             if s.example_weights.weighted}
     auc = next(m for m in specs["big_tipper"].metrics if m.class_name == "AUC")
     assert auc.threshold.value_threshold.lower_bound.value == 0.6
     assert not auc.threshold.value_threshold.HasField("upper_bound")

@@ -92,6 +92,7 @@ def test_every_problem_is_reported_at_once():
 @pytest.mark.parametrize("task, field, needle", [
     ({"name": "Bad-Name", "type": "binary", "label": "tips > 1"}, "tasks.Bad-Name.name", "not a valid task name"),
     ({"name": "serving_default", "type": "binary", "label": "tips > 1"}, "tasks.serving_default.name", "reserved"),
+    ({"name": "evaluation", "type": "binary", "label": "tips > 1"}, "tasks.evaluation.name", "reserved"),
     ({"name": "x", "type": "regression", "label": "tips > 1"}, "tasks.x.label", "regression label"),
     ({"name": "x", "type": "binary", "label": "tips * 2"}, "tasks.x.label", "binary label"),
     ({"name": "x", "type": "multiclass", "label": "tips + 1"}, "tasks.x.label", "single column"),
