@@ -142,8 +142,9 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
         raise PipelineFailed(progress.running, e, log_file) from e
     out.write(f"  pipeline finished in {time.monotonic() - started:.1f}s\n")
 
-    from tfx_mtl.pipeline import summary as summary_lib
-    summary = summary_lib.collect(paths.metadata, name, spec, paths.output_dir)
+    with _logging_to(log_file, progress):  # TFMA's readers warn about deprecations
+        from tfx_mtl.pipeline import summary as summary_lib
+        summary = summary_lib.collect(paths.metadata, name, spec, paths.output_dir)
     summary_lib.render(summary, spec, out)
     return summary
 
@@ -181,7 +182,7 @@ class _logging_to:
         from absl import logging as absl_logging
 
         if exc is not None:
-            logging.getLogger(__name__).error("the pipeline failed", exc_info=(exc_type, exc, tb))
+            logging.getLogger(__name__).error("failed", exc_info=(exc_type, exc, tb))
         sys.stderr.flush()
         os.dup2(self.saved_stderr_fd, 2)
         os.close(self.saved_stderr_fd)

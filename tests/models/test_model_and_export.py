@@ -83,3 +83,16 @@ def test_signatures_of_the_exported_model(model_and_stats, transformed, tmp_path
     assert scored["kind"].shape == (3, 2)
     transformed_out = loaded.signatures["transform_features"](examples=examples)
     assert transformed_out["big__label"].numpy().tolist() == [1, 0, 0]
+
+
+def test_a_non_finite_loss_stops_training_naming_the_task_and_step(transformed):
+    rows, tft_output = transformed
+    cardinalities = shared_bottom.input_cardinalities(SPEC, tft_output.vocabulary_size_by_name)
+    model = shared_bottom.build(SPEC, cardinalities, {"kind": 2},
+                                shared_bottom.ArchitectureConfig(hidden_units=(4,), tower_units=()))
+    good = _batch(rows)
+    stats = trainer.read_label_stats(SPEC, good)
+    poisoned = {**good, naming.label_key("fare"): tf.constant([np.inf, 20.0, 30.0])}
+    config = trainer.TrainerConfig(log_every=1000)
+    with pytest.raises(trainer.NonFiniteLossError, match=r"task 'fare': loss is (inf|nan) at step 3"):
+        trainer.train(model, SPEC, config, stats, iter([good, good, poisoned, good]), 4)
