@@ -273,13 +273,21 @@ def needs_compat() -> bool:
 
 # --- steps -----------------------------------------------------------------------
 
+def wheel_prefix(requirement: str) -> str:
+    """``ml-metadata==1.21.0`` -> ``ml_metadata-1.21.0-``, how its wheel's file name starts."""
+    match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([A-Za-z0-9_.+!-]+)", requirement.strip())
+    if not match:
+        raise SystemExit(f"glibc_compat: expected an exact pin NAME==VERSION, got {requirement!r}")
+    return f"{match[1].lower().replace('-', '_')}-{match[2]}-"
+
+
 def fetch_wheels(pip: str, dest: str, requirements: list[str]) -> None:
     """Downloads manylinux_2_39 wheels and renames their tag so this pip takes them."""
     os.makedirs(dest, exist_ok=True)
-    wanted = {re.split(r"[=<>!~ ]", r, 1)[0].lower().replace("-", "_") for r in requirements}
-    have = {os.path.basename(p).split("-", 1)[0].lower() for p in
+    wanted = {wheel_prefix(r) for r in requirements}
+    have = {os.path.basename(p).lower() for p in
             glob.glob(os.path.join(dest, "*manylinux_2_17_x86_64.whl"))}
-    if wanted <= have:
+    if all(any(name.startswith(prefix) for name in have) for prefix in wanted):
         return
     subprocess.run([pip, "download", "--quiet", "--no-deps", "--only-binary=:all:",
                     "--platform", "manylinux_2_39_x86_64", "--python-version", "3.11",

@@ -202,3 +202,28 @@ def test_an_anomaly_stops_the_run_before_transform_naming_the_feature(tmp_path):
            for ctx in store.get_contexts_by_execution(e.id)}
     assert not any(name.endswith((".Transform", ".Trainer")) for name in ran)
     assert not (out / "serving_model").exists()
+
+
+def test_a_bound_the_model_cannot_meet_blocks_the_push(taxi_slice, tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(open(data.bundled_spec()))
+    raw["schema"] = os.path.join(os.path.dirname(data.bundled_spec()), raw["schema"])
+    big_tipper = next(t for t in raw["tasks"] if t["name"] == "big_tipper")
+    big_tipper["metrics"][0] = {"name": "auc", "lower_bound": 0.999}
+    spec_path = tmp_path / "strict.yaml"
+    spec_path.write_text(yaml.safe_dump(raw))
+    summary_path = tmp_path / "summary.json"
+    stdout = _tfx_mtl("run", "--data", str(taxi_slice), "--spec", str(spec_path),
+                      "--output-dir", str(tmp_path / "runs"), "--train-steps", "50",
+                      "--eval-steps", "2", "--summary-json", str(summary_path))
+    summary = json.loads(summary_path.read_text())
+    assert summary["pushed"] is None and not summary["model_blessed"]
+    task = summary["tasks"]["big_tipper"]
+    assert not task["blessed"]
+    assert len(task["failures"]) == 1 and task["failures"][0].startswith("auc = ")
+    assert task["failures"][0].endswith("fails >= 0.999")
+    assert summary["tasks"]["fare"]["blessed"]
+    assert "task 'big_tipper' not blessed: auc = " in stdout
+    assert "model NOT pushed" in stdout
+    assert not (tmp_path / "runs" / "serving_model").exists()

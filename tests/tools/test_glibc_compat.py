@@ -195,3 +195,20 @@ def test_venv_processes_load_the_compat_libstdcxx_exactly_when_needed():
                          check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
     host_lib_ok = glibc_compat.libstdcxx_is_new_enough(glibc_compat.system_libstdcxx())
     assert out.strip().splitlines()[-1] == str(not host_lib_ok)
+
+
+def test_wheel_prefix_matches_the_wheel_file_names_of_an_exact_pin():
+    assert glibc_compat.wheel_prefix("ml-metadata==1.21.0") == "ml_metadata-1.21.0-"
+    assert (glibc_compat.wheel_prefix("tensorflow-data-validation==1.21.0")
+            == "tensorflow_data_validation-1.21.0-")
+    with pytest.raises(SystemExit, match="exact pin"):
+        glibc_compat.wheel_prefix("ml-metadata>=1.21")
+
+
+def test_fetch_wheels_reuses_wheels_of_the_pinned_version_only(tmp_path):
+    wheel = "ml_metadata-1.21.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+    (tmp_path / wheel).write_bytes(b"")
+    # Already there: no pip call (the pip path does not even exist).
+    glibc_compat.fetch_wheels(str(tmp_path / "no-pip"), str(tmp_path), ["ml-metadata==1.21.0"])
+    with pytest.raises(FileNotFoundError):  # another version: it must download
+        glibc_compat.fetch_wheels(str(tmp_path / "no-pip"), str(tmp_path), ["ml-metadata==1.22.0"])
