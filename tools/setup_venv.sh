@@ -36,6 +36,8 @@ quiet_pip "$VENV/bin/pip" install --quiet --disable-pip-version-check "${find_li
 "$PYTHON" tools/glibc_compat.py apply --venv "$VENV"
 
 # Fail here, not in the middle of a pipeline run, if the stack does not load.
+# (TF_CPP_MIN_LOG_LEVEL quietens TF's C++ logging once it is initialised; the
+# oneDNN/CUDA lines abseil prints before that still appear.)
 TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" - <<'PY'
 import ml_metadata, tensorflow_data_validation, tensorflow_transform, tfx.v1  # noqa: F401
 import tfx_mtl.cli  # noqa: F401

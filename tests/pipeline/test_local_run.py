@@ -1,6 +1,7 @@
 """What `tfx-mtl run` shows while the DAG runs, and how it reports a failure."""
 import io
 import logging
+import os
 
 import pytest
 
@@ -35,8 +36,6 @@ def test_a_failure_names_the_component_and_the_log_file():
 
 
 def test_logging_context_sends_logs_and_fd2_to_the_file_and_restores_them(tmp_path):
-    import os
-
     log_file = tmp_path / "run.log"
     log_file.touch()
     out = io.StringIO()
