@@ -7,7 +7,7 @@ as sub-packages of one `tfx_mtl` namespace so that generic names such as
 """
 from setuptools import setup
 
-_SUBPACKAGES = ("pipeline", "components", "models", "schemas", "kubeflow")
+_SUBPACKAGES = ("pipeline", "components", "models", "schemas", "kubeflow", "bench")
 
 setup(
     name="tfx-mtl",

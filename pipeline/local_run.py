@@ -92,14 +92,21 @@ def pipeline_name(spec: task_spec.TaskSpec) -> str:
     return f"tfx-mtl-{spec.name}".replace("_", "-")
 
 
+class OptionsError(ValueError):
+    """The Trainer options do not fit together or with the spec; names the option."""
+
+
 def run(*, spec_path: str | None = None, data: str | None = None, output_dir: str = "runs",
         train_steps: int = 1000, eval_steps: int = 50,
-        trainer_options: dict[str, Any] | None = None,
-        out: TextIO = sys.stdout) -> dict[str, Any]:
+        trainer_options: dict[str, Any] | None = None, cpu_replicas: int | None = None,
+        out: TextIO | None = None) -> dict[str, Any]:
     """Validates the inputs, runs the whole DAG and returns the run summary.
 
-    ``trainer_options`` are :class:`~tfx_mtl.models.trainer.TrainerConfig` fields.
+    ``trainer_options`` are :class:`~tfx_mtl.models.trainer_config.TrainerConfig`
+    fields; ``cpu_replicas`` > 1 splits the CPU into that many logical devices,
+    so the Trainer runs under MirroredStrategy (as it would on several GPUs).
     """
+    out = out or sys.stdout
     data = data or data_lib.bundled_taxi_csv()
     spec_path = spec_path or data_lib.bundled_spec()
     if train_steps < 1:
@@ -116,13 +123,20 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
               f"  output {paths.output_dir} (full log: {log_file})\n")
     out.flush()
     progress = ComponentProgress(out)
+    # Heavy imports only once the spec and data are known good, and inside the log
+    # context: TensorFlow's start-up messages belong in the log, not the terminal.
+    with _logging_to(log_file, progress):
+        trainer_config = _trainer_config(trainer_options, spec)
+        if cpu_replicas and cpu_replicas > 1:
+            from tfx_mtl.models import distribution
+            distribution.split_cpu(cpu_replicas)
+    arch = trainer_config.architecture
+    out.write(f"  model {arch.name}, weighting {trainer_config.weighting}, "
+              f"combine {trainer_config.combine}\n")
     started = time.monotonic()
     try:
-        # Heavy imports only once the inputs are known good, and inside the log
-        # context: TensorFlow's start-up messages belong in the log, not the terminal.
         with _logging_to(log_file, progress):
             from tfx import v1 as tfx
-            from tfx_mtl.models.trainer import TrainerConfig
             from tfx_mtl.pipeline import pipeline as pipeline_lib
 
             pipeline = pipeline_lib.create_pipeline(
@@ -133,7 +147,7 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
                 serving_model_dir=os.path.join(paths.serving_model_dir, name),
                 train_steps=train_steps,
                 eval_steps=eval_steps,
-                trainer_config=TrainerConfig.from_dict(trainer_options),
+                trainer_config=trainer_config,
                 metadata_connection_config=(
                     tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata)),
                 beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
@@ -147,6 +161,18 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
         summary = summary_lib.collect(paths.metadata, name, spec, paths.output_dir)
     summary_lib.render(summary, spec, out)
     return summary
+
+
+def _trainer_config(options: dict[str, Any] | None, spec: task_spec.TaskSpec):
+    from tfx_mtl.models.architecture import ArchitectureError
+    from tfx_mtl.models.trainer_config import TrainerConfig, TrainerConfigError
+
+    try:
+        config = TrainerConfig.from_dict(options)
+        config.architecture.validate(spec)
+    except (TrainerConfigError, ArchitectureError) as e:
+        raise OptionsError(str(e)) from None
+    return config
 
 
 class _logging_to:

@@ -21,7 +21,7 @@ from tfx import v1 as tfx
 
 from tfx_mtl.components.schema_gate import SchemaGate
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
-from tfx_mtl.models.trainer import TRAINER_CONFIG_KEY, TrainerConfig
+from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
 from tfx_mtl.pipeline import eval_config
 from tfx_mtl.task_spec import TaskSpec
 
@@ -122,7 +122,7 @@ def create_pipeline(
         train_args=tfx.proto.TrainArgs(num_steps=train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
         custom_config={**custom_config,
-                       TRAINER_CONFIG_KEY: dataclasses.asdict(trainer_config)})
+                       TRAINER_CONFIG_KEY: trainer_config.to_dict()})
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],

@@ -13,15 +13,7 @@ import sys
 import traceback
 from typing import Callable, Sequence
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+from tfx_mtl import arg_types
 
 
 def _add_run(subparsers) -> None:
@@ -34,11 +26,72 @@ def _add_run(subparsers) -> None:
     p.add_argument("--spec", help="task spec YAML (default: the bundled taxi spec)")
     p.add_argument("--output-dir", default="runs",
                    help="pipeline root, MLMD store, pushed models and logs (default: ./runs)")
-    p.add_argument("--train-steps", type=_positive_int, default=1000, help="Trainer steps (default: 1000)")
-    p.add_argument("--eval-steps", type=_positive_int, default=50, help="Trainer eval batches (default: 50)")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="training batch size (default: 128)")
+    p.add_argument("--train-steps", type=arg_types.positive_int, default=1000,
+                   help="Trainer steps (default: 1000)")
+    p.add_argument("--eval-steps", type=arg_types.positive_int, default=50,
+                   help="Trainer eval batches (default: 50)")
+    p.add_argument("--batch-size", type=arg_types.positive_int, default=128,
+                   help="global training batch size (default: 128)")
     p.add_argument("--summary-json", help="also write the summary as JSON to this file")
+    _add_training_options(p)
     p.set_defaults(func=_run)
+
+
+def _add_training_options(p) -> None:
+    """Model and optimiser options; unset ones keep the TrainerConfig defaults."""
+    g = p.add_argument_group("model and multi-task optimiser")
+    g.add_argument("--model", dest="arch_name",
+                   help="shared_bottom (default), mmoe, ple, cross_stitch or single_task")
+    g.add_argument("--experts", dest="arch_experts", type=arg_types.positive_int,
+                   help="MMoE experts / PLE shared experts per level")
+    g.add_argument("--task-experts", dest="arch_task_experts", type=arg_types.positive_int,
+                   help="PLE task-specific experts per task and level")
+    g.add_argument("--levels", dest="arch_levels", type=arg_types.positive_int,
+                   help="PLE extraction levels (1 = CGC)")
+    g.add_argument("--hidden-units", dest="arch_hidden_units", type=arg_types.units,
+                   help="widths of the trunk / each expert / each column, e.g. 256,256")
+    g.add_argument("--tower-units", dest="arch_tower_units", type=arg_types.units,
+                   help="widths of each task tower, e.g. 32")
+    g.add_argument("--dropout", dest="arch_dropout", type=arg_types.number, help="dropout rate")
+    g.add_argument("--family", dest="arch_family",
+                   help="single_task: the architecture family of the one-task model")
+    g.add_argument("--task", dest="arch_task", help="single_task: the task it learns")
+    g.add_argument("--weighting", help="uniform (default), uncertainty, gradnorm or dwa")
+    g.add_argument("--gradnorm-alpha", type=arg_types.number,
+                   help="GradNorm's alpha (default 1.5; only with --weighting gradnorm)")
+    g.add_argument("--combine", help="sum (default), pcgrad, cagrad, mgda or mgda_ub")
+    g.add_argument("--cagrad-c", type=arg_types.number, help="CAGrad's c (default 0.5)")
+    g.add_argument("--learning-rate", type=arg_types.positive_number,
+                   help="Adam's learning rate (default 1e-3)")
+    g.add_argument("--seed", type=arg_types.non_negative_int, help="random seed (default 42)")
+    g.add_argument("--checkpoint-every", type=arg_types.non_negative_int,
+                   help="steps between checkpoints in the Trainer's run directory (default 500)")
+    g.add_argument("--log-every", type=arg_types.positive_int,
+                   help="steps between log lines and TensorBoard points (default 50)")
+    g.add_argument("--eval-every", type=arg_types.non_negative_int,
+                   help="steps between in-loop evaluations on the eval split (default: never)")
+    g.add_argument("--cpu-replicas", type=arg_types.positive_int,
+                   help="split the CPU into N logical devices and train under MirroredStrategy")
+    g.add_argument("--early-stopping", dest="early_stopping_patience",
+                   type=arg_types.positive_int,
+                   help="stop after this many evaluations without improvement of the primary "
+                        "task's first metric (needs --eval-every)")
+
+
+def trainer_options(args: argparse.Namespace) -> dict:
+    """The TrainerConfig fields set on the command line."""
+    options = {"batch_size": args.batch_size}
+    arch = {key[len("arch_"):]: value for key, value in vars(args).items()
+            if key.startswith("arch_") and value is not None}
+    if arch:
+        options["architecture"] = arch
+    for key in ("weighting", "combine", "cagrad_c", "learning_rate", "seed", "checkpoint_every",
+                "log_every", "eval_every", "early_stopping_patience"):
+        if getattr(args, key, None) is not None:
+            options[key] = getattr(args, key)
+    if getattr(args, "gradnorm_alpha", None) is not None:
+        options["weighting_params"] = {"alpha": args.gradnorm_alpha}
+    return options
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -46,7 +99,8 @@ def _run(args: argparse.Namespace) -> int:
 
     summary = local_run.run(spec_path=args.spec, data=args.data, output_dir=args.output_dir,
                             train_steps=args.train_steps, eval_steps=args.eval_steps,
-                            trainer_options={"batch_size": args.batch_size})
+                            trainer_options=trainer_options(args),
+                            cpu_replicas=args.cpu_replicas)
     if args.summary_json:
         from tfx_mtl.pipeline import summary as summary_lib
         summary_lib.write_json(summary, args.summary_json)
@@ -54,7 +108,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: Sequence[Callable] = (_add_run,)
+def _add_synth(subparsers) -> None:
+    from tfx_mtl import synth_cli
+    synth_cli.add_parser(subparsers)
+
+
+def _add_bench(subparsers) -> None:
+    from tfx_mtl import bench_cli
+    bench_cli.add_parser(subparsers)
+
+
+_COMMANDS: Sequence[Callable] = (_add_run, _add_synth, _add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,11 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Quieten TensorFlow's C++ start-up chatter; the full log goes to a file.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tfx_mtl.data import DataError
+    from tfx_mtl.pipeline.local_run import OptionsError
     from tfx_mtl.task_spec import TaskSpecError
 
     try:
         return args.func(args)
-    except (TaskSpecError, DataError) as e:
+    except (TaskSpecError, DataError, OptionsError) as e:
         print(f"tfx-mtl: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:

@@ -152,6 +152,18 @@ class TaskSpec:
                 return task
         raise KeyError(f"no task {name!r} in spec {self.name!r} (tasks: {', '.join(self.task_names)})")
 
+    def restricted_to(self, names: str | Iterable[str]) -> "TaskSpec":
+        """The same spec with only the tasks ``names``, in spec order (e.g. a single-task
+        baseline). The rest of the spec is kept; a lone auxiliary task is allowed."""
+        wanted = [names] if isinstance(names, str) else list(names)
+        if not wanted:
+            raise ValueError("names: give at least one task to keep")
+        for name in wanted:
+            if name not in self.task_names:
+                raise ValueError(f"names: {name!r} is not a task of spec {self.name!r} "
+                                 f"(tasks: {', '.join(self.task_names)})")
+        return dataclasses.replace(self, tasks=tuple(t for t in self.tasks if t.name in wanted))
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form, e.g. for a TFX component's ``custom_config``."""
         return dataclasses.asdict(self)

@@ -4,7 +4,9 @@ import pytest
 import tensorflow as tf
 
 from tfx_mtl import naming
-from tfx_mtl.models import export, shared_bottom, trainer
+from tfx_mtl.models.loop import TrainingLoop
+from tfx_mtl.models.trainer_config import TrainerConfig
+from tfx_mtl.models import architecture, export, features, trainer
 
 from .conftest import ROWS, SPEC  # noqa: F401  (importlib mode: relative import of the fixture module)
 
@@ -25,15 +27,17 @@ def _example(row):
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
+def _network(tft_output, **arch):
+    cardinalities = features.input_cardinalities(SPEC, tft_output.vocabulary_size_by_name)
+    return architecture.build(SPEC, cardinalities, {"kind": 2}, architecture.ArchitectureConfig(
+        hidden_units=(8,), tower_units=(4,), experts=2, **arch))
+
+
 @pytest.fixture(scope="module")
 def model_and_stats(transformed):
     rows, tft_output = transformed
-    cardinalities = shared_bottom.input_cardinalities(SPEC, tft_output.vocabulary_size_by_name)
-    model = shared_bottom.build(SPEC, cardinalities, {"kind": 2},
-                                shared_bottom.ArchitectureConfig(hidden_units=(8,), tower_units=(4,)))
     batch = _batch(rows)
-    stats = trainer.read_label_stats(SPEC, batch)
-    return model, stats, batch
+    return _network(tft_output).model, trainer.read_label_stats(SPEC, batch), batch
 
 
 def test_heads_have_the_shape_of_their_task(model_and_stats):
@@ -42,13 +46,40 @@ def test_heads_have_the_shape_of_their_task(model_and_stats):
     assert raw["big"].shape == (3, 1) and raw["fare"].shape == (3, 1) and raw["kind"].shape == (3, 2)
 
 
-def test_training_reduces_every_task_loss(model_and_stats):
-    model, stats, batch = model_and_stats
-    first = trainer.evaluate(model, SPEC, stats, iter([batch]), 1)
-    config = trainer.TrainerConfig(learning_rate=0.01, log_every=1000)
-    trainer.train(model, SPEC, config, stats, iter([batch] * 50), 50)
-    last = trainer.evaluate(model, SPEC, stats, iter([batch]), 1)
+@pytest.mark.parametrize("arch,weighting,combine", [
+    ("shared_bottom", "uniform", "sum"), ("mmoe", "uncertainty", "pcgrad"),
+    ("ple", "gradnorm", "mgda_ub")])
+def test_training_on_transformed_rows_reduces_every_task_loss(transformed, arch, weighting,
+                                                             combine):
+    # Real Transform output: embeddings of vocabulary ids, a multiclass label, missing labels.
+    rows, tft_output = transformed
+    batch = _batch(rows)
+    stats = trainer.read_label_stats(SPEC, batch)
+    tf.keras.utils.set_random_seed(0)
+    network = _network(tft_output, name=arch)
+    config = TrainerConfig(learning_rate=0.01, log_every=1000, weighting=weighting,
+                           combine=combine)
+    first = trainer.evaluate(network.model, SPEC, stats, iter([batch]), 1)
+    TrainingLoop(network, SPEC, stats, config).fit(
+        tf.data.Dataset.from_tensors(batch).repeat(), 50)
+    last = trainer.evaluate(network.model, SPEC, stats, iter([batch]), 1)
     assert all(last[t] < first[t] for t in SPEC.task_names), (first, last)
+
+
+@pytest.mark.parametrize("arch", ["mmoe", "ple", "cross_stitch"])
+def test_every_architecture_exports_the_same_signatures(transformed, arch, tmp_path):
+    rows, tft_output = transformed
+    model = _network(tft_output, name=arch).model
+    export.export(model, SPEC, tft_output, trainer.read_label_stats(SPEC, _batch(rows)),
+                  str(tmp_path))
+    loaded = tf.saved_model.load(str(tmp_path))
+    assert set(loaded.signatures) == {"serving_default", "transform_features", "evaluation",
+                                      "big", "fare", "kind"}
+    everything = loaded.signatures["serving_default"](
+        examples=tf.constant([_example(r) for r in ROWS]))
+    assert set(everything) == {"big_probability", "big_class_id", "fare_value",
+                               "kind_probabilities", "kind_class_id", "kind_class"}
+    assert all(np.all(np.isfinite(v.numpy())) for k, v in everything.items() if k != "kind_class")
 
 
 def test_signatures_of_the_exported_model(model_and_stats, transformed, tmp_path):
@@ -83,16 +114,3 @@ def test_signatures_of_the_exported_model(model_and_stats, transformed, tmp_path
     assert scored["kind"].shape == (3, 2)
     transformed_out = loaded.signatures["transform_features"](examples=examples)
     assert transformed_out["big__label"].numpy().tolist() == [1, 0, 0]
-
-
-def test_a_non_finite_loss_stops_training_naming_the_task_and_step(transformed):
-    rows, tft_output = transformed
-    cardinalities = shared_bottom.input_cardinalities(SPEC, tft_output.vocabulary_size_by_name)
-    model = shared_bottom.build(SPEC, cardinalities, {"kind": 2},
-                                shared_bottom.ArchitectureConfig(hidden_units=(4,), tower_units=()))
-    good = _batch(rows)
-    stats = trainer.read_label_stats(SPEC, good)
-    poisoned = {**good, naming.label_key("fare"): tf.constant([np.inf, 20.0, 30.0])}
-    config = trainer.TrainerConfig(log_every=1000)
-    with pytest.raises(trainer.NonFiniteLossError, match=r"task 'fare': loss is (inf|nan) at step 3"):
-        trainer.train(model, SPEC, config, stats, iter([good, good, poisoned, good]), 4)

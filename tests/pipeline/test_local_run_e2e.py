@@ -227,3 +227,26 @@ def test_a_bound_the_model_cannot_meet_blocks_the_push(taxi_slice, tmp_path):
     assert "task 'big_tipper' not blessed: auc = " in stdout
     assert "model NOT pushed" in stdout
     assert not (tmp_path / "runs" / "serving_model").exists()
+
+
+def test_cli_selects_architecture_weighting_combination_and_replicas(taxi_slice, tmp_path):
+    """The multi-task options reach the Trainer, which trains under MirroredStrategy."""
+    stdout = _tfx_mtl("run", "--data", str(taxi_slice), "--output-dir", str(tmp_path / "runs"),
+                      "--train-steps", "60", "--eval-steps", "2", "--model", "mmoe",
+                      "--experts", "3", "--weighting", "uncertainty", "--combine", "pcgrad",
+                      "--cpu-replicas", "2", "--checkpoint-every", "25", "--log-every", "20")
+    assert "model mmoe, weighting uncertainty, combine pcgrad" in stdout
+    (run_dir,) = (tmp_path / "runs" / "pipeline_root" / "Trainer" / "model_run").iterdir()
+    report = json.loads((run_dir / "training_report.json").read_text())
+    assert (report["strategy"], report["replicas"]) == ("MirroredStrategy", 2)
+    assert report["keras_version"].startswith("3.")  # not Keras 2, whatever imported TFT first
+    assert (report["weighting"], report["combine"], report["steps"]) == ("uncertainty", "pcgrad", 60)
+    assert report["measured_steps"] == 60 and 0 <= report["conflict_fraction"] <= 1
+    assert set(report["eval_metrics"]) == {"big_tipper", "fare", "trip_seconds"}
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.index")) == [
+        "ckpt-50.index", "ckpt-60.index"]
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    (version,) = (tmp_path / "runs" / "serving_model").glob("*/*")
+    loaded = tf.saved_model.load(str(version))
+    assert set(loaded.signatures) == {"serving_default", "transform_features", "evaluation",
+                                      "big_tipper", "fare", "trip_seconds"}

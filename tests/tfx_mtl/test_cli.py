@@ -50,3 +50,33 @@ def test_console_script_is_installed_with_a_run_subcommand():
     assert result.returncode == 0
     for option in ("--data", "--spec", "--output-dir", "--train-steps", "--summary-json"):
         assert option in result.stdout
+
+
+def test_training_options_become_trainer_config_fields():
+    args = cli.build_parser().parse_args([
+        "run", "--model", "mmoe", "--experts", "8", "--hidden-units", "256,256",
+        "--weighting", "gradnorm", "--gradnorm-alpha", "0.5", "--combine", "pcgrad",
+        "--checkpoint-every", "0", "--eval-every", "100", "--early-stopping", "3"])
+    options = cli.trainer_options(args)
+    assert options == {"batch_size": 128, "weighting": "gradnorm", "combine": "pcgrad",
+                       "checkpoint_every": 0, "eval_every": 100, "early_stopping_patience": 3,
+                       "weighting_params": {"alpha": 0.5},
+                       "architecture": {"name": "mmoe", "experts": 8,
+                                        "hidden_units": (256, 256)}}
+    from tfx_mtl.models.trainer_config import TrainerConfig
+    config = TrainerConfig.from_dict(options)
+    assert config.architecture.experts == 8 and config.architecture.hidden_units == (256, 256)
+
+
+@pytest.mark.parametrize("argv,field", [
+    (["--combine", "pcgard"], "trainer.combine: unknown method 'pcgard'"),
+    (["--weighting", "uncertainty", "--gradnorm-alpha", "1"], "unknown parameter 'alpha'"),
+    (["--model", "mmoe", "--task", "fare"], "architecture.task"),
+    (["--model", "single_task", "--task", "tip"], "'tip' is not a task"),
+    (["--early-stopping", "2"], "needs trainer.eval_every"),
+])
+def test_bad_training_options_are_refused_before_the_pipeline_runs(tmp_path, capsys, argv, field):
+    code = cli.main(["run", "--output-dir", str(tmp_path / "out"), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and field in err, err
+    assert not (tmp_path / "out" / "pipeline_root").exists()

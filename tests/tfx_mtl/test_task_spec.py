@@ -151,3 +151,18 @@ def test_bundled_spec_is_valid_for_the_bundled_data():
     kinds = {t.type for t in spec.tasks}
     assert len(spec.tasks) >= 3 and {"binary", "regression"} <= kinds
     assert not set(spec.label_columns) & set(spec.feature_names)
+
+
+def test_restricted_to_keeps_the_named_tasks_in_spec_order():
+    raw = _spec()
+    raw["tasks"].append({"name": "far", "type": "binary", "label": "fare > 50"})
+    spec = task_spec.parse(raw)
+    kept = spec.restricted_to(["far", "big_tipper"])
+    assert kept.task_names == ("big_tipper", "far")  # spec order, not argument order
+    assert (kept.features, kept.name, kept.source) == (spec.features, spec.name, spec.source)
+    only_aux = spec.restricted_to("fare")  # a lone auxiliary task is fine
+    assert only_aux.tasks == (spec.task("fare"),)
+    with pytest.raises(ValueError, match=r"names: 'fair' is not a task .*big_tipper, fare, far"):
+        spec.restricted_to(["fair"])
+    with pytest.raises(ValueError, match="names: give at least one task"):
+        spec.restricted_to([])

@@ -1,0 +1,480 @@
+"""The training benchmark: the multi-task loop vs Keras ``fit``, and each method vs ``sum``.
+
+Questions it answers, on the machine it runs on:
+
+1. Does the custom loop (``TrainingLoop``, ``uniform`` weighting, ``sum``
+   combination) train as fast as Keras ``model.fit`` on the same model and data?
+   Ratio ``fit_vs_loop`` = loop examples/s / fit examples/s; target >= 0.9.
+2. What does each multi-task method cost per step relative to ``sum`` +
+   ``uniform``? Target <= 1.5 for pcgrad, cagrad, mgda and gradnorm.
+3. How does that cost grow with the number of tasks K?
+
+Method (why: timings on a shared 2-core machine drift, so every configuration
+must see the same drift): every configuration of every K is built and warmed
+up (tracing + a few steps) before anything is timed; then ``rounds`` rounds
+run round-robin over all configurations (the starting configuration rotates
+from round to round), each configuration training ``steps`` steps per round
+under ``time.perf_counter``. A configuration's step time is the median over
+rounds of its per-step time; ratios are taken of medians of the same run.
+
+Each timed call is one ``TrainingLoop.fit`` / ``Model.fit`` call, so both pay
+their per-call overhead once per ``steps`` steps. The loop is configured to
+log only at the end of each call: it then measures the gradient-conflict
+diagnostic once per call for the methods that do not form per-task gradients
+anyway (as a training run with ``log_every = steps`` does). Both read the
+same ready-made batches from memory, with tf.data autotuning off (see
+:class:`_Data`), so that neither input slicing nor iterator teardown is what
+gets timed. docs/BENCHMARKS.md has the recorded numbers and their analysis.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import shlex
+import statistics
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+# (name, weighting, combine); "sum" is the baseline every ratio is taken against.
+METHODS: tuple[tuple[str, str, str], ...] = (
+    ("sum", "uniform", "sum"),
+    ("pcgrad", "uniform", "pcgrad"),
+    ("cagrad", "uniform", "cagrad"),
+    ("mgda", "uniform", "mgda"),
+    ("mgda_ub", "uniform", "mgda_ub"),
+    ("uncertainty", "uncertainty", "sum"),
+    ("gradnorm", "gradnorm", "sum"),
+    ("dwa", "dwa", "sum"),
+    ("pcgrad_jacobian", "uniform", "pcgrad"),
+    ("gradnorm_jacobian", "gradnorm", "sum"),
+)
+# Per-task gradients as one pfor Jacobian instead of K backward passes (the default).
+JACOBIAN = {"pcgrad_jacobian", "gradnorm_jacobian"}
+BASELINE = "sum"
+FIT = "keras_fit"  # the Keras model.fit configuration
+FIT_RATIO = "fit_vs_loop"  # its JSON key: loop examples/s / fit examples/s
+NAMES = tuple(name for name, _, _ in METHODS) + (FIT,)
+# name -> (comparison, bound) on the ratio reported for it.
+TARGETS: dict[str, tuple[str, float]] = {
+    FIT: (">=", 0.9), "pcgrad": ("<=", 1.5), "cagrad": ("<=", 1.5), "mgda": ("<=", 1.5),
+    "gradnorm": ("<=", 1.5)}
+
+
+class BenchError(ValueError):
+    """A benchmark setting is invalid; ``field`` names it."""
+
+    def __init__(self, field: str, message: str):
+        self.field, self.message = field, message
+        super().__init__(f"{field}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchSettings:
+    tasks: tuple[int, ...] = (2, 3, 5)  # the K values, each benchmarked with every method
+    batch_size: int = 512  # global batch
+    hidden_units: tuple[int, ...] = (256, 256)  # shared_bottom trunk
+    tower_units: tuple[int, ...] = (64,)  # each task's tower
+    steps: int = 50  # timed steps per configuration per round
+    warmup: int = 10  # untimed steps per configuration after tracing
+    rounds: int = 9
+    rows: int = 20_000  # synthetic rows, held in memory
+    features: int = 100  # numeric features
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("tasks", "hidden_units", "tower_units"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises :class:`BenchError` naming the first invalid field."""
+        for name in ("batch_size", "steps", "warmup", "rounds", "rows", "features", "seed"):
+            value = getattr(self, name)
+            low = 0 if name == "seed" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise BenchError(name, f"must be an integer >= {low}, got {value!r}")
+        for name in ("tasks", "hidden_units", "tower_units"):
+            value = getattr(self, name)
+            if (not isinstance(value, tuple) or not value
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                               for v in value)):
+                raise BenchError(name, f"must be a non-empty list of positive integers, "
+                                       f"got {value!r}")
+        if min(self.tasks) < 2:
+            raise BenchError("tasks", f"every K must be >= 2 (with one task there is nothing "
+                                      f"to weigh or combine), got {list(self.tasks)}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise BenchError("tasks", f"must not repeat a K, got {list(self.tasks)}")
+        if self.features < max(self.tasks):
+            raise BenchError("features", f"must be at least the largest K ({max(self.tasks)}): "
+                                         f"the synthetic tasks need that many input dimensions, "
+                                         f"got {self.features}")
+        if self.rows < self.batch_size:
+            raise BenchError("rows", f"must be at least batch_size ({self.batch_size}), "
+                                     f"got {self.rows}")
+        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+                and self.learning_rate > 0):
+            raise BenchError("learning_rate", f"must be a positive number, "
+                                              f"got {self.learning_rate!r}")
+
+
+# -- the arithmetic (pure) ----------------------------------------------------
+
+def per_step_ms(seconds: float, steps: int) -> float:
+    """Milliseconds per step of a call that took ``seconds`` for ``steps`` steps."""
+    return 1000.0 * seconds / steps
+
+
+def examples_per_second(batch_size: int, ms_per_step: float) -> float:
+    return 1000.0 * batch_size / ms_per_step
+
+
+def ratios(medians: Mapping[str, float]) -> dict[str, float]:
+    """Median step time of each configuration / that of ``sum``.
+
+    For ``keras_fit`` this is fit's step time / the loop's, which equals the
+    loop's examples/s / fit's: the ``fit_vs_loop`` throughput ratio.
+    """
+    if BASELINE not in medians:
+        raise ValueError(f"medians: no {BASELINE!r} baseline among {sorted(medians)}")
+    base = medians[BASELINE]
+    return {name: ms / base for name, ms in medians.items()}
+
+
+def target_met(ratio: float, target: tuple[str, float]) -> bool:
+    comparison, bound = target
+    if comparison == ">=":
+        return ratio >= bound
+    if comparison == "<=":
+        return ratio <= bound
+    raise ValueError(f"target: unknown comparison {comparison!r} (one of: >=, <=)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    name: str
+    k: int
+    ms_per_step: float  # median over rounds
+    examples_per_second: float
+    ratio: float  # to sum's median step time
+    target: str | None  # e.g. "<= 1.5"
+    met: bool | None
+
+
+@dataclasses.dataclass
+class Report:
+    settings: BenchSettings
+    rows: list[Row]
+    per_round_ms: dict[int, dict[str, list[float]]]  # K -> name -> per-step ms of each round
+    machine: dict[str, Any]
+    input_ms: dict[int, dict[str, float]]  # K -> {"loop"|"fit": ms per batch of the input alone}
+    seconds: float = 0.0  # wall time of the whole run
+
+    def medians(self, k: int) -> dict[str, float]:
+        return {row.name: row.ms_per_step for row in self.rows if row.k == k}
+
+    def ratios(self, k: int) -> dict[str, float]:
+        return {row.name: row.ratio for row in self.rows if row.k == k}
+
+
+def summarise(per_round_ms: Mapping[int, Mapping[str, Sequence[float]]], batch_size: int
+              ) -> list[Row]:
+    """Table rows from per-round per-step times: medians, throughput, ratios, targets."""
+    rows = []
+    for k in sorted(per_round_ms):
+        medians = {name: statistics.median(times) for name, times in per_round_ms[k].items()}
+        for name, ratio in ratios(medians).items():
+            target = TARGETS.get(name)
+            rows.append(Row(name, k, medians[name], examples_per_second(batch_size, medians[name]),
+                            ratio, f"{target[0]} {target[1]:g}" if target else None,
+                            target_met(ratio, target) if target else None))
+    order = {name: i for i, name in enumerate(NAMES)}
+    return sorted(rows, key=lambda r: (r.k, order.get(r.name, len(order))))
+
+
+def format_table(report: Report) -> str:
+    header = ("configuration", "K", "ms/step", "examples/s", "ratio to sum", "target", "met?")
+    lines = [list(header)]
+    for row in report.rows:
+        lines.append([_label(row.name), str(row.k), f"{row.ms_per_step:.2f}",
+                      f"{row.examples_per_second:,.0f}", f"{row.ratio:.2f}", row.target or "-",
+                      "-" if row.met is None else ("yes" if row.met else "NO")])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                      for i, (cell, w) in enumerate(zip(line, widths))) for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    text.append(f"ratio to sum: median step time / that of the custom loop with sum + uniform; "
+                f"for keras_fit it is loop examples/s / fit examples/s ({FIT_RATIO}).")
+    return "\n".join(text)
+
+
+def _label(name: str) -> str:
+    weighting_combine = {n: (w, c) for n, w, c in METHODS}
+    if name == FIT:
+        return "keras model.fit"
+    w, c = weighting_combine[name]
+    return f"loop {w} + {c}" + (" (pfor Jacobian)" if name in JACOBIAN else "")
+
+
+def command_line(settings: BenchSettings) -> str:
+    """The ``tfx-mtl bench train`` command that repeats this benchmark."""
+    s = settings
+    args = ["--tasks", *map(str, s.tasks), "--batch-size", str(s.batch_size),
+            "--hidden-units", ",".join(map(str, s.hidden_units)),
+            "--tower-units", ",".join(map(str, s.tower_units)), "--steps", str(s.steps),
+            "--warmup", str(s.warmup), "--rounds", str(s.rounds), "--rows", str(s.rows),
+            "--features", str(s.features), "--learning-rate", repr(s.learning_rate),
+            "--seed", str(s.seed)]
+    return "tfx-mtl bench train " + shlex.join(args)
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """``{"K=3": {"fit_vs_loop": r, "pcgrad": r, ...}, ..., "medians_ms": ..., "command": ...}``."""
+    result: dict[str, Any] = {}
+    ks = sorted(report.per_round_ms)
+    for k in ks:
+        result[f"K={k}"] = {(FIT_RATIO if n == FIT else n): r for n, r in report.ratios(k).items()}
+    result["medians_ms"] = {f"K={k}": report.medians(k) for k in ks}
+    result["per_round_ms"] = {f"K={k}": {n: list(v) for n, v in report.per_round_ms[k].items()}
+                              for k in ks}
+    result["targets"] = {(FIT_RATIO if n == FIT else n): f"{c} {b:g}"
+                         for n, (c, b) in TARGETS.items()}
+    result["met"] = {f"K={row.k}": {} for row in report.rows}
+    for row in report.rows:
+        if row.met is not None:
+            result["met"][f"K={row.k}"][FIT_RATIO if row.name == FIT else row.name] = row.met
+    result["input_ms_per_batch"] = {f"K={k}": v for k, v in sorted(report.input_ms.items())}
+    result["settings"] = dataclasses.asdict(report.settings)
+    result["machine"] = report.machine
+    result["command"] = command_line(report.settings)
+    result["seconds"] = report.seconds
+    return result
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers depend on: cores, CPU model, TensorFlow / Keras versions."""
+    import tensorflow as tf
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import keras
+        keras_version = keras.__version__
+    except ImportError:
+        keras_version = "n/a"
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"nproc": affinity, "cpu": cpu, "tensorflow": tf.__version__, "keras": keras_version,
+            "python": platform.python_version()}
+
+
+# -- the configurations (real training) ------------------------------------------
+
+class _Data:
+    """One K's synthetic data as whole batches: the loop's dicts and the same batches as (x, y).
+
+    The rows are cut into batches once, in numpy, so the input pipeline only
+    hands over ready batches (~0.4 ms each). Slicing 20,000 rows of ~100 columns
+    one row at a time and re-batching them (``synthetic_input.dataset``) costs
+    ~10 ms per batch of 512 on 2 cores, more than a ``sum`` step, and would time
+    tf.data instead of the training step. Same batches, same order, every epoch.
+    """
+
+    def __init__(self, k: int, settings: BenchSettings):
+        import numpy as np
+
+        from tfx_mtl import naming, synth
+        from tfx_mtl.models import synthetic_input
+
+        config = synth.SynthConfig(rows=settings.rows, tasks=k, correlation=0.5,
+                                   features=settings.features, seed=settings.seed)
+        self.spec = synthetic_input.spec(config)
+        arrays = synthetic_input.transformed(synth.sample(config), self.spec)
+        self.label_stats = synthetic_input.label_stats(arrays, self.spec)
+        batches, size = settings.rows // settings.batch_size, settings.batch_size
+
+        def batched(array):
+            return array[:batches * size].reshape(batches, size, *array.shape[1:])
+
+        self.loop_data = self._pipeline({key: batched(v) for key, v in arrays.items()})
+        # Keras scores its mse on the labels the loop scores: standardised by label_stats.
+        x = {naming.feature_key(f): batched(arrays[naming.feature_key(f)])
+             for f in self.spec.feature_names}
+        y = {}
+        for task in self.spec.tasks:
+            mean, std = self.label_stats[task.name]
+            y[task.name] = batched(((arrays[naming.label_key(task.name)] - mean) / std
+                                    ).astype(np.float32).reshape(-1, 1))
+        self.fit_data = self._pipeline((x, y))
+
+    @staticmethod
+    def _pipeline(batches):
+        import tensorflow as tf
+
+        # No tf.data autotuning: ready batches need no tuning, and destroying an iterator
+        # (at the end of every timed fit call, loop's and Keras') waits for the autotune
+        # thread's current sleep, whose period doubles from 10 ms: calls then end at
+        # ~310, 630, 1270, ... ms after they started, whatever the steps took.
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return (tf.data.Dataset.from_tensor_slices(batches).repeat().prefetch(2)
+                .with_options(options))
+
+
+def input_ms_per_batch(dataset, batches: int) -> float:
+    """Milliseconds per batch the input pipeline alone takes (after a first batch)."""
+    iterator = iter(dataset)
+    next(iterator)
+    started = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return per_step_ms(time.perf_counter() - started, batches)
+
+
+def _network(spec, settings: BenchSettings):
+    import tensorflow as tf
+
+    from tfx_mtl.models import architecture
+
+    tf.keras.utils.set_random_seed(settings.seed)
+    config = architecture.ArchitectureConfig(name="shared_bottom",
+                                             hidden_units=settings.hidden_units,
+                                             tower_units=settings.tower_units)
+    return architecture.build(spec, {}, None, config)
+
+
+class _LoopRunner:
+    """``TrainingLoop.fit`` continued by ``steps`` steps per call (its step is traced once)."""
+
+    def __init__(self, name: str, weighting: str, combine: str, k: int, data: _Data,
+                 settings: BenchSettings):
+        from tfx_mtl.models.loop import TrainingLoop
+        from tfx_mtl.models.trainer_config import TrainerConfig
+
+        self.name, self.k, self.data = name, k, data
+        # log_every beyond any step: the loop logs only at the last step of each call.
+        config = TrainerConfig.from_dict({
+            "batch_size": settings.batch_size, "learning_rate": settings.learning_rate,
+            "seed": settings.seed, "log_every": 2 ** 62, "weighting": weighting,
+            "combine": combine, "checkpoint_every": 0,
+            "per_task_gradients": "jacobian" if name in JACOBIAN else "backward",
+            "architecture": {"name": "shared_bottom", "hidden_units": settings.hidden_units,
+                             "tower_units": settings.tower_units}})
+        self.loop = TrainingLoop(_network(data.spec, settings), data.spec, data.label_stats,
+                                 config)
+
+    def run(self, steps: int) -> float:
+        """Trains ``steps`` more steps; returns the seconds the call took."""
+        target = int(self.loop.step_counter.numpy()) + steps
+        started = time.perf_counter()
+        result = self.loop.fit(self.data.loop_data, target)
+        seconds = time.perf_counter() - started
+        if result.steps != target:
+            raise RuntimeError(f"{self.name} K={self.k}: fit ended at step {result.steps}, "
+                               f"expected {target}")
+        return seconds
+
+    def traces(self) -> tuple[int, ...]:
+        """How often the loop's compiled functions were traced (must not change once warm)."""
+        functions = (getattr(self.loop, "_train_step", None),)
+        return tuple(f.experimental_get_tracing_count() for f in functions
+                     if hasattr(f, "experimental_get_tracing_count"))
+
+
+class _FitRunner:
+    """Keras ``model.fit`` of ``steps`` steps per call: one mse loss per output, Adam."""
+
+    def __init__(self, k: int, data: _Data, settings: BenchSettings):
+        import tensorflow as tf
+
+        self.name, self.k, self.data = FIT, k, data
+        self.model = _network(data.spec, settings).model
+        # jit_compile=False is what "auto" resolves to on a CPU-only machine; the loop's
+        # step is not XLA-compiled either.
+        self.model.compile(optimizer=tf.keras.optimizers.Adam(settings.learning_rate),
+                           loss={t: "mse" for t in data.spec.task_names}, jit_compile=False)
+
+    def run(self, steps: int) -> float:
+        started = time.perf_counter()
+        history = self.model.fit(self.data.fit_data, epochs=1, steps_per_epoch=steps, verbose=0,
+                                 shuffle=False)
+        seconds = time.perf_counter() - started
+        loss = history.history["loss"][-1]
+        if not math.isfinite(loss):
+            raise RuntimeError(f"{FIT} K={self.k}: loss is {loss}")
+        return seconds
+
+    def traces(self) -> tuple[int, ...]:
+        """Keras keeps one train function across fit calls: its identity stands in."""
+        return (id(self.model.train_function),)
+
+
+def build_runners(settings: BenchSettings, progress: Callable[[str], None] = lambda _: None
+                  ) -> list:
+    runners = []
+    for k in settings.tasks:
+        data = _Data(k, settings)
+        for name, weighting, combine in METHODS:
+            progress(f"building K={k} {name}")
+            runners.append(_LoopRunner(name, weighting, combine, k, data, settings))
+        progress(f"building K={k} {FIT}")
+        runners.append(_FitRunner(k, data, settings))
+    return runners
+
+
+def interleaved(runners: Sequence, steps: int, rounds: int,
+                progress: Callable[[str], None] = lambda _: None
+                ) -> dict[int, dict[str, list[float]]]:
+    """Per-step ms of each runner in each round; rounds go round-robin, the start rotating."""
+    times: dict[int, dict[str, list[float]]] = {}
+    for r in range(rounds):
+        started = time.perf_counter()
+        shift = r % len(runners)
+        for runner in list(runners[shift:]) + list(runners[:shift]):
+            ms = per_step_ms(runner.run(steps), steps)
+            times.setdefault(runner.k, {}).setdefault(runner.name, []).append(ms)
+        progress(f"round {r + 1}/{rounds}: {time.perf_counter() - started:.1f} s")
+    return times
+
+
+def run(settings: BenchSettings, progress: Callable[[str], None] = lambda _: None) -> Report:
+    """Builds and warms up every configuration, then times them in interleaved rounds."""
+    import tensorflow as tf
+
+    started = time.perf_counter()
+    # Each TrainingLoop traces its own step once, but TF's retracing warning counts the
+    # traces of every loop's (shared) method together and would warn falsely.
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")
+    try:
+        runners = build_runners(settings, progress)
+        for runner in runners:  # tracing + warmup steps, all before any timing
+            progress(f"warming up K={runner.k} {runner.name}")
+            # At least 2 steps: the loop traces a plain step and, for the last step of a
+            # call (a logging step), one that also measures gradient conflicts.
+            runner.run(max(2, settings.warmup))
+    finally:
+        logger.setLevel(level)
+    traced = [runner.traces() for runner in runners]
+    input_ms = {}
+    for k in settings.tasks:  # the input pipeline alone, to show it is not what is timed
+        runner = next(r for r in runners if r.k == k)
+        input_ms[k] = {"loop": input_ms_per_batch(runner.data.loop_data, settings.steps),
+                       "fit": input_ms_per_batch(runner.data.fit_data, settings.steps)}
+    per_round = interleaved(runners, settings.steps, settings.rounds, progress)
+    for runner, before in zip(runners, traced):
+        if runner.traces() != before:
+            raise RuntimeError(f"{runner.name} K={runner.k}: retraced during the timed rounds "
+                               f"({before} -> {runner.traces()}); the timings include tracing")
+    return Report(settings, summarise(per_round, settings.batch_size), per_round, machine(),
+                  input_ms, time.perf_counter() - started)

@@ -1,0 +1,65 @@
+"""The spec's metrics computed inside the training loop (early stopping, TensorBoard).
+
+TFMA computes the authoritative metrics after training; this module gives the
+loop the same metrics, by the same spec names, on the eval split while it
+trains, using Keras metric objects weighted by each task's label mask. Values
+are in label units (a regression head's output is de-standardised first).
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+import tensorflow as tf
+
+from tfx_mtl import naming
+from tfx_mtl.models import heads
+from tfx_mtl.task_spec import Task, TaskSpec
+
+_FACTORIES: dict[str, Callable[[], tf.keras.metrics.Metric]] = {
+    "auc": lambda: tf.keras.metrics.AUC(num_thresholds=1000),
+    "auc_pr": lambda: tf.keras.metrics.AUC(num_thresholds=1000, curve="PR"),
+    "binary_accuracy": lambda: tf.keras.metrics.BinaryAccuracy(),
+    "precision": lambda: tf.keras.metrics.Precision(),
+    "recall": lambda: tf.keras.metrics.Recall(),
+    "log_loss": lambda: tf.keras.metrics.BinaryCrossentropy(),
+    "accuracy": lambda: tf.keras.metrics.SparseCategoricalAccuracy(),
+    "mse": lambda: tf.keras.metrics.MeanSquaredError(),
+    "mae": lambda: tf.keras.metrics.MeanAbsoluteError(),
+    "rmse": lambda: tf.keras.metrics.RootMeanSquaredError(),
+}
+
+
+def metric_names(task: Task) -> tuple[str, ...]:
+    return tuple(m.name for m in task.metrics)
+
+
+def evaluate(model: tf.keras.Model, spec: TaskSpec, label_stats: Mapping[str, tuple[float, float]],
+             batches: Iterable[Mapping[str, tf.Tensor]]) -> dict[str, dict[str, float]]:
+    """Every spec metric of every task over ``batches``: ``{task: {metric: value}}``."""
+    metrics = {task.name: {name: _FACTORIES[name]() for name in metric_names(task)}
+               for task in spec.tasks}
+    keys = [naming.feature_key(f) for f in spec.feature_names]
+
+    @tf.function
+    def predict(batch):
+        raw = model({k: batch[k] for k in keys}, training=False)
+        result = {}
+        for task in spec.tasks:
+            mean, std = label_stats.get(task.name, (0.0, 1.0))
+            out = heads.outputs(task, raw[task.name], mean, std)
+            result[task.name] = out[naming.SCORED_OUTPUT[task.type]]
+        return result
+
+    for batch in batches:
+        scores = predict(batch)
+        for task in spec.tasks:
+            label = tf.reshape(batch[naming.label_key(task.name)], [-1])
+            mask = tf.reshape(tf.cast(batch[naming.mask_key(task.name)], tf.float32), [-1])
+            score = scores[task.name]
+            if task.type != "multiclass":  # Keras reduces the last axis: one value per row
+                label = tf.reshape(tf.cast(label, tf.float32), [-1, 1])
+                score = tf.reshape(score, [-1, 1])
+            for metric in metrics[task.name].values():
+                metric.update_state(label, score, sample_weight=mask)
+    return {task: {name: float(m.result()) for name, m in by_name.items()}
+            for task, by_name in metrics.items()}
