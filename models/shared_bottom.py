@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import tensorflow as tf
-
 from tfx_mtl.models import blocks, features
 from tfx_mtl.models.architecture import ArchitectureConfig
-from tfx_mtl.models.features import input_cardinalities  # noqa: F401  (old import path)
 from tfx_mtl.models.network import Network
 from tfx_mtl.task_spec import TaskSpec
 
@@ -33,9 +30,3 @@ def build_network(spec: TaskSpec, cardinalities: Mapping[str, int],
     return Network.from_tensors(NAME, inputs, outputs, [trunk],
                                 [f"shared_{len(config.hidden_units) - 1}"], task_layers)
 
-
-def build(spec: TaskSpec, cardinalities: Mapping[str, int],
-          num_classes: Mapping[str, int] | None = None,
-          config: ArchitectureConfig = ArchitectureConfig()) -> tf.keras.Model:
-    """Transitional: the Keras model of :func:`build_network` (what trainer.py uses today)."""
-    return build_network(spec, cardinalities, num_classes, config).model

@@ -42,8 +42,7 @@ _SUM = tf.distribute.ReduceOp.SUM
 
 def _fill(grads: Sequence, variables: Sequence) -> list[tf.Tensor]:
     """Zeros for unconnected gradients (UnconnectedGradients.ZERO fails on Keras 3 variables)."""
-    return [tf.zeros(v.shape, v.dtype) if g is None else tf.convert_to_tensor(g)
-            for g, v in zip(grads, variables)]
+    return [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, variables)]
 
 
 def _flatten(jacobians: Sequence[tf.Tensor], k: int) -> tf.Tensor:

@@ -4,9 +4,9 @@ import pytest
 import tensorflow as tf
 
 from tfx_mtl import naming
+from tfx_mtl.models import architecture, export, features, trainer
 from tfx_mtl.models.loop import TrainingLoop
 from tfx_mtl.models.trainer_config import TrainerConfig
-from tfx_mtl.models import architecture, export, features, trainer
 
 from .conftest import ROWS, SPEC  # noqa: F401  (importlib mode: relative import of the fixture module)
 
