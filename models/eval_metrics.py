@@ -33,33 +33,51 @@ def metric_names(task: Task) -> tuple[str, ...]:
     return tuple(m.name for m in task.metrics)
 
 
+class Evaluator:
+    """Scores batches with the spec's metrics; the prediction step is traced once.
+
+    The training loop evaluates every ``eval_every`` steps: keeping one compiled
+    prediction per loop avoids a retrace at each evaluation.
+    """
+
+    def __init__(self, model: tf.keras.Model, spec: TaskSpec,
+                 label_stats: Mapping[str, tuple[float, float]]):
+        self.spec = spec
+        keys = [naming.feature_key(f) for f in spec.feature_names]
+
+        @tf.function
+        def predict(batch):
+            raw = model({k: batch[k] for k in keys}, training=False)
+            result = {}
+            for task in spec.tasks:
+                mean, std = label_stats.get(task.name, (0.0, 1.0))
+                out = heads.outputs(task, raw[task.name], mean, std)
+                result[task.name] = out[naming.SCORED_OUTPUT[task.type]]
+            return result
+
+        self._predict = predict
+
+    def __call__(self, batches: Iterable[Mapping[str, tf.Tensor]]) -> dict[str, dict[str, float]]:
+        """Every spec metric of every task over ``batches``: ``{task: {metric: value}}``."""
+        spec = self.spec
+        metrics = {task.name: {name: _FACTORIES[name]() for name in metric_names(task)}
+                   for task in spec.tasks}
+        for batch in batches:
+            scores = self._predict(batch)
+            for task in spec.tasks:
+                label = tf.reshape(batch[naming.label_key(task.name)], [-1])
+                mask = tf.reshape(tf.cast(batch[naming.mask_key(task.name)], tf.float32), [-1])
+                score = scores[task.name]
+                if task.type != "multiclass":  # Keras reduces the last axis: one value per row
+                    label = tf.reshape(tf.cast(label, tf.float32), [-1, 1])
+                    score = tf.reshape(score, [-1, 1])
+                for metric in metrics[task.name].values():
+                    metric.update_state(label, score, sample_weight=mask)
+        return {task: {name: float(m.result()) for name, m in by_name.items()}
+                for task, by_name in metrics.items()}
+
+
 def evaluate(model: tf.keras.Model, spec: TaskSpec, label_stats: Mapping[str, tuple[float, float]],
              batches: Iterable[Mapping[str, tf.Tensor]]) -> dict[str, dict[str, float]]:
-    """Every spec metric of every task over ``batches``: ``{task: {metric: value}}``."""
-    metrics = {task.name: {name: _FACTORIES[name]() for name in metric_names(task)}
-               for task in spec.tasks}
-    keys = [naming.feature_key(f) for f in spec.feature_names]
-
-    @tf.function
-    def predict(batch):
-        raw = model({k: batch[k] for k in keys}, training=False)
-        result = {}
-        for task in spec.tasks:
-            mean, std = label_stats.get(task.name, (0.0, 1.0))
-            out = heads.outputs(task, raw[task.name], mean, std)
-            result[task.name] = out[naming.SCORED_OUTPUT[task.type]]
-        return result
-
-    for batch in batches:
-        scores = predict(batch)
-        for task in spec.tasks:
-            label = tf.reshape(batch[naming.label_key(task.name)], [-1])
-            mask = tf.reshape(tf.cast(batch[naming.mask_key(task.name)], tf.float32), [-1])
-            score = scores[task.name]
-            if task.type != "multiclass":  # Keras reduces the last axis: one value per row
-                label = tf.reshape(tf.cast(label, tf.float32), [-1, 1])
-                score = tf.reshape(score, [-1, 1])
-            for metric in metrics[task.name].values():
-                metric.update_state(label, score, sample_weight=mask)
-    return {task: {name: float(m.result()) for name, m in by_name.items()}
-            for task, by_name in metrics.items()}
+    """One-off :class:`Evaluator` run."""
+    return Evaluator(model, spec, label_stats)(batches)

@@ -118,6 +118,7 @@ class TrainingLoop:
                                   config.cagrad_c, config.per_task_gradients)
         # Compiled once per loop, so later ``fit`` calls (resume, benchmarks) reuse the trace.
         self._train_step = tf.function(self._distributed_step)
+        self.evaluator = eval_metrics.Evaluator(network.model, spec, self.label_stats)
 
     def _distributed_step(self, iterator, diagnose: bool):
         """One step on the iterator's next batch (read in the graph, as Keras does: passing
@@ -224,8 +225,7 @@ class TrainingLoop:
                 _write(writer, step, scalars)
 
             if eval_data is not None and config.eval_every and step % config.eval_every == 0:
-                evaluated = eval_metrics.evaluate(self.network.model, self.spec,
-                                                  self.label_stats, eval_data())
+                evaluated = self.evaluator(eval_data())
                 _write(writer, step, {f"eval/{t}/{m}": v for t, by_metric in evaluated.items()
                                       for m, v in by_metric.items()})
                 if self.early_stopping is not None:

@@ -16,7 +16,7 @@ from absl import logging
 from tfx_bsl.public.tfxio import TensorFlowDatasetOptions
 
 from tfx_mtl import naming
-from tfx_mtl.models import architecture, distribution, eval_metrics, export, features, heads
+from tfx_mtl.models import architecture, distribution, export, features, heads
 from tfx_mtl.models.loop import NonFiniteLossError, TrainingLoop  # noqa: F401 (re-exported)
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
 from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig  # noqa: F401
@@ -59,8 +59,7 @@ def run_fn(fn_args) -> None:
     eval_steps = max(1, fn_args.eval_steps or 1)
     result = loop.fit(train_data, fn_args.train_steps,
                       eval_data=lambda: eval_data.take(eval_steps))
-    result.eval_metrics = eval_metrics.evaluate(network.model, spec, label_stats,
-                                                eval_data.take(eval_steps))
+    result.eval_metrics = loop.evaluator(eval_data.take(eval_steps))
     logging.info("trained to step %d; eval metrics %s", result.steps, result.eval_metrics)
     result.write(fn_args.model_run_dir)
     export.export(network.model, spec, tf_transform_output, label_stats,
