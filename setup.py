@@ -8,6 +8,10 @@ as sub-packages of one `tfx_mtl` namespace so that generic names such as
 from setuptools import setup
 
 _SUBPACKAGES = ("pipeline", "components", "models", "schemas", "kubeflow", "bench")
+# What the review notebooks (notebooks/) need beyond the pipeline: tables, static
+# plots, and a kernel to run them headless in tests (ipywidgets comes with TFMA).
+_NOTEBOOKS = ["matplotlib>=3.8,<4", "nbclient>=0.10,<1", "nbformat>=5.10,<6",
+              "ipykernel>=6.29,<8", "pandas>=2,<3"]
 
 setup(
     name="tfx-mtl",
@@ -31,6 +35,6 @@ setup(
         "tensorflow-serving-api>=2.19,<2.22",
         "pyyaml>=6",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"notebooks": _NOTEBOOKS, "test": ["pytest>=8", *_NOTEBOOKS]},
     entry_points={"console_scripts": ["tfx-mtl=tfx_mtl.cli:main"]},
 )

@@ -5,7 +5,7 @@ Every signature takes serialized ``tf.Example``s of raw features (input
   ``serving_default``     every task's outputs, keys ``<task>_<output>``
   ``<task>``              that task's outputs, bare names (see naming)
   ``transform_features``  the transformed features, labels and masks (for TFMA)
-  ``evaluation``          ``<task>`` -> the task's scored output (for TFMA)
+  ``<task>__evaluation``  the task's scored output, alone (for TFMA)
 Only the spec's feature columns are parsed for prediction, so extra columns in
 an example (labels, anything else) are ignored.
 """
@@ -62,19 +62,19 @@ def export(model: tf.keras.Model, spec: TaskSpec, tf_transform_output: tft.TFTra
             return predict(examples)[task_name]
         return serve_task
 
-    @tf.function(input_signature=[_EXAMPLES_SPEC])
-    def evaluation(examples):
-        outputs = predict(examples)
-        return {task.name: outputs[task.name][naming.SCORED_OUTPUT[task.type]]
-                for task in spec.tasks}
+    def evaluation_signature(task):
+        @tf.function(input_signature=[_EXAMPLES_SPEC])
+        def evaluation(examples):
+            return {task.name: predict(examples)[task.name][naming.SCORED_OUTPUT[task.type]]}
+        return evaluation
 
     @tf.function(input_signature=[_EXAMPLES_SPEC])
     def transform_features(examples):
         return model.tft_layer(tf.io.parse_example(examples, raw_spec))
 
     signatures = {naming.SERVING_DEFAULT: serve_all,
-                  naming.TRANSFORM_FEATURES: transform_features,
-                  naming.EVALUATION: evaluation}
+                  naming.TRANSFORM_FEATURES: transform_features}
     for task in spec.tasks:
         signatures[task.name] = task_signature(task.name)
+        signatures[naming.evaluation_signature(task.name)] = evaluation_signature(task)
     tf.saved_model.save(model, export_dir, signatures=signatures)

@@ -66,6 +66,7 @@ class TrainingResult:
     best_step: int | None = None
     eval_metrics: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
+    architecture: dict[str, Any] = dataclasses.field(default_factory=dict)  # its config
     keras_version: str = dataclasses.field(default_factory=lambda: tf.keras.__version__)
 
     def write(self, directory: str) -> str:
@@ -251,7 +252,8 @@ class TrainingLoop:
             shared_parameters=sum(v.shape.num_elements() for v in self.partition.shared),
             conflict_fraction=run_conflicts.fraction, mean_cosine=run_conflicts.mean_cosine,
             measured_steps=int(run_conflicts.steps), stopped_early=stopped, best_step=best_step,
-            eval_metrics=evaluated, seconds=time.monotonic() - started)
+            eval_metrics=evaluated, seconds=time.monotonic() - started,
+            architecture=dataclasses.asdict(self.config.architecture))
 
 
 class _RunConflicts:

@@ -90,6 +90,19 @@ class TrainerConfig:
             raise TrainerConfigError(str(e)) from None
         return cls(**data, architecture=arch_config)
 
+    def baseline_for(self, task: str) -> "TrainerConfig":
+        """The single-task baseline of ``task``: the same family, widths, data, batch,
+        optimiser, seed and steps, one head. Weighting and gradient combination
+        have nothing to balance with one task (uniform, sum); early stopping, if
+        on, watches the task's own first metric."""
+        arch = self.architecture
+        family = arch.family if arch.name == "single_task" else arch.name
+        return dataclasses.replace(
+            self, architecture=dataclasses.replace(arch, name="single_task", family=family,
+                                                   task=task),
+            weighting="uniform", weighting_params={}, combine="sum",
+            early_stopping_task=None, early_stopping_metric=None)
+
     def to_dict(self) -> dict[str, Any]:
         result = dataclasses.asdict(self)
         result["weighting_params"] = dict(self.weighting_params)

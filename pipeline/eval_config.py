@@ -1,11 +1,17 @@
-"""TFMA EvalConfig derived from the task spec: one output per task.
+"""TFMA EvalConfigs derived from the task spec: one per task, candidate vs baseline.
 
-TFMA runs the model's ``transform_features`` signature first, so labels are the
-Transform's ``<task>__label`` (derived labels included) and the example weight
-is the task's ``<task>__mask``: examples without a label for a task weigh 0
-and do not count in that task's metrics. Predictions come from the ``evaluation``
-signature, keyed by task name (TFMA's output names). Thresholds are the spec's
-bounds.
+Each task's Evaluator compares two models on the same eval split: the
+multi-task model (``candidate``) and that task's single-task baseline
+(``baseline``). Both are scored through their ``<task>__evaluation``
+signature, whose one output is the task's score; TFMA first runs each model's
+``transform_features`` signature, so the label is the Transform's
+``<task>__label`` and the example weight the task's ``<task>__mask``: examples
+without a label for the task weigh 0 and do not count in its metrics.
+
+Bounds apply to the overall slice only (a rare ``payment_type`` must not block
+a push); the spec's slices are computed for review. Every task also carries one
+bound TFMA always checks: at least one labelled eval example, so an Evaluator
+always validates (TFX skips validation, and writes no verdict, without bounds).
 """
 from __future__ import annotations
 
@@ -14,30 +20,49 @@ from tensorflow_model_analysis.proto import config_pb2 as tfma
 from tfx_mtl import naming
 from tfx_mtl.task_spec import Metric, Task, TaskSpec
 
+CANDIDATE = "candidate"
+BASELINE = "baseline"
+_OVERALL = tfma.SlicingSpec()
 
-def build(spec: TaskSpec) -> tfma.EvalConfig:
-    model_spec = tfma.ModelSpec(
-        signature_name=naming.EVALUATION,
-        preprocessing_function_names=[naming.TRANSFORM_FEATURES],
-        label_keys={t.name: naming.label_key(t.name) for t in spec.tasks},
-        example_weight_keys={t.name: naming.mask_key(t.name) for t in spec.tasks},
-    )
+
+def for_task(spec: TaskSpec, task_name: str) -> tfma.EvalConfig:
+    """The EvalConfig of ``task_name``'s Evaluator (raises KeyError for an unknown task)."""
+    task = spec.task(task_name)
     return tfma.EvalConfig(
-        model_specs=[model_spec],
-        slicing_specs=[tfma.SlicingSpec()],
-        metrics_specs=[s for task in spec.tasks for s in _metrics_specs(task)],
+        model_specs=[_model_spec(task, CANDIDATE, is_baseline=False),
+                     _model_spec(task, BASELINE, is_baseline=True)],
+        slicing_specs=slicing_specs(spec),
+        metrics_specs=_metrics_specs(task),
+    )
+
+
+def slicing_specs(spec: TaskSpec) -> list[tfma.SlicingSpec]:
+    """The overall slice, then one per spec slice (several columns make a cross)."""
+    return [tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=list(columns))
+                                   for columns in spec.evaluation.slices]
+
+
+def _model_spec(task: Task, name: str, is_baseline: bool) -> tfma.ModelSpec:
+    return tfma.ModelSpec(
+        name=name,
+        is_baseline=is_baseline,
+        signature_name=naming.evaluation_signature(task.name),
+        preprocessing_function_names=[naming.TRANSFORM_FEATURES],
+        label_key=naming.label_key(task.name),
+        example_weight_key=naming.mask_key(task.name),
     )
 
 
 def _metrics_specs(task: Task) -> list[tfma.MetricsSpec]:
     """Unweighted: every eval example; weighted by the mask: labelled count and metrics."""
     every_example = tfma.MetricsSpec(
-        output_names=[task.name], metrics=[tfma.MetricConfig(class_name="ExampleCount")],
+        metrics=[tfma.MetricConfig(class_name="ExampleCount")],
         example_weights=tfma.ExampleWeightOptions(unweighted=True))
+    labelled_count = tfma.MetricConfig(class_name="ExampleCount")
+    _bound_overall(labelled_count, tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 1})))
     labelled = tfma.MetricsSpec(
-        output_names=[task.name],
-        metrics=[tfma.MetricConfig(class_name="ExampleCount")]
-        + [_metric_config(task, metric) for metric in task.metrics],
+        metrics=[labelled_count] + [_metric_config(task, metric) for metric in task.metrics],
         example_weights=tfma.ExampleWeightOptions(weighted=True))
     return [every_example, labelled]
 
@@ -47,8 +72,33 @@ def _metric_config(task: Task, metric: Metric) -> tfma.MetricConfig:
     config = tfma.MetricConfig(class_name=definition.tfma_class, module=definition.module or "")
     if metric.threshold is not None:
         bounds = {k: {"value": v} for k, v in (("lower_bound", metric.threshold.lower_bound),
-                                    ("upper_bound", metric.threshold.upper_bound))
+                                               ("upper_bound", metric.threshold.upper_bound))
                   if v is not None}
-        config.threshold.CopyFrom(tfma.MetricThreshold(
+        _bound_overall(config, tfma.MetricThreshold(
             value_threshold=tfma.GenericValueThreshold(**bounds)))
+    if metric.max_regression is not None:
+        _bound_overall(config, tfma.MetricThreshold(
+            change_threshold=change_threshold(metric.max_regression.amount,
+                                              metric.max_regression.relative,
+                                              definition.higher_is_better)))
     return config
+
+
+def change_threshold(amount: float, relative: bool, higher_is_better: bool
+                     ) -> tfma.GenericChangeThreshold:
+    """TFMA's form of "may be worse than the baseline by at most ``amount``".
+
+    TFMA checks ``candidate - baseline >= bound`` when higher is better and
+    ``<= bound`` when lower is better (divided by the baseline when relative),
+    so the bound is ``-amount`` or ``+amount``.
+    """
+    direction = (tfma.MetricDirection.HIGHER_IS_BETTER if higher_is_better
+                 else tfma.MetricDirection.LOWER_IS_BETTER)
+    bound = {"value": -amount if higher_is_better else amount}
+    if relative:
+        return tfma.GenericChangeThreshold(direction=direction, relative=bound)
+    return tfma.GenericChangeThreshold(direction=direction, absolute=bound)
+
+
+def _bound_overall(config: tfma.MetricConfig, threshold: tfma.MetricThreshold) -> None:
+    config.per_slice_thresholds.add(slicing_specs=[_OVERALL], threshold=threshold)

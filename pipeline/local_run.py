@@ -99,12 +99,13 @@ class OptionsError(ValueError):
 def run(*, spec_path: str | None = None, data: str | None = None, output_dir: str = "runs",
         train_steps: int = 1000, eval_steps: int = 50,
         trainer_options: dict[str, Any] | None = None, cpu_replicas: int | None = None,
-        out: TextIO | None = None) -> dict[str, Any]:
+        baselines: str | None = None, out: TextIO | None = None) -> dict[str, Any]:
     """Validates the inputs, runs the whole DAG and returns the run summary.
 
     ``trainer_options`` are :class:`~tfx_mtl.models.trainer_config.TrainerConfig`
     fields; ``cpu_replicas`` > 1 splits the CPU into that many logical devices,
     so the Trainer runs under MirroredStrategy (as it would on several GPUs).
+    ``baselines`` ("train" | "reuse") overrides the spec's ``evaluation.baselines``.
     """
     out = out or sys.stdout
     data = data or data_lib.bundled_taxi_csv()
@@ -127,12 +128,17 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     # context: TensorFlow's start-up messages belong in the log, not the terminal.
     with _logging_to(log_file, progress):
         trainer_config = _trainer_config(trainer_options, spec)
+        baselines = baselines or spec.evaluation.baselines
+        if baselines == "reuse":
+            _check_reusable_baselines(paths.metadata, name, spec, trainer_config)
         if cpu_replicas and cpu_replicas > 1:
             from tfx_mtl.models import distribution
             distribution.split_cpu(cpu_replicas)
     arch = trainer_config.architecture
     out.write(f"  model {arch.name}, weighting {trainer_config.weighting}, "
-              f"combine {trainer_config.combine}\n")
+              f"combine {trainer_config.combine}\n"
+              f"  baselines: {'reuse the latest' if baselines == 'reuse' else 'train'} "
+              f"(single-task, per task); policy {spec.evaluation.policy!r}\n")
     started = time.monotonic()
     try:
         with _logging_to(log_file, progress):
@@ -148,6 +154,7 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
                 train_steps=train_steps,
                 eval_steps=eval_steps,
                 trainer_config=trainer_config,
+                baselines=baselines,
                 metadata_connection_config=(
                     tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata)),
                 beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
@@ -158,9 +165,25 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
 
     with _logging_to(log_file, progress):  # TFMA's readers warn about deprecations
         from tfx_mtl.pipeline import summary as summary_lib
-        summary = summary_lib.collect(paths.metadata, name, spec, paths.output_dir)
+        summary = summary_lib.collect(paths.metadata, name, paths.output_dir)
     summary_lib.render(summary, spec, out)
     return summary
+
+
+def _check_reusable_baselines(metadata: str, name: str, spec: task_spec.TaskSpec,
+                              trainer_config) -> None:
+    """Refuses ``reuse`` before the run when a task has no baseline to reuse: TFMA would
+    silently skip the comparison (and the gate would then refuse the task)."""
+    from tfx_mtl.models.architecture import trained_spec
+    from tfx_mtl.pipeline.pipeline import baseline_node
+    from tfx_mtl.pipeline.summary import tasks_without_baseline
+
+    tasks = trained_spec(spec, trainer_config.architecture).task_names
+    missing = tasks_without_baseline(metadata, name, tasks, baseline_node)
+    if missing:
+        raise OptionsError(
+            f"baselines: reuse: no trained single-task baseline for task(s) "
+            f"{', '.join(missing)} in {metadata}; run once with baselines: train")
 
 
 def _trainer_config(options: dict[str, Any] | None, spec: task_spec.TaskSpec):

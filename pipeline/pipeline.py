@@ -1,7 +1,15 @@
 """The multi-task TFX pipeline, one definition for every runner.
 
 CsvExampleGen -> StatisticsGen -> SchemaGen | ImportSchemaGen (curated schema)
--> ExampleValidator -> SchemaGate -> Transform -> Trainer -> Evaluator -> Pusher
+-> ExampleValidator -> SchemaGate -> Transform -> Trainer (the multi-task model)
+   and, per task, ``baseline_<task>`` (a single-task Trainer of the same family
+   and budget, or the latest one already trained: ``latest_baseline_<task>``)
+-> per task, ``evaluate_<task>`` (TFMA: multi-task vs that task's baseline)
+-> BlessingGate (the spec's policy over the per-task blessings) -> Pusher
+
+Transform and the Trainers get the spec without its evaluation section and
+bounds (:meth:`TaskSpec.training_view`), so changing how runs are judged
+re-runs the Evaluators and the gate, never the training.
 
 Module code is referenced by import path (``tfx_mtl.models...``), so a compiled
 pipeline carries no local file path and runs wherever the package is installed.
@@ -19,7 +27,9 @@ from typing import Any, Sequence
 import tensorflow as tf
 from tfx import v1 as tfx
 
+from tfx_mtl.components.blessing_gate import BlessingGate
 from tfx_mtl.components.schema_gate import SchemaGate
+from tfx_mtl.models import architecture
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
 from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
 from tfx_mtl.pipeline import eval_config
@@ -27,6 +37,7 @@ from tfx_mtl.task_spec import TaskSpec
 
 PREPROCESSING_FN = "tfx_mtl.models.preprocessing.preprocessing_fn"
 RUN_FN = "tfx_mtl.models.trainer.run_fn"
+BASELINE_OUTPUT = "model"  # the Trainer output a reused baseline is resolved from
 # The packages whose code runs inside Transform and Trainer (spec, labels, models).
 _CODE_PACKAGES = ("tfx_mtl", "tfx_mtl.models")
 
@@ -76,6 +87,15 @@ def stage_schema(schema_file: str, pipeline_root: str) -> str:
     return staged
 
 
+def baseline_node(task: str) -> str:
+    """The id of ``task``'s single-task baseline Trainer."""
+    return f"baseline_{task}"
+
+
+def evaluator_node(task: str) -> str:
+    return f"evaluate_{task}"
+
+
 def create_pipeline(
     *,
     pipeline_name: str,
@@ -86,11 +106,17 @@ def create_pipeline(
     train_steps: int,
     eval_steps: int = 50,
     trainer_config: TrainerConfig = TrainerConfig(),
+    baselines: str | None = None,
     metadata_connection_config: Any = None,
     beam_pipeline_args: Sequence[str] = (),
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
-    custom_config = {SPEC_CONFIG_KEY: spec.to_dict(), "code_version": code_version()}
+    """The DAG for ``spec``; ``baselines`` ("train" | "reuse") overrides the spec's."""
+    baselines = baselines or spec.evaluation.baselines
+    if baselines not in ("train", "reuse"):
+        raise ValueError(f"baselines: must be 'train' or 'reuse', got {baselines!r}")
+    custom_config = {SPEC_CONFIG_KEY: spec.training_view().to_dict(),
+                     "code_version": code_version()}
 
     example_gen = tfx.components.CsvExampleGen(
         input_base=data.directory,
@@ -115,21 +141,43 @@ def create_pipeline(
         schema=schema_gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=custom_config)
-    trainer = tfx.components.Trainer(
-        run_fn=RUN_FN,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        train_args=tfx.proto.TrainArgs(num_steps=train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
-        custom_config={**custom_config,
-                       TRAINER_CONFIG_KEY: trainer_config.to_dict()})
-    evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
-        model=trainer.outputs["model"],
-        eval_config=eval_config.build(spec))
+
+    def trainer(config: TrainerConfig) -> tfx.components.Trainer:
+        return tfx.components.Trainer(
+            run_fn=RUN_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            train_args=tfx.proto.TrainArgs(num_steps=train_steps),
+            eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
+            custom_config={**custom_config, TRAINER_CONFIG_KEY: config.to_dict()})
+
+    multi_task = trainer(trainer_config)
+    trained = architecture.trained_spec(spec, trainer_config.architecture)
+    baseline_nodes, evaluators = [], {}
+    for task in trained.task_names:
+        if baselines == "train":
+            baseline = trainer(trainer_config.baseline_for(task)).with_id(baseline_node(task))
+        else:
+            baseline = tfx.dsl.Resolver(
+                strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+                model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                                      producer_component_id=baseline_node(task),
+                                      output_key=BASELINE_OUTPUT),
+            ).with_id(f"latest_{baseline_node(task)}")
+        baseline_nodes.append(baseline)
+        evaluators[task] = tfx.components.Evaluator(
+            examples=example_gen.outputs["examples"],
+            model=multi_task.outputs["model"],
+            baseline_model=baseline.outputs["model"],
+            eval_config=eval_config.for_task(trained, task)).with_id(evaluator_node(task))
+    gate = BlessingGate(
+        model=multi_task.outputs["model"],
+        evaluations={t: e.outputs["evaluation"] for t, e in evaluators.items()},
+        blessings={t: e.outputs["blessing"] for t, e in evaluators.items()},
+        spec=trained.judging_view())
     pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
+        model=multi_task.outputs["model"],
+        model_blessing=gate.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
 
@@ -137,7 +185,7 @@ def create_pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, schema_gate,
-                    transform, trainer, evaluator, pusher],
+                    transform, multi_task, *baseline_nodes, *evaluators.values(), gate, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args))

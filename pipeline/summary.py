@@ -2,9 +2,10 @@
 
 Everything comes from the pipeline's own records, not from the process that
 ran it: the latest pipeline run's executions (COMPLETE or CACHED, with wall
-times), the Evaluator's metrics and validation per task output, the blessing,
-and the Pusher's destination. The JSON shape is a contract (see README):
-``{"tasks": {"<task>": {"type", "metrics", "blessed", ...}}, "pushed",
+times), the blessing gate's transfer report (per task: multi-task and baseline
+metrics, changes, bounds, verdict), and the Pusher's destination. The JSON
+shape is a contract (see README): ``{"tasks": {"<task>": {"type", "metrics",
+"baseline_metrics", "blessed", ...}}, "policy", "decision", "pushed",
 "output_dir", ...}`` -- later versions add fields, never rename these.
 """
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from typing import Any, TextIO
 
-import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
@@ -51,6 +52,26 @@ def latest_run(store, pipeline_name: str):
     return run, store.get_executions_by_context(run.id)
 
 
+def tasks_without_baseline(sqlite_path: str, pipeline_name: str, tasks, baseline_node) -> list[str]:
+    """The tasks with no single-task baseline model in the store (for ``baselines: reuse``)."""
+    if not os.path.exists(sqlite_path):
+        return list(tasks)
+    store = open_store(sqlite_path)
+    try:
+        model_type = store.get_artifact_type("Model").id
+    except Exception:  # no Model was ever registered  # noqa: BLE001
+        return list(tasks)
+    missing = []
+    for task in tasks:
+        node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{baseline_node(task)}")
+        models = [] if node is None else [
+            a for a in store.get_artifacts_by_context(node.id)
+            if a.state == metadata_store_pb2.Artifact.LIVE and a.type_id == model_type]
+        if not models:
+            missing.append(task)
+    return missing
+
+
 def _node_id(store, execution, pipeline_name: str) -> str:
     for ctx in store.get_contexts_by_execution(execution.id):
         if ctx.name.startswith(pipeline_name + "."):
@@ -67,116 +88,83 @@ def _output_artifacts(store, execution, type_name: str):
     return [a for a in artifacts if type_ids.get(a.type_id) == type_name]
 
 
-def _read_metrics(eval_uri: str, spec: TaskSpec) -> dict[str, dict[str, float]]:
-    """Overall-slice metrics per task, renamed to the spec's metric names."""
-    names = {task.name: {m.definition(task.type).tfma_name: m.name for m in task.metrics}
-             for task in spec.tasks}
-    result: dict[str, dict[str, float]] = {task.name: {} for task in spec.tasks}
-    for metrics_for_slice in tfma.load_metrics(eval_uri):
-        if metrics_for_slice.slice_key.single_slice_keys:
-            continue  # overall slice only
-        for kv in metrics_for_slice.metric_keys_and_values:
-            task, tfma_name = kv.key.output_name, kv.key.name
-            if task not in result or not kv.value.HasField("double_value"):
-                continue
-            value = kv.value.double_value.value  # a google.protobuf.DoubleValue
-            weighted = kv.key.example_weighted.value  # weighted by the task's label mask
-            if tfma_name == "example_count":
-                result[task]["labelled_count" if weighted else "example_count"] = value
-            elif tfma_name in names[task]:
-                result[task][names[task][tfma_name]] = value
-    return result
+def _read_report(uri: str) -> dict[str, Any]:
+    from tfx_mtl.components.blessing_gate import REPORT_FILE
+
+    with open(os.path.join(uri, REPORT_FILE)) as f:
+        return json.load(f)
 
 
-def _read_failures(eval_uri: str, spec: TaskSpec) -> dict[str, list[str]]:
-    names = {(task.name, m.definition(task.type).tfma_name): m.name
-             for task in spec.tasks for m in task.metrics}
-    failures: dict[str, list[str]] = {task.name: [] for task in spec.tasks}
-    validation = tfma.load_validation_result(eval_uri)
-    for per_slice in validation.metric_validations_per_slice:
-        for failure in per_slice.failures:
-            task = failure.metric_key.output_name
-            metric = names.get((task, failure.metric_key.name), failure.metric_key.name)
-            failures.setdefault(task, []).append(
-                f"{metric} = {failure.metric_value.double_value.value:.6g} fails {_bound(failure.metric_threshold)}")
-    return failures
-
-
-def _bound(threshold) -> str:
-    value = threshold.value_threshold
-    parts = []
-    if value.HasField("lower_bound"):
-        parts.append(f">= {value.lower_bound.value:g}")
-    if value.HasField("upper_bound"):
-        parts.append(f"<= {value.upper_bound.value:g}")
-    return " and ".join(parts) or str(threshold).strip()
-
-
-def collect(sqlite_path: str, pipeline_name: str, spec: TaskSpec, output_dir: str) -> dict[str, Any]:
+def collect(sqlite_path: str, pipeline_name: str, output_dir: str) -> dict[str, Any]:
+    """The run summary: the gate's transfer report, component runs and the push."""
     store = open_store(sqlite_path)
     run, executions = latest_run(store, pipeline_name)
-    components, evaluation, blessing, pushed = [], None, None, None
+    components, report, pushed = [], None, None
     for execution in sorted(executions, key=lambda e: (e.create_time_since_epoch, e.id)):
         node = _node_id(store, execution, pipeline_name)
         components.append(ComponentRun(
             node, _EXECUTION_STATES.get(execution.last_known_state, "UNKNOWN"),
             (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000))
-        evaluation = next(iter(_output_artifacts(store, execution, "ModelEvaluation")), evaluation)
-        blessing = next(iter(_output_artifacts(store, execution, "ModelBlessing")), blessing)
+        report = next(iter(_output_artifacts(store, execution, "TransferReport")), report)
         pushed = next(iter(_output_artifacts(store, execution, "PushedModel")), pushed)
-
-    metrics = _read_metrics(evaluation.uri, spec) if evaluation else {}
-    failures = _read_failures(evaluation.uri, spec) if evaluation else {}
+    if report is None:
+        raise LookupError(f"the latest run of {pipeline_name!r} has no transfer report")
+    transfer = _read_report(report.uri)
     push_dir = None
     if pushed is not None and pushed.custom_properties["pushed"].int_value == 1:
         push_dir = pushed.custom_properties["pushed_destination"].string_value
-    tasks = {}
-    for task in spec.tasks:
-        tasks[task.name] = {
-            "type": task.type,
-            "role": task.role,
-            "metrics": metrics.get(task.name, {}),
-            "blessed": bool(evaluation) and not failures.get(task.name),
-            "failures": failures.get(task.name, []),
-        }
     return {
-        "tasks": tasks,
+        "tasks": transfer["tasks"],
+        "policy": transfer["policy"],
+        "decision": transfer["decision"],
+        "blocking": transfer["blocking"],
+        "model_blessed": transfer["blessed"],
         "pushed": push_dir,
         "output_dir": output_dir,
         "pipeline": pipeline_name,
         "run_id": run.name,
-        "model_blessed": bool(blessing and blessing.custom_properties["blessed"].int_value == 1),
+        "transfer_report": os.path.join(report.uri, "transfer_report.json"),
         "components": [dataclasses.asdict(c) for c in components],
     }
 
 
 def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
-    """The per-task table printed at the end of ``tfx-mtl run``."""
-    metric_names = []
-    for task in spec.tasks:
-        for metric in task.metrics:
-            if metric.name not in metric_names:
-                metric_names.append(metric.name)
-    header = ["task", "type", "role", "labelled"] + metric_names + ["blessed"]
+    """The transfer report as printed at the end of ``tfx-mtl run``: one row per metric."""
+    header = ["task", "role", "labelled", "metric", "multi-task", "baseline", "change",
+              "bound", "blessed"]
     rows = []
     for name, info in summary["tasks"].items():
-        m = info["metrics"]
-        rows.append([name, info["type"], info["role"], _fmt(m.get("labelled_count"), 0)]
-                    + [_fmt(m.get(k)) for k in metric_names]
-                    + ["yes" if info["blessed"] else "NO"])
+        task = spec.task(name)
+        m, b, changes = info["metrics"], info["baseline_metrics"], info["changes"]
+        for i, metric in enumerate(task.metrics):
+            first = i == 0
+            change = changes.get(metric.name)
+            rel = ""
+            if change is not None and b.get(metric.name):
+                rel = f" ({change / b[metric.name] * 100:+.1f}%)"
+            rows.append([
+                name if first else "", info["role"] if first else "",
+                _fmt(m.get("labelled_count"), 0) if first else "", metric.name,
+                _fmt(m.get(metric.name)), _fmt(b.get(metric.name)),
+                ("-" if change is None else f"{change:+.4f}") + rel,
+                "; ".join(info["bounds"].get(metric.name, [])).replace(" vs the baseline", "")
+                or "-",
+                ("yes" if info["blessed"] else "NO") if first else ""])
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()
     out.write("\n" + line + "\n" + "-" * len(line) + "\n")
     for row in rows:
-        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "\n")
+        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+    out.write("\n")
     for name, info in summary["tasks"].items():
         for failure in info["failures"]:
-            out.write(f"  task {name!r} not blessed: {failure}\n")
-    out.write("\n")
+            extra = "" if info["must_bless"] else " (auxiliary: does not block the push)"
+            out.write(f"  task {name!r} not blessed{extra}: {failure}\n")
+    out.write(f"gate: {summary['decision']}\n")
     if summary["pushed"]:
         out.write(f"model pushed to {summary['pushed']}\n")
     else:
-        out.write("model NOT pushed: the Evaluator did not bless it\n")
+        out.write("model NOT pushed: the blessing gate refused it\n")
 
 
 def _fmt(value, digits: int = 4) -> str:

@@ -33,6 +33,10 @@ def _add_run(subparsers) -> None:
     p.add_argument("--batch-size", type=arg_types.positive_int, default=128,
                    help="global training batch size (default: 128)")
     p.add_argument("--summary-json", help="also write the summary as JSON to this file")
+    p.add_argument("--reuse-baselines", action="store_true",
+                   help="compare with the latest single-task baselines in the output "
+                        "directory's MLMD store instead of training them (the spec's "
+                        "evaluation.baselines: reuse)")
     _add_training_options(p)
     p.set_defaults(func=_run)
 
@@ -100,7 +104,8 @@ def _run(args: argparse.Namespace) -> int:
     summary = local_run.run(spec_path=args.spec, data=args.data, output_dir=args.output_dir,
                             train_steps=args.train_steps, eval_steps=args.eval_steps,
                             trainer_options=trainer_options(args),
-                            cpu_replicas=args.cpu_replicas)
+                            cpu_replicas=args.cpu_replicas,
+                            baselines="reuse" if args.reuse_baselines else None)
     if args.summary_json:
         from tfx_mtl.pipeline import summary as summary_lib
         summary_lib.write_json(summary, args.summary_json)

@@ -16,8 +16,9 @@ Model outputs, per task type (a task's own signature uses the bare names;
   regression:  ``value`` (float32 [batch], in the label's own units)
 
 Signature names: ``serving_default``, one per task (the task's name),
-``transform_features`` and ``evaluation`` (both for TFMA); task names may not
-take the reserved ones.
+``transform_features`` and, per task, ``<task>__evaluation`` (both for TFMA);
+task names may not take the reserved ones, nor contain ``__``, so none of
+these keys can collide with a task's.
 """
 from __future__ import annotations
 
@@ -31,10 +32,17 @@ SCORED_OUTPUT = {"binary": "probability", "multiclass": "probabilities", "regres
 
 SERVING_DEFAULT = "serving_default"
 TRANSFORM_FEATURES = "transform_features"
-# What TFMA scores: ``<task>`` -> the task's SCORED_OUTPUT. TFMA 0.52 finds a
-# multi-output model's predictions by output name, so each is keyed by its task.
-EVALUATION = "evaluation"
 EXAMPLES_INPUT = "examples"
+
+
+def evaluation_signature(task: str) -> str:
+    """What TFMA scores for ``task``: its SCORED_OUTPUT, as the signature's one output.
+
+    One single-output signature per task, not one keyed by task: TFMA 0.52 unwraps
+    a one-output model's predictions, so a multi-task model and a single-task
+    baseline compare alike only when both are scored through one output.
+    """
+    return f"{task}__evaluation"
 
 
 def feature_key(feature: str) -> str:

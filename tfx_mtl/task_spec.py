@@ -1,9 +1,10 @@
 """The task spec: every task of a run described once, as data.
 
 A task spec is a YAML file naming the input features and, for each task, its
-type, label, loss, metrics (with thresholds) and role. Heads, losses, the
-Transform ``preprocessing_fn``, signatures and TFMA configs are all derived from
-a :class:`TaskSpec`, so adding a task never means editing code.
+type, label, loss, metrics (with bounds) and role, plus how runs are judged
+(``evaluation``: the blessing policy, baselines, slices). Heads, losses, the
+Transform ``preprocessing_fn``, signatures, baselines and TFMA configs are all
+derived from a :class:`TaskSpec`, so adding a task never means editing code.
 
 Validation collects every problem and raises one :class:`TaskSpecError` whose
 lines each name the offending field (``tasks.fare.loss: ...``), before anything
@@ -23,6 +24,11 @@ from tfx_mtl import label_expr, naming
 
 TASK_TYPES = ("binary", "multiclass", "regression")
 ROLES = ("primary", "auxiliary")
+# Which tasks must be blessed for the model to be pushed.
+POLICIES = ("all", "primary")
+# train: a fresh single-task baseline per task (TFX caches it while its inputs
+# are unchanged); reuse: the latest baselines already in the MLMD store.
+BASELINES = ("train", "reuse")
 FEATURE_KINDS = ("numeric", "bucketized", "categorical")
 
 # Losses each task type accepts; the first is the default.
@@ -63,8 +69,10 @@ METRICS: dict[str, dict[str, MetricDef]] = {
     },
 }
 
-_RESERVED_TASK_NAMES = (naming.SERVING_DEFAULT, naming.TRANSFORM_FEATURES, naming.EVALUATION)
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_RESERVED_TASK_NAMES = (naming.SERVING_DEFAULT, naming.TRANSFORM_FEATURES)
+# Words of lower-case letters and digits joined by single underscores: ``__``
+# separates a task's name from a suffix in derived keys (see naming).
+_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
 
 class TaskSpecError(ValueError):
@@ -94,9 +102,28 @@ class Threshold:
 
 
 @dataclasses.dataclass(frozen=True)
+class MaxRegression:
+    """How much worse than the task's single-task baseline a metric may be.
+
+    ``amount`` is in the metric's units, or a fraction of the baseline's value
+    when ``relative`` (written ``1%`` in the spec). "Worse" follows the metric's
+    direction: an AUC may fall by ``amount``, an RMSE may rise by it.
+    """
+
+    amount: float
+    relative: bool = False
+
+    def describe(self, higher_is_better: bool) -> str:
+        verb = "fall" if higher_is_better else "rise"
+        amount = f"{self.amount * 100:g}%" if self.relative else f"{self.amount:g}"
+        return f"may {verb} by at most {amount} vs the baseline"
+
+
+@dataclasses.dataclass(frozen=True)
 class Metric:
     name: str
     threshold: Threshold | None = None
+    max_regression: MaxRegression | None = None
 
     def definition(self, task_type: str) -> MetricDef:
         return METRICS[task_type][self.name]
@@ -124,12 +151,27 @@ class Task:
 
 
 @dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """How a run is judged: the blessing policy, the baselines and the TFMA slices."""
+
+    policy: str = "all"  # one of POLICIES
+    baselines: str = "train"  # one of BASELINES
+    # Each slice is a tuple of columns: one column, or several for a feature cross.
+    slices: tuple[tuple[str, ...], ...] = ()
+
+    def must_bless(self, task: Task) -> bool:
+        """Whether the push waits for this task's blessing under the policy."""
+        return self.policy == "all" or task.role == "primary"
+
+
+@dataclasses.dataclass(frozen=True)
 class TaskSpec:
     name: str
     features: tuple[Feature, ...]
     tasks: tuple[Task, ...]
     schema: str | None = None  # curated schema (absolute path) or None: infer
     source: str = "<dict>"
+    evaluation: Evaluation = Evaluation()
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -164,6 +206,18 @@ class TaskSpec:
                                  f"(tasks: {', '.join(self.task_names)})")
         return dataclasses.replace(self, tasks=tuple(t for t in self.tasks if t.name in wanted))
 
+    def training_view(self) -> "TaskSpec":
+        """What Transform and the Trainers need: no evaluation section, no bounds, no
+        source path. Their cache keys on it, so changing how runs are judged (policy,
+        slices, bounds) or moving the spec file does not retrain anything."""
+        tasks = tuple(dataclasses.replace(t, metrics=tuple(Metric(m.name) for m in t.metrics))
+                      for t in self.tasks)
+        return dataclasses.replace(self, tasks=tasks, evaluation=Evaluation(), source=self.name)
+
+    def judging_view(self) -> "TaskSpec":
+        """What the blessing gate needs: the tasks and how they are judged, no paths."""
+        return dataclasses.replace(self, schema=None, source=self.name)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form, e.g. for a TFX component's ``custom_config``."""
         return dataclasses.asdict(self)
@@ -176,12 +230,22 @@ class TaskSpec:
             features=tuple(Feature(**f) for f in data["features"]),
             tasks=tuple(
                 Task(**{**t, "metrics": tuple(
-                    Metric(m["name"], Threshold(**m["threshold"]) if m["threshold"] else None)
+                    Metric(m["name"], Threshold(**m["threshold"]) if m["threshold"] else None,
+                           MaxRegression(**m["max_regression"])
+                           if m.get("max_regression") else None)
                     for m in t["metrics"])})
                 for t in data["tasks"]),
             schema=data.get("schema"),
             source=data.get("source", "<dict>"),
+            evaluation=_evaluation_from_dict(data.get("evaluation")),
         )
+
+
+def _evaluation_from_dict(data: Mapping[str, Any] | None) -> Evaluation:
+    if not data:
+        return Evaluation()
+    return Evaluation(policy=data["policy"], baselines=data["baselines"],
+                      slices=tuple(tuple(s) for s in data["slices"]))
 
 
 def load(path: str | os.PathLike, columns: Iterable[str] | None = None) -> TaskSpec:
@@ -204,7 +268,7 @@ def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
     problems: list[tuple[str, str]] = []
     if not isinstance(data, Mapping):
         raise TaskSpecError(source, [("<root>", "must be a mapping with 'features' and 'tasks'")])
-    _unknown_keys(data, {"name", "schema", "features", "tasks"}, "", problems)
+    _unknown_keys(data, {"name", "schema", "features", "tasks", "evaluation"}, "", problems)
 
     name = data.get("name", "tasks")
     if not isinstance(name, str) or not name:
@@ -222,6 +286,7 @@ def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
 
     features = _parse_features(data.get("features"), problems)
     tasks = _parse_tasks(data.get("tasks"), problems)
+    evaluation = _parse_evaluation(data.get("evaluation"), problems)
 
     feature_names = {f.name for f in features}
     for task in tasks:
@@ -240,10 +305,14 @@ def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
             for column in _safe_label_columns(task):
                 if column not in known:
                     problems.append((f"tasks.{task.name}.label", _unknown_column(column, columns)))
+        for i, slice_columns in enumerate(evaluation.slices):
+            for column in slice_columns:
+                if column not in known:
+                    problems.append((f"evaluation.slices[{i}]", _unknown_column(column, columns)))
     if problems:
         raise TaskSpecError(source, problems)
     return TaskSpec(name=name, features=tuple(features), tasks=tuple(tasks),
-                    schema=schema, source=source)
+                    schema=schema, source=source, evaluation=evaluation)
 
 
 def _unknown_column(column: str, columns: list[str]) -> str:
@@ -328,7 +397,8 @@ def _parse_tasks(raw: Any, problems: list[tuple[str, str]]) -> list[Task]:
         field = f"tasks.{name}" if isinstance(name, str) and name else f"tasks[{i}]"
         if not isinstance(name, str) or not _NAME_RE.match(name):
             problems.append((f"{field}.name",
-                             f"{name!r} is not a valid task name (lower case letters, digits, _)"))
+                             f"{name!r} is not a valid task name (lower-case letters and "
+                             "digits in words joined by single underscores)"))
             continue
         if name in _RESERVED_TASK_NAMES:
             problems.append((f"{field}.name", f"{name!r} is reserved for a signature"))
@@ -417,7 +487,8 @@ def _parse_metrics(raw: Any, task_type: str, field: str,
         if not isinstance(entry, Mapping):
             problems.append((where, "must be a metric name or {name, lower_bound, upper_bound}"))
             continue
-        _unknown_keys(entry, {"name", "lower_bound", "upper_bound"}, f"{where}.", problems)
+        _unknown_keys(entry, {"name", "lower_bound", "upper_bound", "max_regression"},
+                      f"{where}.", problems)
         name = entry.get("name")
         if name not in known:
             problems.append((f"{where}.name", f"unknown metric {name!r} for a {task_type} task "
@@ -439,5 +510,64 @@ def _parse_metrics(raw: Any, task_type: str, field: str,
         if (bounds.get("lower_bound") is not None and bounds.get("upper_bound") is not None
                 and bounds["lower_bound"] > bounds["upper_bound"]):
             problems.append((where, "lower_bound is above upper_bound"))
-        metrics.append(Metric(name, Threshold(**bounds) if bounds else None))
+        max_regression = _parse_max_regression(entry.get("max_regression"),
+                                               f"{where}.max_regression", problems)
+        metrics.append(Metric(name, Threshold(**bounds) if bounds else None, max_regression))
     return metrics
+
+
+_PERCENT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*%\s*$")
+
+
+def _parse_max_regression(raw: Any, field: str,
+                          problems: list[tuple[str, str]]) -> MaxRegression | None:
+    """A non-negative number (metric units) or a percentage string such as ``1%``."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        match = _PERCENT_RE.match(raw)
+        if match:
+            return MaxRegression(float(match.group(1)) / 100, relative=True)
+    elif not isinstance(raw, bool) and isinstance(raw, (int, float)) and raw >= 0:
+        return MaxRegression(float(raw))
+    problems.append((field, "must be a non-negative number (in the metric's units) or a "
+                            f"percentage of the baseline such as '1%', got {raw!r}"))
+    return None
+
+
+def _parse_evaluation(raw: Any, problems: list[tuple[str, str]]) -> Evaluation:
+    if raw is None:
+        return Evaluation()
+    if not isinstance(raw, Mapping):
+        problems.append(("evaluation", "must be a mapping with policy, baselines and slices"))
+        return Evaluation()
+    _unknown_keys(raw, {"policy", "baselines", "slices"}, "evaluation.", problems)
+    policy = raw.get("policy", "all")
+    if policy not in POLICIES:
+        problems.append(("evaluation.policy", f"must be one of: {', '.join(POLICIES)}; "
+                                              f"got {policy!r}"))
+        policy = "all"
+    baselines = raw.get("baselines", "train")
+    if baselines not in BASELINES:
+        problems.append(("evaluation.baselines", f"must be one of: {', '.join(BASELINES)}; "
+                                                 f"got {baselines!r}"))
+        baselines = "train"
+    raw_slices = raw.get("slices", [])
+    if not isinstance(raw_slices, list):
+        problems.append(("evaluation.slices", "must be a list of columns (or lists of columns "
+                                              f"for a cross), got {raw_slices!r}"))
+        raw_slices = []
+    slices: list[tuple[str, ...]] = []
+    for i, entry in enumerate(raw_slices):
+        columns = [entry] if isinstance(entry, str) else entry
+        if (not isinstance(columns, list) or not columns
+                or not all(isinstance(c, str) and c for c in columns)):
+            problems.append((f"evaluation.slices[{i}]",
+                             f"must be a column name or a list of column names, got {entry!r}"))
+        elif len(set(columns)) != len(columns):
+            problems.append((f"evaluation.slices[{i}]", f"repeats a column: {entry!r}"))
+        elif tuple(columns) in slices:
+            problems.append((f"evaluation.slices[{i}]", f"duplicate slice {entry!r}"))
+        else:
+            slices.append(tuple(columns))
+    return Evaluation(policy=policy, baselines=baselines, slices=tuple(slices))

@@ -73,8 +73,8 @@ def test_every_architecture_exports_the_same_signatures(transformed, arch, tmp_p
     export.export(model, SPEC, tft_output, trainer.read_label_stats(SPEC, _batch(rows)),
                   str(tmp_path))
     loaded = tf.saved_model.load(str(tmp_path))
-    assert set(loaded.signatures) == {"serving_default", "transform_features", "evaluation",
-                                      "big", "fare", "kind"}
+    assert set(loaded.signatures) == {"serving_default", "transform_features", "big", "fare", "kind",
+                                      "big__evaluation", "fare__evaluation", "kind__evaluation"}
     everything = loaded.signatures["serving_default"](
         examples=tf.constant([_example(r) for r in ROWS]))
     assert set(everything) == {"big_probability", "big_class_id", "fare_value",
@@ -87,8 +87,8 @@ def test_signatures_of_the_exported_model(model_and_stats, transformed, tmp_path
     _, tft_output = transformed
     export.export(model, SPEC, tft_output, stats, str(tmp_path))
     loaded = tf.saved_model.load(str(tmp_path))
-    assert set(loaded.signatures) == {"serving_default", "transform_features", "evaluation",
-                                      "big", "fare", "kind"}
+    assert set(loaded.signatures) == {"serving_default", "transform_features", "big", "fare", "kind",
+                                      "big__evaluation", "fare__evaluation", "kind__evaluation"}
     examples = tf.constant([_example(r) for r in ROWS])
     # Label columns in the examples are ignored by the prediction signatures.
     everything = loaded.signatures["serving_default"](examples=examples)
@@ -106,11 +106,12 @@ def test_signatures_of_the_exported_model(model_and_stats, transformed, tmp_path
                                  for r in ROWS])
     np.testing.assert_allclose(loaded.signatures["fare"](examples=features_only)["value"].numpy(),
                                fare["value"].numpy())
-    # What TFMA scores: each task's scored output under the task's name.
-    scored = loaded.signatures["evaluation"](examples=examples)
-    assert set(scored) == {"big", "fare", "kind"}
-    np.testing.assert_allclose(scored["big"].numpy(), everything["big_probability"].numpy())
-    np.testing.assert_allclose(scored["fare"].numpy(), everything["fare_value"].numpy())
-    assert scored["kind"].shape == (3, 2)
+    # What TFMA scores: each task's scored output, alone, under the task's name.
+    scored = {task: loaded.signatures[f"{task}__evaluation"](examples=examples)
+              for task in ("big", "fare", "kind")}
+    assert all(set(outputs) == {task} for task, outputs in scored.items())
+    np.testing.assert_allclose(scored["big"]["big"].numpy(), everything["big_probability"].numpy())
+    np.testing.assert_allclose(scored["fare"]["fare"].numpy(), everything["fare_value"].numpy())
+    assert scored["kind"]["kind"].shape == (3, 2)
     transformed_out = loaded.signatures["transform_features"](examples=examples)
     assert transformed_out["big__label"].numpy().tolist() == [1, 0, 0]

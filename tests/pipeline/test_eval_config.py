@@ -1,4 +1,7 @@
-"""The TFMA EvalConfig is derived from the spec, one output per task."""
+"""Each task's TFMA EvalConfig is derived from the spec: candidate vs baseline, bounds, slices."""
+import pytest
+from tensorflow_model_analysis.proto import config_pb2
+
 from tfx_mtl import task_spec
 from tfx_mtl.pipeline import eval_config
 
@@ -6,40 +9,71 @@ SPEC = task_spec.parse({
     "features": ["trip_miles"],
     "tasks": [
         {"name": "big_tipper", "type": "binary", "label": "tips > 0.2 * fare",
-         "metrics": [{"name": "auc", "lower_bound": 0.6}, "binary_accuracy"]},
+         "metrics": [{"name": "auc", "lower_bound": 0.6, "max_regression": 0.005},
+                     "binary_accuracy"]},
         {"name": "fare", "type": "regression", "label": "fare", "role": "auxiliary",
-         "metrics": [{"name": "rmse", "upper_bound": 5.0}]},
-    ]})
+         "metrics": [{"name": "rmse", "upper_bound": 5.0, "max_regression": "1%"}]},
+    ],
+    "evaluation": {"slices": ["payment_type", ["payment_type", "company"]]}})
 
 
-def test_model_spec_maps_each_task_to_its_label_prediction_and_mask():
-    config = eval_config.build(SPEC)
-    (model_spec,) = config.model_specs
-    assert model_spec.signature_name == "evaluation"
-    assert list(model_spec.preprocessing_function_names) == ["transform_features"]
-    assert dict(model_spec.label_keys) == {"big_tipper": "big_tipper__label", "fare": "fare__label"}
-    assert dict(model_spec.example_weight_keys) == {"big_tipper": "big_tipper__mask",
-                                                    "fare": "fare__mask"}
+def _metric(config, class_name):
+    (labelled,) = [s for s in config.metrics_specs if s.example_weights.weighted]
+    return next(m for m in labelled.metrics if m.class_name == class_name)
 
 
-def test_each_task_counts_all_examples_unweighted_and_scores_the_labelled_ones():
-    specs = [s for s in eval_config.build(SPEC).metrics_specs if s.output_names == ["fare"]]
-    unweighted, weighted = sorted(specs, key=lambda s: s.example_weights.weighted)
+def test_candidate_and_baseline_score_the_task_through_its_own_signature():
+    config = eval_config.for_task(SPEC, "fare")
+    candidate, baseline = config.model_specs
+    assert (candidate.name, candidate.is_baseline) == ("candidate", False)
+    assert (baseline.name, baseline.is_baseline) == ("baseline", True)
+    for spec in (candidate, baseline):
+        assert spec.signature_name == "fare__evaluation"
+        assert list(spec.preprocessing_function_names) == ["transform_features"]
+        assert (spec.label_key, spec.example_weight_key) == ("fare__label", "fare__mask")
+
+
+def test_counts_every_example_unweighted_and_scores_the_labelled_ones():
+    config = eval_config.for_task(SPEC, "big_tipper")
+    unweighted, weighted = sorted(config.metrics_specs, key=lambda s: s.example_weights.weighted)
     assert [m.class_name for m in unweighted.metrics] == ["ExampleCount"]
     assert unweighted.example_weights.unweighted and not unweighted.example_weights.weighted
-    assert [m.class_name for m in weighted.metrics] == ["ExampleCount", "RootMeanSquaredError"]
-    assert weighted.example_weights.weighted and not weighted.example_weights.unweighted
+    assert [m.class_name for m in weighted.metrics] == ["ExampleCount", "AUC", "BinaryAccuracy"]
+    # At least one labelled example: a bound every task has, so TFX always validates.
+    (count,) = _metric(config, "ExampleCount").per_slice_thresholds
+    assert count.threshold.value_threshold.lower_bound.value == 1
 
 
-def test_thresholds_come_from_the_spec():
-    specs = {s.output_names[0]: s for s in eval_config.build(SPEC).metrics_specs
-             if s.example_weights.weighted}
-    auc = next(m for m in specs["big_tipper"].metrics if m.class_name == "AUC")
-    assert auc.threshold.value_threshold.lower_bound.value == 0.6
-    assert not auc.threshold.value_threshold.HasField("upper_bound")
-    accuracy = next(m for m in specs["big_tipper"].metrics if m.class_name == "BinaryAccuracy")
-    assert not accuracy.HasField("threshold")
-    rmse = next(m for m in specs["fare"].metrics if m.class_name == "RootMeanSquaredError")
+def test_value_and_change_bounds_come_from_the_spec_and_apply_to_the_overall_slice_only():
+    auc = _metric(eval_config.for_task(SPEC, "big_tipper"), "AUC")
+    assert not auc.HasField("threshold")  # would apply to every slice
+    value, change = auc.per_slice_thresholds
+    for bound in (value, change):
+        assert list(bound.slicing_specs) == [config_pb2.SlicingSpec()]
+    assert value.threshold.value_threshold.lower_bound.value == 0.6
+    assert not value.threshold.value_threshold.HasField("upper_bound")
+    # AUC may fall by 0.005: TFMA checks candidate - baseline >= -0.005.
+    assert change.threshold.change_threshold.direction == config_pb2.MetricDirection.HIGHER_IS_BETTER
+    assert change.threshold.change_threshold.absolute.value == pytest.approx(-0.005)
+    assert not change.threshold.change_threshold.HasField("relative")
+
+    rmse = _metric(eval_config.for_task(SPEC, "fare"), "RootMeanSquaredError")
     assert rmse.module == "tfx_mtl.pipeline.tfma_metrics"
-    assert rmse.threshold.value_threshold.upper_bound.value == 5.0
-    assert all(s.example_weights.weighted for s in specs.values())
+    value, change = rmse.per_slice_thresholds
+    assert value.threshold.value_threshold.upper_bound.value == 5.0
+    # RMSE may rise by 1%: (candidate - baseline) / baseline <= 0.01.
+    assert change.threshold.change_threshold.direction == config_pb2.MetricDirection.LOWER_IS_BETTER
+    assert change.threshold.change_threshold.relative.value == pytest.approx(0.01)
+    accuracy = _metric(eval_config.for_task(SPEC, "big_tipper"), "BinaryAccuracy")
+    assert not accuracy.per_slice_thresholds and not accuracy.HasField("threshold")
+
+
+def test_slices_come_from_the_spec():
+    config = eval_config.for_task(SPEC, "fare")
+    assert [list(s.feature_keys) for s in config.slicing_specs] == [
+        [], ["payment_type"], ["payment_type", "company"]]
+
+
+def test_an_unknown_task_is_refused_by_name():
+    with pytest.raises(KeyError, match="no task 'tip'"):
+        eval_config.for_task(SPEC, "tip")

@@ -1,88 +1,96 @@
 """End to end: the real DAG on a slice of the taxi data, through the `tfx-mtl` command.
 
 Checks what a user relies on: every component ran and registered its artifacts
-in the MLMD store, the pushed model loads and every signature answers real rows
-with finite values of the right shape, the heads beat a trivial baseline, the
-summary JSON has its contract shape, and a second run reuses TFX's cache.
+in the MLMD store; every task's Evaluator compared the multi-task model with
+that task's own single-task baseline; the gate blessed or refused by the spec's
+policy and the push followed it; the report's numbers are the eval split's
+(recomputed here); the pushed model answers every signature; a second run
+reuses TFX's cache; baselines can be reused instead of retrained.
 """
 import csv
-import itertools
+import glob
 import json
 import os
-import subprocess
-import sys
+import random
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from taxi_support import run_tfx_mtl, taxi_spec, write_taxi_slice
 
 from tfx_mtl import data, naming, task_spec
 from tfx_mtl.pipeline import summary as summary_lib
 
 pytestmark = pytest.mark.slow
 
-BIN = os.path.join(os.path.dirname(sys.executable), "tfx-mtl")
-ROWS = 3000
-EXPECTED_NODES = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-                  "SchemaGate", "Transform", "Trainer", "Evaluator", "Pusher"}
+PIPELINE = "tfx-mtl-chicago-taxi"
+TASKS = ("big_tipper", "fare", "trip_seconds")
+FIXED_NODES = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+               "SchemaGate", "Transform", "Trainer", "BlessingGate", "Pusher"}
 
 
-def _tfx_mtl(*args, timeout=1500):
-    result = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"tfx-mtl {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+def _nodes(tasks):
+    return FIXED_NODES | {f"{kind}_{t}" for t in tasks for kind in ("baseline", "evaluate")}
 
 
-MISSING_FARE_EVERY = 25  # rows whose fare (a label column) is blanked
+def _latest_executions(output_dir):
+    """{node id: execution} of the latest run, and the store."""
+    store = summary_lib.open_store(str(output_dir / "metadata.sqlite"))
+    _, executions = summary_lib.latest_run(store, PIPELINE)
+    nodes = {}
+    for execution in executions:
+        for ctx in store.get_contexts_by_execution(execution.id):
+            if ctx.name.startswith(PIPELINE + "."):
+                nodes[ctx.name.split(".", 1)[1]] = execution
+    return store, nodes
 
 
-def _write_slice(path, edit=lambda i, row: row):
-    with open(data.bundled_taxi_csv(), newline="") as src, open(path, "w", newline="") as dst:
-        reader, writer = csv.DictReader(src), None
-        for i, row in enumerate(itertools.islice(reader, ROWS)):
-            if writer is None:
-                writer = csv.DictWriter(dst, fieldnames=reader.fieldnames)
-                writer.writeheader()
-            writer.writerow(edit(i, row))
-    return path
+def _artifacts(store, execution, kind):
+    """{event path key: [artifact]} of an execution's INPUT or OUTPUT events."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    wanted = getattr(metadata_store_pb2.Event, kind)
+    result = {}
+    for event in store.get_events_by_execution_ids([execution.id]):
+        if event.type == wanted:
+            key = event.path.steps[0].key
+            result.setdefault(key, []).extend(store.get_artifacts_by_id([event.artifact_id]))
+    return result
 
 
-@pytest.fixture(scope="module")
-def taxi_slice(tmp_path_factory):
-    """The first ROWS taxi trips, with the fare missing on every 25th (labels go missing)."""
-    def blank_fare(i, row):
-        return {**row, "fare": ""} if i % MISSING_FARE_EVERY == 0 else row
-    return _write_slice(tmp_path_factory.mktemp("data") / "taxi.csv", blank_fare)
+def test_terminal_shows_components_and_the_transfer_table(taxi_run):
+    for node in _nodes(TASKS):
+        assert f"  {node} " in taxi_run.stdout, node
+    assert "baselines: train (single-task, per task); policy 'all'" in taxi_run.stdout
+    assert "multi-task  baseline" in taxi_run.stdout
+    for task in TASKS:
+        assert f"\n{task} " in taxi_run.stdout
+    assert "gate: blessed under policy 'all'" in taxi_run.stdout
+    assert "model pushed to" in taxi_run.stdout
 
 
-@pytest.fixture(scope="module")
-def first_run(taxi_slice, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    summary_path = out / "summary.json"
-    stdout = _tfx_mtl("run", "--data", str(taxi_slice), "--output-dir", str(out / "runs"),
-                      "--train-steps", "300", "--eval-steps", "5",
-                      "--summary-json", str(summary_path))
-    return out / "runs", stdout, json.loads(summary_path.read_text())
-
-
-def test_terminal_shows_components_and_the_per_task_table(first_run):
-    _, stdout, _ = first_run
-    for node in EXPECTED_NODES:
-        assert f"{node}" in stdout and "finished in" in stdout
-    for task in ("big_tipper", "fare", "trip_seconds"):
-        assert task in stdout
-    assert "model pushed to" in stdout
-
-
-def test_summary_json_contract(first_run):
-    output_dir, _, summary = first_run
-    assert summary["output_dir"] == str(output_dir)
-    assert set(summary["tasks"]) == {"big_tipper", "fare", "trip_seconds"}
-    for info in summary["tasks"].values():
-        assert {"type", "metrics", "blessed"} <= set(info)
-        assert isinstance(info["blessed"], bool)
+def test_summary_json_contract(taxi_run):
+    summary = taxi_run.summary
+    assert summary["output_dir"] == str(taxi_run.output_dir)
+    assert set(summary["tasks"]) == set(TASKS)
+    spec = task_spec.load(taxi_run.spec_path)
+    for name, info in summary["tasks"].items():
+        assert {"type", "role", "metrics", "baseline_metrics", "changes", "blessed",
+                "failures"} <= set(info)
+        metric_names = {m.name for m in spec.task(name).metrics}
+        # The baseline is measured with the same metric names as the multi-task model.
+        assert metric_names <= set(info["metrics"]) and metric_names <= set(info["baseline_metrics"])
+        assert set(info["changes"]) == metric_names
+        for metric in metric_names:
+            assert info["changes"][metric] == pytest.approx(
+                info["metrics"][metric] - info["baseline_metrics"][metric], abs=1e-6)
+        assert info["blessed"] is True and info["failures"] == []
     assert summary["tasks"]["big_tipper"]["type"] == "binary"
+    assert (summary["policy"], summary["model_blessed"]) == ("all", True)
+    assert summary["decision"] == "blessed under policy 'all'"
     assert summary["pushed"] and os.path.isdir(summary["pushed"])
+    assert json.load(open(summary["transfer_report"]))["tasks"] == summary["tasks"]
 
 
 def _column(csv_path, name):
@@ -90,40 +98,83 @@ def _column(csv_path, name):
         return np.array([float(r[name]) for r in csv.DictReader(f) if r[name] != ""])
 
 
-def test_heads_beat_a_trivial_baseline(first_run, taxi_slice):
-    _, _, summary = first_run
-    tasks = summary["tasks"]
-    assert tasks["big_tipper"]["metrics"]["auc"] > 0.6  # 0.5 is a coin
-    # Regression: clearly better than always predicting the mean, whose RMSE is the std.
-    for task in ("fare", "trip_seconds"):
-        assert tasks[task]["metrics"]["rmse"] < 0.8 * _column(taxi_slice, task).std(), task
-    assert tasks["big_tipper"]["blessed"] and tasks["fare"]["blessed"]
+def test_heads_and_baselines_beat_a_trivial_predictor(taxi_run, taxi_slice):
+    tasks = taxi_run.summary["tasks"]
+    for values in ("metrics", "baseline_metrics"):
+        assert tasks["big_tipper"][values]["auc"] > 0.6  # 0.5 is a coin
+        # Regression: clearly better than always predicting the mean, whose RMSE is the std.
+        for task in ("fare", "trip_seconds"):
+            assert tasks[task][values]["rmse"] < 0.8 * _column(taxi_slice, task).std(), task
 
 
-def test_missing_labels_are_masked_not_dropped(first_run):
-    _, _, summary = first_run
+def test_missing_labels_are_masked_not_dropped(taxi_run):
     for task in ("fare", "big_tipper"):  # both read the fare column
-        metrics = summary["tasks"][task]["metrics"]
-        missing = metrics["example_count"] - metrics["labelled_count"]
-        # About 1 in 25 eval examples has no fare; they still count as examples.
-        assert 0 < missing < 0.1 * metrics["example_count"], (task, metrics)
+        for values in ("metrics", "baseline_metrics"):
+            metrics = taxi_run.summary["tasks"][task][values]
+            missing = metrics["example_count"] - metrics["labelled_count"]
+            # About 1 in 25 eval examples has no fare; they still count as examples.
+            assert 0 < missing < 0.1 * metrics["example_count"], (task, metrics)
 
 
-def test_every_component_registered_its_artifacts_in_mlmd(first_run):
-    output_dir, _, _ = first_run
-    store = summary_lib.open_store(str(output_dir / "metadata.sqlite"))
-    _, executions = summary_lib.latest_run(store, "tfx-mtl-chicago-taxi")
-    nodes = {}
-    for execution in executions:
-        for ctx in store.get_contexts_by_execution(execution.id):
-            if ctx.name.startswith("tfx-mtl-chicago-taxi."):
-                nodes[ctx.name.split(".", 1)[1]] = execution
-    assert set(nodes) == EXPECTED_NODES
-    expected_outputs = {"CsvExampleGen": "Examples", "StatisticsGen": "ExampleStatistics",
-                        "ImportSchemaGen": "Schema", "ExampleValidator": "ExampleAnomalies",
-                        "SchemaGate": "Schema", "Transform": "TransformGraph", "Trainer": "Model",
-                        "Evaluator": "ModelEvaluation", "Pusher": "PushedModel"}
-    for node, type_name in expected_outputs.items():
+def test_every_evaluator_compared_the_model_with_its_own_baseline(taxi_run):
+    """MLMD lineage: evaluate_<task> read the Trainer's model and baseline_<task>'s model,
+    and the gate read every Evaluator's outputs."""
+    store, nodes = _latest_executions(taxi_run.output_dir)
+    assert set(nodes) == _nodes(TASKS)
+    (model,) = _artifacts(store, nodes["Trainer"], "OUTPUT")["model"]
+    gate_inputs = _artifacts(store, nodes["BlessingGate"], "INPUT")
+    for task in TASKS:
+        (baseline,) = _artifacts(store, nodes[f"baseline_{task}"], "OUTPUT")["model"]
+        inputs = _artifacts(store, nodes[f"evaluate_{task}"], "INPUT")
+        assert [a.id for a in inputs["model"]] == [model.id]
+        assert [a.id for a in inputs["baseline_model"]] == [baseline.id]
+        outputs = _artifacts(store, nodes[f"evaluate_{task}"], "OUTPUT")
+        assert [a.id for a in gate_inputs[f"{task}_evaluation"]] == [
+            a.id for a in outputs["evaluation"]]
+        assert [a.id for a in gate_inputs[f"{task}_blessing"]] == [a.id for a in outputs["blessing"]]
+        assert taxi_run.summary["tasks"][task]["baseline_model"]["id"] == baseline.id
+    (pushed,) = _artifacts(store, nodes["Pusher"], "INPUT")["model_blessing"]
+    (gate_blessing,) = _artifacts(store, nodes["BlessingGate"], "OUTPUT")["blessing"]
+    assert pushed.id == gate_blessing.id
+
+
+def _eval_split(output_dir):
+    store, nodes = _latest_executions(output_dir)
+    (examples,) = _artifacts(store, nodes["CsvExampleGen"], "OUTPUT")["examples"]
+    files = glob.glob(os.path.join(examples.uri, "Split-eval", "*"))
+    return tf.constant([r.numpy() for r in tf.data.TFRecordDataset(files, "GZIP")]), store, nodes
+
+
+def _weighted_rmse(model_dir, task, serialized):
+    model = tf.saved_model.load(model_dir)
+    prediction = model.signatures[naming.evaluation_signature(task)](examples=serialized)[task]
+    features = model.signatures["transform_features"](examples=serialized)
+    label = features[naming.label_key(task)].numpy().reshape(-1)
+    mask = features[naming.mask_key(task)].numpy().reshape(-1)
+    error = prediction.numpy().reshape(-1) - label
+    return float(np.sqrt(np.sum(mask * error ** 2) / np.sum(mask)))
+
+
+def test_the_report_numbers_are_recomputed_from_the_eval_split(taxi_run):
+    serialized, store, nodes = _eval_split(taxi_run.output_dir)
+    fare = taxi_run.summary["tasks"]["fare"]
+    assert _weighted_rmse(taxi_run.summary["pushed"], "fare", serialized) == pytest.approx(
+        fare["metrics"]["rmse"], rel=1e-4)
+    (baseline,) = _artifacts(store, nodes["baseline_fare"], "OUTPUT")["model"]
+    assert _weighted_rmse(os.path.join(baseline.uri, "Format-Serving"), "fare",
+                          serialized) == pytest.approx(fare["baseline_metrics"]["rmse"], rel=1e-4)
+    assert fare["metrics"]["example_count"] == serialized.shape[0]
+
+
+def test_every_component_registered_its_artifacts_in_mlmd(taxi_run):
+    store, nodes = _latest_executions(taxi_run.output_dir)
+    expected = {"CsvExampleGen": "Examples", "StatisticsGen": "ExampleStatistics",
+                "ImportSchemaGen": "Schema", "ExampleValidator": "ExampleAnomalies",
+                "SchemaGate": "Schema", "Transform": "TransformGraph", "Trainer": "Model",
+                "BlessingGate": "TransferReport", "Pusher": "PushedModel",
+                **{f"baseline_{t}": "Model" for t in TASKS},
+                **{f"evaluate_{t}": "ModelEvaluation" for t in TASKS}}
+    for node, type_name in expected.items():
         artifacts = summary_lib._output_artifacts(store, nodes[node], type_name)
         assert artifacts, f"{node} registered no {type_name}"
         assert all(os.path.exists(a.uri) for a in artifacts)
@@ -139,7 +190,7 @@ def _serialized_rows(csv_path, n=16):
         schema_pb2.Schema())
     types = {f.name: f.type for f in schema.feature}
     with open(csv_path, newline="") as f:
-        rows = list(itertools.islice(csv.DictReader(f), n))
+        rows = [row for _, row in zip(range(n), csv.DictReader(f))]
     examples = []
     for row in rows:
         feature = {}
@@ -156,12 +207,15 @@ def _serialized_rows(csv_path, n=16):
     return tf.constant([e.SerializeToString() for e in examples])
 
 
-def test_pushed_model_answers_every_signature(first_run, taxi_slice):
-    _, _, summary = first_run
+def _signatures(tasks):
+    return {"serving_default", "transform_features", *tasks,
+            *(naming.evaluation_signature(t) for t in tasks)}
+
+
+def test_pushed_model_answers_every_signature(taxi_run, taxi_slice):
     spec = task_spec.load(data.bundled_spec())
-    model = tf.saved_model.load(summary["pushed"])
-    assert set(model.signatures) == {"serving_default", "transform_features", "evaluation",
-                                     *spec.task_names}
+    model = tf.saved_model.load(taxi_run.summary["pushed"])
+    assert set(model.signatures) == _signatures(spec.task_names)
     examples = _serialized_rows(taxi_slice)
     n = int(examples.shape[0])
     everything = model.signatures["serving_default"](examples=examples)
@@ -176,24 +230,124 @@ def test_pushed_model_answers_every_signature(first_run, taxi_slice):
     assert np.all((probability >= 0) & (probability <= 1))
 
 
-def test_second_run_with_nothing_changed_reuses_the_cache(first_run, taxi_slice):
-    output_dir, _, first = first_run
-    summary_path = output_dir.parent / "summary2.json"
-    _tfx_mtl("run", "--data", str(taxi_slice), "--output-dir", str(output_dir),
-             "--train-steps", "300", "--eval-steps", "5", "--summary-json", str(summary_path))
+def _copy_of(taxi_run, tmp_path):
+    """A copy of the run's output directory (its MLMD store points at the original's
+    artifacts; the curated schema is staged anew, so nothing is cached in the copy)."""
+    copy = tmp_path / "runs"
+    shutil.copytree(taxi_run.output_dir, copy)
+    return copy
+
+
+def test_second_run_with_nothing_changed_reuses_the_cache(taxi_run, taxi_slice, tmp_path):
+    """In place: the run's latest MLMD run becomes this cached one, with the same artifacts."""
+    output_dir = taxi_run.output_dir
+    summary_path = tmp_path / "summary2.json"
+    run_tfx_mtl("run", "--data", str(taxi_slice), "--spec", str(taxi_run.spec_path),
+                "--output-dir", str(output_dir), "--train-steps", "300", "--eval-steps", "5",
+                "--summary-json", str(summary_path))
     second = json.loads(summary_path.read_text())
     states = {c["id"]: c["state"] for c in second["components"]}
-    assert states["Trainer"] == "CACHED" and states["Transform"] == "CACHED", states
-    assert second["tasks"]["big_tipper"]["metrics"] == first["tasks"]["big_tipper"]["metrics"]
+    for node in ("Transform", "Trainer", *(f"baseline_{t}" for t in TASKS)):
+        assert states[node] == "CACHED", states
+    assert second["tasks"] == taxi_run.summary["tasks"]
+
+
+def test_reused_baselines_are_the_previous_runs_not_retrained(taxi_run, tmp_path):
+    """New data retrains the multi-task model, but --reuse-baselines compares it with the
+    baselines already in the store."""
+    output_dir = _copy_of(taxi_run, tmp_path)
+    fewer = write_taxi_slice(tmp_path / "fewer.csv", rows=2500)
+    summary_path = tmp_path / "reused.json"
+    result = run_tfx_mtl("run", "--data", str(fewer), "--spec", str(taxi_run.spec_path),
+                         "--output-dir", str(output_dir), "--train-steps", "300",
+                         "--eval-steps", "5", "--reuse-baselines",
+                         "--summary-json", str(summary_path))
+    assert "baselines: reuse the latest" in result.stdout
+    reused = json.loads(summary_path.read_text())
+    states = {c["id"]: c["state"] for c in reused["components"]}
+    assert states["Trainer"] == "COMPLETE"
+    assert not any(node.startswith("baseline_") for node in states)
+    for task in TASKS:
+        assert states[f"latest_baseline_{task}"] == "COMPLETE"
+        assert (reused["tasks"][task]["baseline_model"]
+                == taxi_run.summary["tasks"][task]["baseline_model"])
+        assert reused["tasks"][task]["baseline_metrics"]["example_count"] != (
+            taxi_run.summary["tasks"][task]["baseline_metrics"]["example_count"])  # new eval split
+
+
+def test_reusing_baselines_that_were_never_trained_is_refused_before_the_run(taxi_slice, tmp_path):
+    result = run_tfx_mtl("run", "--data", str(taxi_slice), "--output-dir", str(tmp_path / "runs"),
+                         "--reuse-baselines", expect=2)
+    assert "no trained single-task baseline for task(s) big_tipper, fare, trip_seconds" in (
+        result.stderr)
+    assert "started" not in result.stdout
+
+
+@pytest.fixture(scope="module")
+def noise_run(tmp_path_factory):
+    """The taxi slice plus a task of pure noise (a fair coin), auxiliary, under policy all."""
+    out = tmp_path_factory.mktemp("noise")
+    coin = random.Random(0)
+    csv_path = write_taxi_slice(out / "taxi_noise.csv",
+                                lambda i, row: {**row, "coin": str(coin.randint(0, 1))})
+
+    def add_noise_task(raw, policy):
+        raw.pop("schema")  # the curated schema has no coin column: infer one
+        raw["tasks"].append({"name": "coin", "type": "binary", "label": "coin",
+                             "role": "auxiliary",
+                             "metrics": [{"name": "auc", "lower_bound": 0.6}]})
+        raw["evaluation"]["policy"] = policy
+        return raw
+
+    def run(policy):
+        spec = taxi_spec(out / f"{policy}.yaml", lambda raw: add_noise_task(raw, policy))
+        summary_path = out / f"{policy}.json"
+        result = run_tfx_mtl("run", "--data", str(csv_path), "--spec", str(spec),
+                             "--output-dir", str(out / "runs"), "--train-steps", "300",
+                             "--eval-steps", "5", "--summary-json", str(summary_path))
+        return result.stdout, json.loads(summary_path.read_text())
+    return out / "runs", run
+
+
+def test_a_task_of_noise_is_refused_and_under_policy_all_nothing_is_pushed(noise_run):
+    output_dir, run = noise_run
+    stdout, summary = run("all")
+    coin = summary["tasks"]["coin"]
+    assert not coin["blessed"] and coin["role"] == "auxiliary"
+    (failure,) = coin["failures"]
+    assert failure.startswith("auc = ") and failure.endswith("fails the bound >= 0.6")
+    assert abs(coin["metrics"]["auc"] - 0.5) < 0.1  # a coin is a coin
+    assert all(summary["tasks"][t]["blessed"] for t in TASKS)
+    assert (summary["policy"], summary["model_blessed"], summary["blocking"]) == (
+        "all", False, ["coin"])
+    assert summary["pushed"] is None
+    assert "task 'coin' not blessed: auc = " in stdout
+    assert "gate: refused under policy 'all' (every task must be blessed): not blessed: coin" in stdout
+    assert "model NOT pushed" in stdout
+    assert not (output_dir / "serving_model").exists()
+
+
+def test_policy_primary_pushes_though_the_auxiliary_noise_task_fails(noise_run):
+    output_dir, run = noise_run
+    run("all")  # cached when the test above ran first
+    stdout, summary = run("primary")
+    states = {c["id"]: c["state"] for c in summary["components"]}
+    # Only the judging changed: nothing is trained or evaluated again.
+    for node in ("Transform", "Trainer", "baseline_coin", "evaluate_coin"):
+        assert states[node] == "CACHED", states
+    assert states["BlessingGate"] == "COMPLETE"
+    assert not summary["tasks"]["coin"]["blessed"] and summary["model_blessed"]
+    assert "task 'coin' not blessed (auxiliary: does not block the push): auc = " in stdout
+    assert "gate: blessed under policy 'primary'" in stdout
+    assert summary["pushed"] and os.path.isdir(summary["pushed"])
 
 
 def test_an_anomaly_stops_the_run_before_transform_naming_the_feature(tmp_path):
-    bad = _write_slice(tmp_path / "bad.csv", lambda i, row: (
+    bad = write_taxi_slice(tmp_path / "bad.csv", lambda i, row: (
         {**row, "trip_start_hour": "30"} if i % 100 == 0 else row))
     out = tmp_path / "runs"
-    result = subprocess.run([BIN, "run", "--data", str(bad), "--output-dir", str(out),
-                             "--train-steps", "5"], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 1, result.stdout + result.stderr
+    result = run_tfx_mtl("run", "--data", str(bad), "--output-dir", str(out),
+                         "--train-steps", "5", timeout=900, expect=1)
     assert "component SchemaGate failed" in result.stderr
     assert "feature 'trip_start_hour'" in result.stderr
     assert "Transform" not in result.stdout  # never started
@@ -204,49 +358,28 @@ def test_an_anomaly_stops_the_run_before_transform_naming_the_feature(tmp_path):
     assert not (out / "serving_model").exists()
 
 
-def test_a_bound_the_model_cannot_meet_blocks_the_push(taxi_slice, tmp_path):
-    import yaml
-
-    raw = yaml.safe_load(open(data.bundled_spec()))
-    raw["schema"] = os.path.join(os.path.dirname(data.bundled_spec()), raw["schema"])
-    big_tipper = next(t for t in raw["tasks"] if t["name"] == "big_tipper")
-    big_tipper["metrics"][0] = {"name": "auc", "lower_bound": 0.999}
-    spec_path = tmp_path / "strict.yaml"
-    spec_path.write_text(yaml.safe_dump(raw))
-    summary_path = tmp_path / "summary.json"
-    stdout = _tfx_mtl("run", "--data", str(taxi_slice), "--spec", str(spec_path),
-                      "--output-dir", str(tmp_path / "runs"), "--train-steps", "50",
-                      "--eval-steps", "2", "--summary-json", str(summary_path))
-    summary = json.loads(summary_path.read_text())
-    assert summary["pushed"] is None and not summary["model_blessed"]
-    task = summary["tasks"]["big_tipper"]
-    assert not task["blessed"]
-    assert len(task["failures"]) == 1 and task["failures"][0].startswith("auc = ")
-    assert task["failures"][0].endswith("fails >= 0.999")
-    assert summary["tasks"]["fare"]["blessed"]
-    assert "task 'big_tipper' not blessed: auc = " in stdout
-    assert "model NOT pushed" in stdout
-    assert not (tmp_path / "runs" / "serving_model").exists()
-
-
 def test_cli_selects_architecture_weighting_combination_and_replicas(taxi_slice, tmp_path):
     """The multi-task options reach the Trainer, which trains under MirroredStrategy."""
-    stdout = _tfx_mtl("run", "--data", str(taxi_slice), "--output-dir", str(tmp_path / "runs"),
-                      "--train-steps", "60", "--eval-steps", "2", "--model", "mmoe",
-                      "--experts", "3", "--weighting", "uncertainty", "--combine", "pcgrad",
-                      "--cpu-replicas", "2", "--checkpoint-every", "25", "--log-every", "20")
-    assert "model mmoe, weighting uncertainty, combine pcgrad" in stdout
+    result = run_tfx_mtl("run", "--data", str(taxi_slice), "--output-dir", str(tmp_path / "runs"),
+                         "--train-steps", "60", "--eval-steps", "2", "--model", "mmoe",
+                         "--experts", "3", "--weighting", "uncertainty", "--combine", "pcgrad",
+                         "--cpu-replicas", "2", "--checkpoint-every", "25", "--log-every", "20")
+    assert "model mmoe, weighting uncertainty, combine pcgrad" in result.stdout
     (run_dir,) = (tmp_path / "runs" / "pipeline_root" / "Trainer" / "model_run").iterdir()
     report = json.loads((run_dir / "training_report.json").read_text())
     assert (report["strategy"], report["replicas"]) == ("MirroredStrategy", 2)
     assert report["keras_version"].startswith("3.")  # not Keras 2, whatever imported TFT first
     assert (report["weighting"], report["combine"], report["steps"]) == ("uncertainty", "pcgrad", 60)
     assert report["measured_steps"] == 60 and 0 <= report["conflict_fraction"] <= 1
-    assert set(report["eval_metrics"]) == {"big_tipper", "fare", "trip_seconds"}
+    assert set(report["eval_metrics"]) == set(TASKS)
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.index")) == [
         "ckpt-50.index", "ckpt-60.index"]
     assert list(run_dir.glob("events.out.tfevents.*"))
-    (version,) = (tmp_path / "runs" / "serving_model").glob("*/*")
-    loaded = tf.saved_model.load(str(version))
-    assert set(loaded.signatures) == {"serving_default", "transform_features", "evaluation",
-                                      "big_tipper", "fare", "trip_seconds"}
+    # The baselines are single-task MMoEs with the same experts.
+    (baseline_dir,) = (tmp_path / "runs" / "pipeline_root" / "baseline_fare" / "model_run").iterdir()
+    baseline = json.loads((baseline_dir / "training_report.json").read_text())
+    assert (baseline["weighting"], baseline["combine"]) == ("uniform", "sum")
+    arch = baseline["architecture"]
+    assert (arch["name"], arch["family"], arch["task"], arch["experts"]) == (
+        "single_task", "mmoe", "fare", 3)
+    assert set(baseline["eval_metrics"]) == {"fare"}

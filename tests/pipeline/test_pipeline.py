@@ -1,7 +1,10 @@
 """The pipeline definition: one DAG from the spec, with cache keys that follow content."""
+import dataclasses
+import json
 import os
 
 from tfx_mtl import data, task_spec
+from tfx_mtl.models.trainer_config import TrainerConfig
 from tfx_mtl.pipeline import pipeline as pipeline_lib
 
 
@@ -17,23 +20,97 @@ def test_curated_schema_is_staged_by_content(tmp_path):
     assert edited != first and "FLOAT" in open(edited).read()
 
 
-def test_the_dag_has_every_component_wired_from_the_spec(tmp_path):
-    spec = task_spec.load(data.bundled_spec())
-    pipeline = pipeline_lib.create_pipeline(
+def _pipeline(tmp_path, spec=None, **kwargs):
+    spec = spec or task_spec.load(data.bundled_spec())
+    return pipeline_lib.create_pipeline(
         pipeline_name="p", pipeline_root=str(tmp_path), spec=spec,
         data=pipeline_lib.DataSource.from_path(data.bundled_taxi_csv()),
-        serving_model_dir=str(tmp_path / "serving"), train_steps=5)
-    assert {c.id for c in pipeline.components} == {
+        serving_model_dir=str(tmp_path / "serving"), train_steps=5, **kwargs)
+
+
+def _trainer_config(component):
+    return TrainerConfig.from_dict(
+        json.loads(component.exec_properties["custom_config"])["trainer"])
+
+
+def test_the_dag_has_every_component_wired_from_the_spec(tmp_path):
+    spec = task_spec.load(data.bundled_spec())
+    by_id = {c.id: c for c in _pipeline(tmp_path, spec).components}
+    tasks = spec.task_names
+    assert set(by_id) == {
         "CsvExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator",
-        "SchemaGate", "Transform", "Trainer", "Evaluator", "Pusher"}
-    by_id = {c.id: c for c in pipeline.components}
+        "SchemaGate", "Transform", "Trainer", "BlessingGate", "Pusher",
+        *(f"baseline_{t}" for t in tasks), *(f"evaluate_{t}" for t in tasks)}
     # Transform reads the schema that passed the gate, so anomalies stop it.
     assert by_id["Transform"].inputs["schema"].producer_component_id == "SchemaGate"
     # Module code by import path: nothing in the pipeline points at a local file.
     assert by_id["Trainer"].exec_properties["run_fn"] == pipeline_lib.RUN_FN
     assert by_id["Transform"].exec_properties["preprocessing_fn"] == pipeline_lib.PREPROCESSING_FN
-    eval_config = by_id["Evaluator"].exec_properties["eval_config"]
-    assert all(task in eval_config for task in spec.task_names)
+    for task in tasks:
+        evaluator = by_id[f"evaluate_{task}"]
+        # Each Evaluator compares the multi-task model with its own task's baseline.
+        assert evaluator.inputs["model"].producer_component_id == "Trainer"
+        assert evaluator.inputs["baseline_model"].producer_component_id == f"baseline_{task}"
+        assert f"{task}__evaluation" in evaluator.exec_properties["eval_config"]
+        gate_inputs = by_id["BlessingGate"].inputs
+        assert gate_inputs[f"{task}_evaluation"].producer_component_id == f"evaluate_{task}"
+        assert gate_inputs[f"{task}_blessing"].producer_component_id == f"evaluate_{task}"
+    assert by_id["Pusher"].inputs["model_blessing"].producer_component_id == "BlessingGate"
+    assert by_id["Pusher"].inputs["model"].producer_component_id == "Trainer"
+
+
+def test_each_baseline_is_the_same_family_and_budget_with_one_task(tmp_path):
+    config = TrainerConfig.from_dict({
+        "architecture": {"name": "mmoe", "experts": 3, "hidden_units": [32]},
+        "weighting": "uncertainty", "combine": "pcgrad", "learning_rate": 0.01,
+        "batch_size": 64, "seed": 3})
+    by_id = {c.id: c for c in _pipeline(tmp_path, trainer_config=config).components}
+    assert _trainer_config(by_id["Trainer"]) == config
+    baseline = by_id["baseline_fare"]
+    assert _trainer_config(baseline) == config.baseline_for("fare")
+    arch = _trainer_config(baseline).architecture
+    assert (arch.name, arch.family, arch.task, arch.experts, arch.hidden_units) == (
+        "single_task", "mmoe", "fare", 3, (32,))
+    trained = _trainer_config(baseline)
+    assert (trained.weighting, trained.combine) == ("uniform", "sum")
+    assert (trained.learning_rate, trained.batch_size, trained.seed) == (0.01, 64, 3)
+    assert baseline.exec_properties["train_args"] == by_id["Trainer"].exec_properties["train_args"]
+    assert baseline.inputs["examples"].producer_component_id == "Transform"
+
+
+def test_reused_baselines_are_resolved_from_the_store_not_trained(tmp_path):
+    by_id = {c.id: c for c in _pipeline(tmp_path, baselines="reuse").components}
+    assert not any(node.startswith("baseline_") for node in by_id)
+    resolver = by_id["latest_baseline_fare"]
+    channel = resolver.raw_inputs["model"]
+    assert (channel.producer_component_id, channel.output_key) == ("baseline_fare", "model")
+    assert by_id["evaluate_fare"].inputs["baseline_model"].producer_component_id == (
+        "latest_baseline_fare")
+
+
+def test_judging_changes_do_not_touch_what_training_sees(tmp_path):
+    """Transform's and the Trainers' cache keys ignore the policy, slices and bounds."""
+    spec = task_spec.load(data.bundled_spec())
+    stricter = dataclasses.replace(
+        spec, evaluation=task_spec.Evaluation(policy="primary", slices=(("company",),)),
+        tasks=tuple(dataclasses.replace(t, metrics=(task_spec.Metric(
+            t.metrics[0].name, task_spec.Threshold(lower_bound=0.0),
+            task_spec.MaxRegression(0.5, True)),) + t.metrics[1:]) for t in spec.tasks))
+    before = {c.id: c for c in _pipeline(tmp_path, spec).components}
+    after = {c.id: c for c in _pipeline(tmp_path, stricter).components}
+    for node in ("Transform", "Trainer", "baseline_fare"):
+        assert (before[node].exec_properties["custom_config"]
+                == after[node].exec_properties["custom_config"]), node
+    assert (before["evaluate_fare"].exec_properties["eval_config"]
+            != after["evaluate_fare"].exec_properties["eval_config"])
+    assert before["BlessingGate"].exec_properties["spec"] != after["BlessingGate"].exec_properties["spec"]
+
+
+def test_a_single_task_model_is_judged_on_its_one_task(tmp_path):
+    config = TrainerConfig.from_dict({"architecture": {"name": "single_task", "task": "fare"}})
+    by_id = {c.id: c for c in _pipeline(tmp_path, trainer_config=config).components}
+    assert {n for n in by_id if n.startswith(("baseline_", "evaluate_"))} == {
+        "baseline_fare", "evaluate_fare"}
 
 
 def test_code_version_changes_with_the_module_code(tmp_path, monkeypatch):

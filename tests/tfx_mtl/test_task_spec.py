@@ -92,7 +92,8 @@ def test_every_problem_is_reported_at_once():
 @pytest.mark.parametrize("task, field, needle", [
     ({"name": "Bad-Name", "type": "binary", "label": "tips > 1"}, "tasks.Bad-Name.name", "not a valid task name"),
     ({"name": "serving_default", "type": "binary", "label": "tips > 1"}, "tasks.serving_default.name", "reserved"),
-    ({"name": "evaluation", "type": "binary", "label": "tips > 1"}, "tasks.evaluation.name", "reserved"),
+    ({"name": "tip__rate", "type": "binary", "label": "tips > 1"}, "tasks.tip__rate.name", "single underscores"),
+    ({"name": "tip_", "type": "binary", "label": "tips > 1"}, "tasks.tip_.name", "not a valid task name"),
     ({"name": "x", "type": "regression", "label": "tips > 1"}, "tasks.x.label", "regression label"),
     ({"name": "x", "type": "binary", "label": "tips * 2"}, "tasks.x.label", "binary label"),
     ({"name": "x", "type": "multiclass", "label": "tips + 1"}, "tasks.x.label", "single column"),
@@ -166,3 +167,60 @@ def test_restricted_to_keeps_the_named_tasks_in_spec_order():
         spec.restricted_to(["fair"])
     with pytest.raises(ValueError, match="names: give at least one task"):
         spec.restricted_to([])
+
+
+def test_max_regression_is_absolute_or_a_percentage_of_the_baseline():
+    raw = _spec()
+    raw["tasks"][0]["metrics"] = [{"name": "auc", "lower_bound": 0.6, "max_regression": 0.005}]
+    raw["tasks"][1]["metrics"] = [{"name": "mse", "max_regression": "1.5%"}, "mae"]
+    spec = task_spec.parse(raw, columns=TAXI_COLUMNS)
+    auc = spec.task("big_tipper").metrics[0]
+    assert auc.max_regression == task_spec.MaxRegression(0.005, relative=False)
+    mse, mae = spec.task("fare").metrics
+    assert mse.max_regression == task_spec.MaxRegression(0.015, relative=True)
+    assert mae.max_regression is None
+    assert auc.max_regression.describe(True) == "may fall by at most 0.005 vs the baseline"
+    assert mse.max_regression.describe(False) == "may rise by at most 1.5% vs the baseline"
+    assert task_spec.TaskSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("value", [-0.1, "1", "-1%", "one percent", True, [1]])
+def test_bad_max_regression_names_the_field(value):
+    raw = _spec()
+    raw["tasks"][0]["metrics"] = [{"name": "auc", "max_regression": value}]
+    problems, _ = _problems(raw)
+    assert "non-negative number" in problems["tasks.big_tipper.metrics[0].max_regression"]
+
+
+def test_evaluation_section_defaults_and_round_trip():
+    spec = task_spec.parse(_spec())
+    assert spec.evaluation == task_spec.Evaluation("all", "train", ())
+    raw = _spec(evaluation={"policy": "primary", "baselines": "reuse",
+                            "slices": ["payment_type", ["payment_type", "company"]]})
+    spec = task_spec.parse(raw, columns=TAXI_COLUMNS)
+    assert spec.evaluation.policy == "primary" and spec.evaluation.baselines == "reuse"
+    assert spec.evaluation.slices == (("payment_type",), ("payment_type", "company"))
+    assert task_spec.TaskSpec.from_dict(spec.to_dict()) == spec
+    # A slice column need not be a model feature (company is not one here).
+    assert "company" not in spec.feature_names
+
+
+def test_the_policy_decides_which_tasks_must_be_blessed():
+    spec = task_spec.parse(_spec())  # big_tipper primary, fare auxiliary
+    every = task_spec.Evaluation(policy="all")
+    primary = task_spec.Evaluation(policy="primary")
+    assert [every.must_bless(t) for t in spec.tasks] == [True, True]
+    assert [primary.must_bless(t) for t in spec.tasks] == [True, False]
+
+
+def test_bad_evaluation_section_names_every_field():
+    raw = _spec(evaluation={"policy": "most", "baselines": "latest", "slices": [
+        "payment_type", "speed", ["company", "company"], 3, "payment_type"], "gate": 1})
+    problems, _ = _problems(raw)
+    assert "got 'most'" in problems["evaluation.policy"]
+    assert "got 'latest'" in problems["evaluation.baselines"]
+    assert "unknown column 'speed'" in problems["evaluation.slices[1]"]
+    assert "repeats a column" in problems["evaluation.slices[2]"]
+    assert "column name" in problems["evaluation.slices[3]"]
+    assert "duplicate slice" in problems["evaluation.slices[4]"]
+    assert "unknown field" in problems["evaluation.gate"]

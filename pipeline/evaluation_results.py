@@ -1,0 +1,154 @@
+"""Reads one task's TFMA evaluation (candidate vs baseline) in the spec's terms.
+
+TFMA keys every value by model (``candidate``/``baseline``), metric,
+example weighting and whether it is a difference. This module turns that into
+per-slice dicts keyed by the spec's metric names (plus ``example_count``, every
+eval example, and ``labelled_count``, those with the task's label) and
+describes each failed bound in words: which metric, its value, by how much it
+missed, and the bound. The blessing gate, the run summary and the review
+notebook all read evaluations through it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import tensorflow_model_analysis as tfma
+
+from tfx_mtl.pipeline.eval_config import BASELINE, CANDIDATE
+from tfx_mtl.task_spec import Task
+
+EXAMPLE_COUNT = "example_count"
+LABELLED_COUNT = "labelled_count"
+
+SliceKey = tuple[tuple[str, Any], ...]  # () is the overall slice
+
+
+@dataclasses.dataclass
+class SliceMetrics:
+    slice: SliceKey
+    candidate: dict[str, float] = dataclasses.field(default_factory=dict)
+    baseline: dict[str, float] = dataclasses.field(default_factory=dict)
+    changes: dict[str, float] = dataclasses.field(default_factory=dict)  # candidate - baseline
+
+    @property
+    def name(self) -> str:
+        """``Overall`` or ``col=value`` pairs joined by ``, ``."""
+        return ", ".join(f"{c}={v}" for c, v in self.slice) or "Overall"
+
+
+def _names(task: Task) -> dict[str, str]:
+    return {m.definition(task.type).tfma_name: m.name for m in task.metrics}
+
+
+def _slice_key(proto) -> SliceKey:
+    key = []
+    for single in proto.single_slice_keys:
+        kind = single.WhichOneof("kind")
+        value = getattr(single, kind) if kind else None
+        key.append((single.column, value.decode() if isinstance(value, bytes) else value))
+    return tuple(key)
+
+
+def load(eval_uri: str, task: Task) -> list[SliceMetrics]:
+    """Every slice's metrics of ``task``'s evaluation, the overall slice first."""
+    names = _names(task)
+    slices = []
+    for metrics_for_slice in tfma.load_metrics(eval_uri):
+        if metrics_for_slice.HasField("cross_slice_key"):
+            continue
+        entry = SliceMetrics(_slice_key(metrics_for_slice.slice_key))
+        for kv in metrics_for_slice.metric_keys_and_values:
+            key = kv.key
+            if not kv.value.HasField("double_value"):
+                continue
+            if key.name == EXAMPLE_COUNT:
+                name = LABELLED_COUNT if key.example_weighted.value else EXAMPLE_COUNT
+            elif key.name in names:
+                name = names[key.name]
+            else:
+                continue
+            value = kv.value.double_value.value
+            if key.is_diff:
+                entry.changes[name] = value
+            elif key.model_name == BASELINE:
+                entry.baseline[name] = value
+            elif key.model_name in (CANDIDATE, ""):
+                entry.candidate[name] = value
+        slices.append(entry)
+    slices.sort(key=lambda s: (len(s.slice), s.name))
+    return slices
+
+
+def overall(slices: list[SliceMetrics]) -> SliceMetrics:
+    for entry in slices:
+        if not entry.slice:
+            return entry
+    return SliceMetrics(())
+
+
+def failures(eval_uri: str, task: Task, metrics: SliceMetrics) -> list[str]:
+    """Each bound the candidate failed on the overall slice, in words."""
+    names = _names(task)
+    by_name = {m.name: m for m in task.metrics}
+    result = []
+    validation = tfma.load_validation_result(eval_uri)
+    for per_slice in validation.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            key = failure.metric_key
+            if key.name == EXAMPLE_COUNT:
+                result.append(f"{LABELLED_COUNT} = {failure.metric_value.double_value.value:g} "
+                              "fails the bound >= 1: no eval example has this task's label")
+                continue
+            name = names.get(key.name, key.name)
+            threshold = failure.metric_threshold
+            if threshold.HasField("change_threshold") and name in by_name:
+                result.append(describe_regression(
+                    name, metrics.candidate.get(name), metrics.baseline.get(name),
+                    by_name[name], task))
+            else:
+                result.append(f"{name} = {failure.metric_value.double_value.value:.6g} "
+                              f"fails the bound {_value_bound(threshold.value_threshold)}")
+    return result
+
+
+def describe_regression(name: str, candidate: float | None, baseline: float | None,
+                        metric, task: Task) -> str:
+    """E.g. ``rmse = 4.13 vs baseline 4.01 (+3.0%) fails: may rise by at most 1% ...``."""
+    higher_is_better = metric.definition(task.type).higher_is_better
+    bound = metric.max_regression.describe(higher_is_better)
+    if candidate is None or baseline is None:
+        return f"{name}: no baseline value to compare with; {bound}"
+    change = candidate - baseline
+    if metric.max_regression.relative:
+        amount = f"{change / baseline * 100:+.2f}%" if baseline else "n/a"
+    else:
+        amount = f"{change:+.4g}"
+    return f"{name} = {candidate:.6g} vs baseline {baseline:.6g} ({amount}) fails: {bound}"
+
+
+def _value_bound(value) -> str:
+    parts = []
+    if value.HasField("lower_bound"):
+        parts.append(f">= {value.lower_bound.value:g}")
+    if value.HasField("upper_bound"):
+        parts.append(f"<= {value.upper_bound.value:g}")
+    return " and ".join(parts) or "(none)"
+
+
+def bounds(task: Task) -> dict[str, list[str]]:
+    """The spec's bounds of each metric of ``task``, in words (for reports)."""
+    result = {}
+    for metric in task.metrics:
+        words = []
+        if metric.threshold is not None:
+            if metric.threshold.lower_bound is not None:
+                words.append(f">= {metric.threshold.lower_bound:g}")
+            if metric.threshold.upper_bound is not None:
+                words.append(f"<= {metric.threshold.upper_bound:g}")
+        if metric.max_regression is not None:
+            words.append(metric.max_regression.describe(
+                metric.definition(task.type).higher_is_better))
+        if words:
+            result[metric.name] = words
+    return result

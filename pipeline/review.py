@@ -1,0 +1,377 @@
+"""What the review notebooks (``notebooks/``) read from a run, as tables and figures.
+
+A notebook is given only a run's output directory: the latest pipeline run is
+found in its MLMD store, and everything else comes from that run's own
+records -- the tasks, metric names and slices from the blessing gate's ``spec``
+parameter, the numbers from its transfer report and each task's TFMA
+evaluation, the data views from StatisticsGen, the schema and ExampleValidator.
+Nothing here hard-codes a task, so a notebook works for any spec.
+
+Artifact URIs in MLMD are absolute; when a run directory has been copied or
+moved, each one is looked up again under the given pipeline root.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import math
+import os
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from tfx_mtl.task_spec import TaskSpec
+
+GATE_NODE = "BlessingGate"
+# Where the schema the run used comes from, the first one present wins: the
+# gate's validated copy, else the curated (ImportSchemaGen) or inferred one.
+SCHEMA_OUTPUTS = (("SchemaGate", "validated_schema"), ("ImportSchemaGen", "schema"),
+                  ("SchemaGen", "schema"))
+MULTI_TASK, BASELINE, CHANGE = "multi_task", "baseline", "change"
+COUNTS = ("example_count", "labelled_count")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """The latest run of one pipeline, as recorded in MLMD."""
+
+    pipeline: str
+    run_id: str
+    metadata: str  # the MLMD SQLite file
+    pipeline_root: str
+    components: dict[str, str]  # node id -> state (COMPLETE, CACHED, FAILED, ...)
+    outputs: dict[str, dict[str, str]]  # node id -> output key -> artifact uri
+    spec: TaskSpec | None  # the spec the gate judged with; None if it did not run
+    report: dict[str, Any] | None  # the transfer report; None if the gate did not run
+    pushed: str | None  # where Pusher pushed the model, if it did
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.require_report()["tasks"])
+
+    @property
+    def slices(self) -> list[tuple[str, ...]]:
+        """The spec's slices (a tuple of columns each; several columns are a cross)."""
+        return [tuple(s) for s in self.require_spec().evaluation.slices]
+
+    def evaluation(self, task: str) -> str:
+        """The uri of ``task``'s TFMA evaluation (multi-task vs its baseline)."""
+        return self._local(self._task(task)["evaluation"])
+
+    def baseline_model(self, task: str) -> str | None:
+        """The uri of the single-task model ``task`` was compared with, if any."""
+        uri = (self._task(task).get("baseline_model") or {}).get("uri")
+        return self._local(uri) if uri else None
+
+    def output(self, node: str, key: str) -> str:
+        try:
+            return self.outputs[node][key]
+        except KeyError:
+            raise LookupError(
+                f"the latest run of {self.pipeline!r} in {self.metadata} has no output "
+                f"{node}.{key} ({self._states()})") from None
+
+    def require_report(self) -> dict[str, Any]:
+        if self.report is None:
+            raise LookupError(
+                f"the latest run of {self.pipeline!r} in {self.metadata} has no transfer "
+                f"report: {GATE_NODE} did not run ({self._states()})")
+        return self.report
+
+    def require_spec(self) -> TaskSpec:
+        if self.spec is None:
+            raise LookupError(f"no task spec for the latest run of {self.pipeline!r}: "
+                              f"{GATE_NODE} did not run; pass spec_path")
+        return self.spec
+
+    def _task(self, task: str) -> dict[str, Any]:
+        tasks = self.require_report()["tasks"]
+        if task not in tasks:
+            raise KeyError(f"no task {task!r} in the run (tasks: {', '.join(tasks)})")
+        return tasks[task]
+
+    def _local(self, uri: str) -> str:
+        return _rebase(uri, self.pipeline_root)
+
+    def _states(self) -> str:
+        return ", ".join(f"{n}: {s}" for n, s in self.components.items()) or "no component ran"
+
+
+def find_run(output_dir: str | os.PathLike | None = None, *,
+             pipeline_root: str | os.PathLike | None = None,
+             metadata: str | os.PathLike | None = None, pipeline_name: str | None = None,
+             spec_path: str | os.PathLike | None = None) -> Run:
+    """The latest run in ``output_dir`` (as ``tfx-mtl run --output-dir`` lays it out),
+    or in ``pipeline_root`` + ``metadata`` (the MLMD SQLite file). ``pipeline_name``
+    may be left out when the store holds one pipeline; ``spec_path`` replaces the
+    spec recorded by the gate (e.g. for a run that stopped before it)."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    from tfx_mtl import task_spec
+    from tfx_mtl.pipeline import summary
+
+    if output_dir is not None:
+        pipeline_root = pipeline_root or os.path.join(output_dir, "pipeline_root")
+        metadata = metadata or os.path.join(output_dir, "metadata.sqlite")
+    if pipeline_root is None or metadata is None:
+        raise ValueError("give output_dir, or both pipeline_root and metadata")
+    pipeline_root, metadata = os.path.abspath(pipeline_root), os.path.abspath(metadata)
+    if not os.path.isfile(metadata):
+        raise FileNotFoundError(f"no MLMD store at {metadata}: run `tfx-mtl run --output-dir "
+                                f"{os.path.dirname(metadata)}` first, or point to its output")
+    store = summary.open_store(metadata)
+    name = pipeline_name or _only_pipeline(store, metadata)
+    try:
+        run, executions = summary.latest_run(store, name)
+    except LookupError as e:
+        raise LookupError(f"{e} ({metadata})") from None
+    states = metadata_store_pb2.Execution.State.Name
+    components, outputs, spec, report, pushed = {}, {}, None, None, None
+    for execution in sorted(executions, key=lambda e: (e.create_time_since_epoch, e.id)):
+        node = summary._node_id(store, execution, name)
+        components[node] = states(execution.last_known_state)
+        produced = _outputs(store, execution)
+        outputs[node] = {key: _rebase(a.uri, pipeline_root) for key, a in produced}
+        if node == GATE_NODE and "spec" in execution.custom_properties:
+            spec = TaskSpec.from_dict(json.loads(execution.custom_properties["spec"].string_value))
+        for _, artifact in produced:
+            props = artifact.custom_properties
+            if "pushed" in props and props["pushed"].int_value == 1:
+                pushed = props["pushed_destination"].string_value
+    if GATE_NODE in outputs and "report" in outputs[GATE_NODE]:
+        report_file = os.path.join(outputs[GATE_NODE]["report"], "transfer_report.json")
+        with open(report_file) as f:
+            report = json.load(f)
+    if spec_path is not None:
+        spec = task_spec.load(spec_path)
+    return Run(pipeline=name, run_id=run.name, metadata=metadata, pipeline_root=pipeline_root,
+               components=components, outputs=outputs, spec=spec, report=report, pushed=pushed)
+
+
+def _only_pipeline(store, metadata: str) -> str:
+    names = sorted(c.name for c in store.get_contexts_by_type("pipeline"))
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise LookupError(f"no pipeline run recorded in {metadata}")
+    raise LookupError(f"{metadata} holds several pipelines ({', '.join(names)}): "
+                      "pass pipeline_name")
+
+
+def _outputs(store, execution):
+    """(output key, artifact) of each output of ``execution``, by artifact id."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    events = {e.artifact_id: e for e in store.get_events_by_execution_ids([execution.id])
+              if e.type == metadata_store_pb2.Event.OUTPUT and e.path.steps}
+    artifacts = store.get_artifacts_by_id(list(events)) if events else []
+    return [(events[a.id].path.steps[0].key, a) for a in sorted(artifacts, key=lambda a: a.id)]
+
+
+def _rebase(uri: str, pipeline_root: str) -> str:
+    """The artifact's ``<node>/<output>/<id>`` under ``pipeline_root`` if it is there,
+    else ``uri``: a copied or moved run directory is read where it is now."""
+    moved = os.path.join(pipeline_root, *os.path.normpath(uri).split(os.sep)[-3:])
+    return moved if os.path.exists(moved) else uri
+
+
+# --- model analysis -------------------------------------------------------------------
+
+
+def overall_table(run: Run) -> pd.DataFrame:
+    """One row per task and metric: multi-task vs baseline on the overall slice, the
+    bounds and the gate's verdict, as in the transfer report. ``examples`` counts every
+    eval example, ``labelled`` those with the task's label (the metrics' weight)."""
+    return overall_frame(run.require_report(), run.spec)
+
+
+def overall_frame(report: dict[str, Any], spec: TaskSpec | None = None) -> pd.DataFrame:
+    rows = []
+    for task, info in report["tasks"].items():
+        for metric in _metric_names(task, info, spec):
+            candidate = info["metrics"].get(metric)
+            baseline = info["baseline_metrics"].get(metric)
+            change = info["changes"].get(metric)
+            rows.append({
+                "task": task, "role": info["role"],
+                "examples": info["metrics"].get("example_count"),
+                "labelled": info["metrics"].get("labelled_count"), "metric": metric,
+                MULTI_TASK: candidate, BASELINE: baseline, CHANGE: change,
+                "change_pct": (change / baseline * 100
+                               if change is not None and baseline else math.nan),
+                "bound": "; ".join(info["bounds"].get(metric, [])),
+                "blessed": info["blessed"]})
+    frame = pd.DataFrame(rows, columns=["task", "role", "examples", "labelled", "metric",
+                                        MULTI_TASK, BASELINE, CHANGE, "change_pct", "bound",
+                                        "blessed"])
+    return _counts_as_int(frame, ["examples", "labelled"])
+
+
+def _counts_as_int(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """TFMA's counts are doubles; shown as 618.0 they read like a metric."""
+    for column in columns:
+        frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
+    return frame
+
+
+def _metric_names(task: str, info: dict[str, Any], spec: TaskSpec | None) -> list[str]:
+    if spec is not None and task in spec.task_names:
+        return [m.name for m in spec.task(task).metrics]
+    return [m for m in info["metrics"] if m not in COUNTS]
+
+
+def slice_table(run: Run, task: str, column: str | Sequence[str]) -> pd.DataFrame:
+    """``task``'s metrics per value of ``column`` (or a cross of columns), multi-task
+    vs baseline, from its TFMA evaluation."""
+    from tfx_mtl.pipeline import evaluation_results
+
+    spec_task = run.require_spec().task(task)
+    slices = evaluation_results.load(run.evaluation(task), spec_task)
+    return slice_frame(slices, column, [m.name for m in spec_task.metrics], task=task)
+
+
+def slice_frame(slices: Iterable, column: str | Sequence[str], metrics: Sequence[str],
+                task: str | None = None) -> pd.DataFrame:
+    """One row per slice value, sorted (numbers numerically): the counts, then per
+    metric ``<metric>_multi_task``, ``<metric>_baseline`` and ``<metric>_change``."""
+    columns = (column,) if isinstance(column, str) else tuple(column)
+    rows = []
+    for entry in slices:
+        values = dict(entry.slice)
+        if sorted(values) != sorted(columns):
+            continue
+        row = {c: entry.candidate.get(c) for c in COUNTS}
+        for metric in metrics:
+            row[f"{metric}_{MULTI_TASK}"] = entry.candidate.get(metric)
+            row[f"{metric}_{BASELINE}"] = entry.baseline.get(metric)
+            row[f"{metric}_{CHANGE}"] = entry.changes.get(metric)
+        rows.append((tuple(values[c] for c in columns), row))
+    rows.sort(key=lambda r: [_sort_key(v) for v in r[0]])
+    index = pd.Index([v[0] if len(v) == 1 else " x ".join(map(str, v)) for v, _ in rows],
+                     name=" x ".join(columns))
+    value_columns = list(COUNTS) + [f"{m}_{s}" for m in metrics for s in (MULTI_TASK, BASELINE,
+                                                                          CHANGE)]
+    frame = _counts_as_int(pd.DataFrame([r for _, r in rows], index=index,
+                                        columns=value_columns), COUNTS)
+    frame.attrs.update(task=task, metrics=list(metrics))
+    return frame
+
+
+def _sort_key(value) -> tuple:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value, "")
+    return (1, 0, str(value))
+
+
+def plot_slices(frame: pd.DataFrame, metric: str, title: str | None = None):
+    """Grouped bars per slice value, multi-task vs single-task baseline: a static
+    figure (no widget), so it also shows where the notebook is only viewed."""
+    from matplotlib.figure import Figure
+
+    labels = [str(v) for v in frame.index]
+    if "labelled_count" in frame:
+        labels = [f"{v}\n(n={_count(n)})" for v, n in zip(labels, frame["labelled_count"])]
+    x = range(len(frame))
+    width = 0.4
+    fig = Figure(figsize=(min(16.0, max(6.0, 0.5 * len(frame) + 2)), 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar([i - width / 2 for i in x], frame[f"{metric}_{MULTI_TASK}"], width,
+           label="multi-task")
+    ax.bar([i + width / 2 for i in x], frame[f"{metric}_{BASELINE}"], width,
+           label="single-task baseline")
+    ax.set_xticks(list(x), labels, fontsize=8, rotation=0 if len(frame) <= 8 else 90)
+    column = frame.index.name or "slice"
+    ax.set_xlabel(column)
+    ax.set_ylabel(metric)
+    task = frame.attrs.get("task")
+    ax.set_title(title or (f"{task}: " if task else "") + f"{metric} by {column}")
+    ax.legend()
+    return fig
+
+
+def _count(value) -> str:
+    return "?" if pd.isna(value) else f"{value:.0f}"
+
+
+def judged_metrics(run: Run, task: str) -> list[str]:
+    """The metrics the gate bounds for ``task`` (else its first): the ones worth a plot."""
+    info = run.require_report()["tasks"][task]
+    names = _metric_names(task, info, run.spec)
+    return [m for m in names if info["bounds"].get(m)] or names[:1]
+
+
+def eval_result(run: Run, task: str):
+    """The multi-task model's TFMA result of ``task``, for ``tfma.view`` widgets."""
+    import tensorflow_model_analysis as tfma
+
+    return tfma.load_eval_result(run.evaluation(task), model_name="candidate")
+
+
+# --- data -----------------------------------------------------------------------------
+
+
+def statistics(run: Run) -> dict[str, Any]:
+    """StatisticsGen's statistics per split (``DatasetFeatureStatisticsList``)."""
+    import tensorflow_data_validation as tfdv
+
+    uri = run.output("StatisticsGen", "statistics")
+    return {split: tfdv.load_stats_binary(os.path.join(path, "FeatureStats.pb"))
+            for split, path in _splits(uri)}
+
+
+def statistics_table(stats: dict[str, Any]) -> pd.DataFrame:
+    """A static summary per feature and split (Facets needs a browser and a network):
+    the share of examples with a value, and the mean/std/range or the distinct values."""
+    rows = []
+    for split, stats_list in stats.items():
+        dataset = stats_list.datasets[0]
+        for feature in dataset.features:
+            kind = feature.WhichOneof("stats")
+            values = getattr(feature, kind) if kind else None
+            common = values.common_stats if values is not None else None
+            row = {"feature": ".".join(feature.path.step) or feature.name, "split": split}
+            if common is not None and dataset.num_examples and common.max_num_values <= 1:
+                row["present_pct"] = (100 * common.num_non_missing * common.avg_num_values
+                                      / dataset.num_examples)
+            if kind == "num_stats":
+                row.update(mean=values.mean, std=values.std_dev, min=values.min, max=values.max)
+            elif kind == "string_stats":
+                row.update(unique=values.unique, top=values.top_values[0].value
+                           if values.top_values else None)
+            rows.append(row)
+    columns = ["feature", "split", "present_pct", "mean", "std", "min", "max", "unique", "top"]
+    frame = pd.DataFrame(rows, columns=columns).sort_values(["feature", "split"], kind="stable")
+    return frame.set_index(["feature", "split"])
+
+
+def schema(run: Run):
+    """The schema the run used (``schema_pb2.Schema``) and where it was read."""
+    import tensorflow_data_validation as tfdv
+
+    for node, key in SCHEMA_OUTPUTS:
+        if key in run.outputs.get(node, {}):
+            path = os.path.join(run.outputs[node][key], "schema.pbtxt")
+            return tfdv.load_schema_text(path), path
+    raise LookupError(f"the latest run of {run.pipeline!r} in {run.metadata} has no schema "
+                      f"({run._states()})")
+
+
+def anomalies(run: Run) -> dict[str, Any]:
+    """ExampleValidator's anomalies per split (``anomalies_pb2.Anomalies``)."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    result = {}
+    for split, path in _splits(run.output("ExampleValidator", "anomalies")):
+        result[split] = anomalies_pb2.Anomalies()
+        with open(os.path.join(path, "SchemaDiff.pb"), "rb") as f:
+            result[split].ParseFromString(f.read())
+    return result
+
+
+def _splits(uri: str) -> list[tuple[str, str]]:
+    found = [(os.path.basename(p)[len("Split-"):], p)
+             for p in sorted(glob.glob(os.path.join(uri, "Split-*")))]
+    if not found:
+        raise FileNotFoundError(f"no Split-* directory in {uri}")
+    return found
