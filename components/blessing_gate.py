@@ -37,9 +37,12 @@ _BLESSED_FILE, _NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"  # as the Evaluator 
 
 
 class TransferReport(types.Artifact):
-    """Per task: multi-task vs single-task metrics, differences and verdicts (JSON)."""
+    """Per task: multi-task vs single-task metrics, differences and verdicts (JSON).
 
-    TYPE_NAME = "TransferReport"
+    Named ``<namespace>.<Type>``, the form Kubeflow Pipelines v2 requires of a
+    custom artifact type's schema title."""
+
+    TYPE_NAME = "tfx_mtl.TransferReport"
 
 
 def evaluation_key(task: str) -> str:
@@ -148,7 +151,10 @@ class Executor(base_executor.BaseExecutor):
 class BlessingGateSpec(ComponentSpec):
     """The fixed part; :func:`_spec_class` adds one evaluation and blessing per task."""
 
-    PARAMETERS = {"spec": ExecutionParameter(type=str)}
+    # code_version: a hash of the gate's code, so a change to it is not served from
+    # TFX's cache (which keys on inputs and parameters, not on executor code).
+    PARAMETERS = {"spec": ExecutionParameter(type=str),
+                  "code_version": ExecutionParameter(type=str)}
     INPUTS = {"model": ChannelParameter(type=standard_artifacts.Model)}
     OUTPUTS = {"blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
                "report": ChannelParameter(type=TransferReport)}
@@ -163,13 +169,15 @@ def _spec_class(task_names) -> type[BlessingGateSpec]:
 
 
 class BlessingGate(base_component.BaseComponent):
-    """``BlessingGate(model, evaluations={task: ch}, blessings={task: ch}, spec=spec)``."""
+    """``BlessingGate(model, evaluations={task: ch}, blessings={task: ch}, spec=spec,
+    code_version=...)``."""
 
     SPEC_CLASS = BlessingGateSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, model: types.BaseChannel, evaluations: Mapping[str, types.BaseChannel],
-                 blessings: Mapping[str, types.BaseChannel], spec: TaskSpec):
+                 blessings: Mapping[str, types.BaseChannel], spec: TaskSpec,
+                 code_version: str = ""):
         for what, channels in (("evaluations", evaluations), ("blessings", blessings)):
             if set(channels) != set(spec.task_names):
                 raise ValueError(f"BlessingGate {what}: need one per task of the spec "
@@ -180,6 +188,7 @@ class BlessingGate(base_component.BaseComponent):
             inputs[blessing_key(name)] = blessings[name]
         component_spec = _spec_class(spec.task_names)(
             spec=json.dumps(spec.to_dict(), sort_keys=True),
+            code_version=code_version,
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
             report=types.Channel(type=TransferReport),
             **inputs)

@@ -40,6 +40,8 @@ RUN_FN = "tfx_mtl.models.trainer.run_fn"
 BASELINE_OUTPUT = "model"  # the Trainer output a reused baseline is resolved from
 # The packages whose code runs inside Transform and Trainer (spec, labels, models).
 _CODE_PACKAGES = ("tfx_mtl", "tfx_mtl.models")
+# ... and inside BlessingGate (reading evaluations, the decision, the report).
+_GATE_CODE_PACKAGES = ("tfx_mtl", "tfx_mtl.components", "tfx_mtl.pipeline")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +59,10 @@ class DataSource:
         return cls(os.path.dirname(path), os.path.basename(path))
 
 
-def code_version() -> str:
-    """A short hash of the module code Transform and Trainer run (see _CODE_PACKAGES)."""
+def code_version(packages: Sequence[str] = _CODE_PACKAGES) -> str:
+    """A short hash of the modules of ``packages`` (default: what Transform and Trainer run)."""
     digest = hashlib.sha256()
-    for name in _CODE_PACKAGES:
+    for name in packages:
         directory = importlib.import_module(name).__path__[0]
         for filename in sorted(os.listdir(directory)):
             if filename.endswith(".py"):
@@ -174,7 +176,8 @@ def create_pipeline(
         model=multi_task.outputs["model"],
         evaluations={t: e.outputs["evaluation"] for t, e in evaluators.items()},
         blessings={t: e.outputs["blessing"] for t, e in evaluators.items()},
-        spec=trained.judging_view())
+        spec=trained.judging_view(),
+        code_version=code_version(_GATE_CODE_PACKAGES))
     pusher = tfx.components.Pusher(
         model=multi_task.outputs["model"],
         model_blessing=gate.outputs["blessing"],

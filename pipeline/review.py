@@ -140,8 +140,7 @@ def find_run(output_dir: str | os.PathLike | None = None, *,
             if "pushed" in props and props["pushed"].int_value == 1:
                 pushed = props["pushed_destination"].string_value
     if GATE_NODE in outputs and "report" in outputs[GATE_NODE]:
-        report_file = os.path.join(outputs[GATE_NODE]["report"], "transfer_report.json")
-        with open(report_file) as f:
+        with open(summary.report_path(outputs[GATE_NODE]["report"])) as f:
             report = json.load(f)
     if spec_path is not None:
         spec = task_spec.load(spec_path)

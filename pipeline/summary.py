@@ -88,15 +88,17 @@ def _output_artifacts(store, execution, type_name: str):
     return [a for a in artifacts if type_ids.get(a.type_id) == type_name]
 
 
-def _read_report(uri: str) -> dict[str, Any]:
-    from tfx_mtl.components.blessing_gate import REPORT_FILE
+def report_path(uri: str) -> str:
+    """The transfer report file inside the gate's TransferReport artifact."""
+    from tfx_mtl.components.blessing_gate import REPORT_FILE  # imports TFX
 
-    with open(os.path.join(uri, REPORT_FILE)) as f:
-        return json.load(f)
+    return os.path.join(uri, REPORT_FILE)
 
 
 def collect(sqlite_path: str, pipeline_name: str, output_dir: str) -> dict[str, Any]:
     """The run summary: the gate's transfer report, component runs and the push."""
+    from tfx_mtl.components.blessing_gate import TransferReport  # imports TFX
+
     store = open_store(sqlite_path)
     run, executions = latest_run(store, pipeline_name)
     components, report, pushed = [], None, None
@@ -105,11 +107,12 @@ def collect(sqlite_path: str, pipeline_name: str, output_dir: str) -> dict[str, 
         components.append(ComponentRun(
             node, _EXECUTION_STATES.get(execution.last_known_state, "UNKNOWN"),
             (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000))
-        report = next(iter(_output_artifacts(store, execution, "TransferReport")), report)
+        report = next(iter(_output_artifacts(store, execution, TransferReport.TYPE_NAME)), report)
         pushed = next(iter(_output_artifacts(store, execution, "PushedModel")), pushed)
     if report is None:
         raise LookupError(f"the latest run of {pipeline_name!r} has no transfer report")
-    transfer = _read_report(report.uri)
+    with open(report_path(report.uri)) as f:
+        transfer = json.load(f)
     push_dir = None
     if pushed is not None and pushed.custom_properties["pushed"].int_value == 1:
         push_dir = pushed.custom_properties["pushed_destination"].string_value
@@ -123,7 +126,7 @@ def collect(sqlite_path: str, pipeline_name: str, output_dir: str) -> dict[str, 
         "output_dir": output_dir,
         "pipeline": pipeline_name,
         "run_id": run.name,
-        "transfer_report": os.path.join(report.uri, "transfer_report.json"),
+        "transfer_report": report_path(report.uri),
         "components": [dataclasses.asdict(c) for c in components],
     }
 

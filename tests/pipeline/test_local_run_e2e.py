@@ -171,7 +171,7 @@ def test_every_component_registered_its_artifacts_in_mlmd(taxi_run):
     expected = {"CsvExampleGen": "Examples", "StatisticsGen": "ExampleStatistics",
                 "ImportSchemaGen": "Schema", "ExampleValidator": "ExampleAnomalies",
                 "SchemaGate": "Schema", "Transform": "TransformGraph", "Trainer": "Model",
-                "BlessingGate": "TransferReport", "Pusher": "PushedModel",
+                "BlessingGate": "tfx_mtl.TransferReport", "Pusher": "PushedModel",
                 **{f"baseline_{t}": "Model" for t in TASKS},
                 **{f"evaluate_{t}": "ModelEvaluation" for t in TASKS}}
     for node, type_name in expected.items():

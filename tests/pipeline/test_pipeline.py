@@ -3,6 +3,8 @@ import dataclasses
 import json
 import os
 
+import pytest
+
 from tfx_mtl import data, task_spec
 from tfx_mtl.models.trainer_config import TrainerConfig
 from tfx_mtl.pipeline import pipeline as pipeline_lib
@@ -56,6 +58,9 @@ def test_the_dag_has_every_component_wired_from_the_spec(tmp_path):
         assert gate_inputs[f"{task}_evaluation"].producer_component_id == f"evaluate_{task}"
         assert gate_inputs[f"{task}_blessing"].producer_component_id == f"evaluate_{task}"
     assert by_id["Pusher"].inputs["model_blessing"].producer_component_id == "BlessingGate"
+    # The gate's cache follows its code too.
+    assert by_id["BlessingGate"].exec_properties["code_version"] == pipeline_lib.code_version(
+        ("tfx_mtl", "tfx_mtl.components", "tfx_mtl.pipeline"))
     assert by_id["Pusher"].inputs["model"].producer_component_id == "Trainer"
 
 
@@ -124,3 +129,21 @@ def test_code_version_changes_with_the_module_code(tmp_path, monkeypatch):
         assert pipeline_lib.code_version() != before
     finally:
         os.remove(extra)
+
+
+@pytest.mark.parametrize("baselines", ["train", "reuse"])
+def test_the_dag_compiles_for_kubeflow_pipelines_v2(tmp_path, baselines):
+    """The gate's per-spec inputs and its report type (``<namespace>.<Type>``, as KFP v2
+    requires of custom types) survive TFX's Kubeflow V2 compiler, in both baseline modes."""
+    from tfx import v1 as tfx
+
+    output = tmp_path / "pipeline.json"
+    tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image="img:1"),
+        output_filename=str(output)).run(_pipeline(tmp_path, baselines=baselines), write_out=True)
+    tasks = json.loads(output.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
+    gate = tasks["BlessingGate"]
+    assert set(gate["dependentTasks"]) >= {f"evaluate_{t}" for t in ("big_tipper", "fare")}
+    assert "fare_evaluation" in gate["inputs"]["artifacts"]
+    baseline = "baseline_fare" if baselines == "train" else "latest_baseline_fare"
+    assert baseline in tasks
