@@ -7,7 +7,7 @@ as sub-packages of one `tfx_mtl` namespace so that generic names such as
 """
 from setuptools import setup
 
-_SUBPACKAGES = ("pipeline", "components", "models", "schemas", "kubeflow", "bench")
+_SUBPACKAGES = ("pipeline", "components", "models", "schemas", "kubeflow", "bench", "serving")
 # What the review notebooks (notebooks/) need beyond the pipeline: tables, static
 # plots, and a kernel to run them headless in tests (ipywidgets comes with TFMA).
 _NOTEBOOKS = ["matplotlib>=3.8,<4", "nbclient>=0.10,<1", "nbformat>=5.10,<6",

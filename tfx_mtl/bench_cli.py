@@ -23,7 +23,8 @@ _OPTIONS = {"tasks": "--tasks", "batch_size": "--batch-size", "hidden_units": "-
 
 def add_parser(subparsers) -> None:
     bench = subparsers.add_parser(
-        "bench", help="benchmarks (train: the training loop's speed)",
+        "bench", help="benchmarks (train: the training loop's speed; serving: latency of "
+             "one multi-task model vs one call per task vs K single-task models)",
         description="Benchmarks of tfx-mtl; results are recorded in docs/BENCHMARKS.md.")
     which = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
     p = which.add_parser(
@@ -60,6 +61,7 @@ def add_parser(subparsers) -> None:
                    help="seed of the data and of the model initialisation (default: 0)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     p.set_defaults(func=run_train)
+    _add_serving(which)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -94,6 +96,105 @@ def run_train(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(train_bench.to_json(report), f, indent=2, sort_keys=True)
+            f.write("\n")
+        print(f"results written to {args.json}")
+    return 0
+
+
+# serving_bench.BenchSettings field -> its option.
+_SERVING_OPTIONS = {"model_base": "--model-base", "single_task_bases": "--single-task-base",
+                    "rows_per_request": "--rows", "units": "--units", "warmup": "--warmup",
+                    "rounds": "--rounds", "input": "--input", "schema": "--schema",
+                    "servers": "--servers", "timeout": "--timeout", "model": "--model-base",
+                    "run_dir": "--run-dir"}
+
+
+def _add_serving(which) -> None:
+    p = which.add_parser(
+        "serving", help="serving latency: one serving_default call vs one call per task vs "
+                        "K single-task models",
+        description="Starts tfx-mtl dev servers on 127.0.0.1 (the multi-task model and K "
+                    "single-task models) and times, in interleaved rounds, answering all "
+                    "tasks for a request of 1 and of 64 rows: (a) one serving_default "
+                    "call, (b) one call per task signature, (c) one call per single-task "
+                    "model. Prints p50/p99 latency and units/s with ratios to (a); --json "
+                    "also writes every latency and the command line. Models: --run-dir (a "
+                    "`tfx-mtl run --output-dir`, whose pushed model and baseline Trainers "
+                    "are found in its MLMD store) or --model-base with --single-task-base "
+                    "TASK=DIR for each task.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-dir", metavar="DIR",
+                        help="a `tfx-mtl run` output directory: serve its pushed multi-task "
+                             "model (else the Trainer's) and every baseline_<task> model")
+    source.add_argument("--model-base", metavar="DIR",
+                        help="the multi-task model: a pushed base (<version>/saved_model.pb) "
+                             "or a SavedModel directory")
+    p.add_argument("--single-task-base", action="append", default=[], metavar="TASK=DIR",
+                   help="a single-task model for TASK (base or SavedModel dir); repeat per "
+                        "task; with --model-base")
+    p.add_argument("--rows", type=arg_types.positive_int, nargs="+", default=[1, 64],
+                   metavar="N", help="rows per request (default: 1 64)")
+    p.add_argument("--units", type=arg_types.positive_int, default=50, metavar="N",
+                   help="timed units (all tasks answered) per cell per round (default: 50)")
+    p.add_argument("--warmup", type=arg_types.positive_int, default=10, metavar="N",
+                   help="untimed units per cell before timing (default: 10)")
+    p.add_argument("--rounds", type=arg_types.positive_int, default=7, metavar="R",
+                   help="interleaved timing rounds (default: 7)")
+    p.add_argument("--input", metavar="FILE",
+                   help="rows to send, .jsonl or .csv (default: the bundled taxi CSV)")
+    p.add_argument("--schema", metavar="FILE",
+                   help="tensorflow_metadata Schema typing the rows (default: the taxi "
+                        "schema when --input is not given; else values typed as they are)")
+    p.add_argument("--servers", choices=("subprocess", "inprocess"), default="subprocess",
+                   help="run each dev server as a `tfx-mtl serve` process (default; RSS "
+                        "measured) or in this process")
+    p.add_argument("--timeout", type=arg_types.positive_number, default=30.0, metavar="S",
+                   help="per-call deadline in seconds (default: 30)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    p.set_defaults(func=run_serving)
+
+
+def run_serving(args: argparse.Namespace) -> int:
+    from tfx_mtl.bench import serving_bench as sb
+
+    def fail(field: str, message: str) -> int:
+        print(f"tfx-mtl bench serving: error: {_SERVING_OPTIONS.get(field, field)}: {message}",
+              file=sys.stderr)
+        return 2
+
+    if args.run_dir:
+        if args.single_task_base:
+            return fail("single_task_bases", "not with --run-dir (it finds the baselines)")
+        try:
+            model_base, singles = sb.models_from_run(args.run_dir)
+        except (OSError, LookupError, ValueError) as e:
+            return fail("run_dir", str(e))
+    else:
+        model_base, singles = args.model_base, []
+        for item in args.single_task_base:
+            task, sep, path = item.partition("=")
+            if not sep or not task or not path:
+                return fail("single_task_bases", f"expected TASK=DIR, got {item!r}")
+            singles.append((task, path))
+    try:
+        settings = sb.BenchSettings(
+            model_base=model_base, single_task_bases=tuple(singles),
+            rows_per_request=tuple(args.rows), units=args.units, warmup=args.warmup,
+            rounds=args.rounds, input=args.input, schema=args.schema, servers=args.servers,
+            timeout=args.timeout, run_dir=args.run_dir)
+        report = sb.run(settings, lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True))
+    except sb.BenchError as e:
+        return fail(e.field, e.message)
+    m = report.machine
+    print(f"tfx-mtl bench serving: tasks {', '.join(settings.tasks)}; {settings.rounds} "
+          f"interleaved rounds of {settings.units} units per cell; dev servers "
+          f"({settings.servers}) on 127.0.0.1, one client thread")
+    print(f"machine: {m['nproc']} CPUs, {m['cpu']}, TensorFlow {m['tensorflow']}; "
+          f"run took {report.seconds:.0f} s")
+    print(sb.format_table(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(sb.to_json(report), f, indent=2, sort_keys=True)
             f.write("\n")
         print(f"results written to {args.json}")
     return 0

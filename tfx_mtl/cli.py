@@ -123,7 +123,17 @@ def _add_bench(subparsers) -> None:
     bench_cli.add_parser(subparsers)
 
 
-_COMMANDS: Sequence[Callable] = (_add_run, _add_synth, _add_bench)
+def _add_serve(subparsers) -> None:
+    from tfx_mtl.serving import serve_cli
+    serve_cli.add_parser(subparsers)
+
+
+def _add_query(subparsers) -> None:
+    from tfx_mtl.serving import query_cli
+    query_cli.add_parser(subparsers)
+
+
+_COMMANDS: Sequence[Callable] = (_add_run, _add_synth, _add_bench, _add_serve, _add_query)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -182,29 +182,13 @@ def test_every_component_registered_its_artifacts_in_mlmd(taxi_run):
 
 def _serialized_rows(csv_path, n=16):
     """CSV rows as serialized tf.Examples typed by the curated schema (all columns)."""
-    from google.protobuf import text_format
-    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tfx_mtl.serving.examples import RowEncoder
 
-    schema = text_format.Parse(
-        open(os.path.join(os.path.dirname(data.bundled_spec()), "schema.pbtxt")).read(),
-        schema_pb2.Schema())
-    types = {f.name: f.type for f in schema.feature}
+    encoder = RowEncoder.from_schema_file(
+        os.path.join(os.path.dirname(data.bundled_spec()), "schema.pbtxt"))
     with open(csv_path, newline="") as f:
         rows = [row for _, row in zip(range(n), csv.DictReader(f))]
-    examples = []
-    for row in rows:
-        feature = {}
-        for name, text in row.items():
-            if text == "":
-                continue
-            if types[name] == schema_pb2.INT:
-                feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(text)]))
-            elif types[name] == schema_pb2.FLOAT:
-                feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(text)]))
-            else:
-                feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode()]))
-        examples.append(tf.train.Example(features=tf.train.Features(feature=feature)))
-    return tf.constant([e.SerializeToString() for e in examples])
+    return tf.constant(encoder.encode_rows(rows))
 
 
 def _signatures(tasks):

@@ -1,0 +1,516 @@
+"""The serving benchmark: one multi-task model vs K single-task models, over real gRPC.
+
+Question: what does it cost to answer all K tasks for a request
+
+(a) ``all_in_one``   -- one ``serving_default`` Predict on the multi-task model;
+(b) ``per_task``     -- K Predict calls on the multi-task model, one per task signature;
+(c) ``single_task``  -- K Predict calls, one to each of K single-task models (the
+    pipeline's baselines), each served by its own dev server (the dev server serves
+    one model), i.e. K + 1 servers in all;
+
+for requests of 1 row and of 64 rows? The unit timed is "all tasks answered": one call
+for (a), K sequential calls for (b) and (c), from one client thread.
+
+Method: the servers are ``tfx_mtl.serving.server`` dev servers on 127.0.0.1, started
+either as subprocesses (``tfx-mtl serve``; the default: the client does not share a GIL
+with them, and their RSS can be read) or in this process (``server.start``; faster to
+start, used by the tests; per-server memory is then not separable). The client is a raw
+``PredictionServiceStub`` per server with the requests built beforehand from the same
+serialized tf.Examples, so what is timed is the RPC round trip and the model, not
+Python-side encoding (which is the same for every configuration). Before timing, every
+configuration is warmed up and (a)'s outputs are checked against (b)'s. Then ``rounds``
+rounds go round-robin over the six (configuration, rows) cells, the starting cell
+rotating, each cell timing ``units`` units per round under ``time.perf_counter``.
+Per cell: p50 / p99 of the unit latencies over all rounds, and units/s = units timed /
+seconds spent in them. Ratios are p50s (and units/s) of (b) and (c) relative to (a).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import os
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+CONFIGS = ("all_in_one", "per_task", "single_task")
+LABELS = {"all_in_one": "(a) one serving_default call, multi-task model",
+          "per_task": "(b) one call per task signature, multi-task model",
+          "single_task": "(c) one call per single-task model (K servers)"}
+SERVER_MODES = ("subprocess", "inprocess")
+MODEL_NAME = "multi_task"
+
+
+class BenchError(ValueError):
+    """A benchmark setting is invalid; ``field`` names it."""
+
+    def __init__(self, field: str, message: str):
+        self.field, self.message = field, message
+        super().__init__(f"{field}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchSettings:
+    model_base: str  # a pushed multi-task model: <base>/<version>/saved_model.pb
+    single_task_bases: tuple[tuple[str, str], ...]  # (task, base dir or SavedModel dir)
+    rows_per_request: tuple[int, ...] = (1, 64)
+    units: int = 50  # timed units per cell per round
+    warmup: int = 10  # untimed units per cell before the rounds
+    rounds: int = 7
+    input: str | None = None  # rows: .jsonl or .csv; default the bundled taxi CSV
+    schema: str | None = None  # tensorflow_metadata Schema typing the rows
+    servers: str = "subprocess"
+    timeout: float = 30.0  # per RPC, seconds
+    run_dir: str | None = None  # where model_base / single_task_bases came from, if found
+
+    def __post_init__(self):
+        for name in ("single_task_bases", "rows_per_request"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        self.validate()
+
+    def validate(self) -> None:
+        for name in ("units", "warmup", "rounds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise BenchError(name, f"must be an integer >= 1, got {value!r}")
+        if not self.rows_per_request or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 1
+                for n in self.rows_per_request):
+            raise BenchError("rows_per_request", f"must be positive integers, "
+                                                 f"got {list(self.rows_per_request)}")
+        if not os.path.isdir(self.model_base):
+            raise BenchError("model_base", f"no directory {self.model_base}")
+        if not self.single_task_bases:
+            raise BenchError("single_task_bases", "give at least one TASK=DIR")
+        tasks = [t for t, _ in self.single_task_bases]
+        if len(set(tasks)) != len(tasks):
+            raise BenchError("single_task_bases", f"a task is given twice: {tasks}")
+        for task, path in self.single_task_bases:
+            if not task or not os.path.isdir(path):
+                raise BenchError("single_task_bases", f"{task}={path}: no such directory")
+        if self.servers not in SERVER_MODES:
+            raise BenchError("servers", f"one of {', '.join(SERVER_MODES)}, "
+                                        f"got {self.servers!r}")
+        for name in ("input", "schema"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(path):
+                raise BenchError(name, f"no file {path}")
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(t for t, _ in self.single_task_bases)
+
+
+# -- the arithmetic (pure) ----------------------------------------------------
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100), linear between closest ranks (numpy's default)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100.0
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    config: str
+    rows: int
+    calls_per_unit: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    units_per_second: float
+    rows_per_second: float
+    units: int  # timed units in all rounds
+
+
+def summarise(latencies_ms: Mapping[tuple[str, int], Sequence[float]],
+              calls_per_unit: Mapping[str, int]) -> list[Cell]:
+    """One :class:`Cell` per (config, rows) from every timed unit's latency."""
+    cells = []
+    for (config, rows), values in latencies_ms.items():
+        seconds = sum(values) / 1000.0
+        cells.append(Cell(config, rows, calls_per_unit[config], percentile(values, 50),
+                          percentile(values, 99), statistics.fmean(values),
+                          len(values) / seconds, len(values) * rows / seconds, len(values)))
+    order = {c: i for i, c in enumerate(CONFIGS)}
+    return sorted(cells, key=lambda c: (c.rows, order.get(c.config, len(order))))
+
+
+def ratios(cells: Sequence[Cell]) -> dict[int, dict[str, dict[str, float]]]:
+    """rows -> config -> {"p50": its p50 / (a)'s, "p99": ..., "throughput": (a)'s units/s / its}:
+    above 1 means slower than one serving_default call."""
+    result: dict[int, dict[str, dict[str, float]]] = {}
+    for rows in sorted({c.rows for c in cells}):
+        by = {c.config: c for c in cells if c.rows == rows}
+        base = by["all_in_one"]
+        result[rows] = {name: {"p50": c.p50_ms / base.p50_ms, "p99": c.p99_ms / base.p99_ms,
+                               "throughput": base.units_per_second / c.units_per_second}
+                        for name, c in by.items()}
+    return result
+
+
+@dataclasses.dataclass
+class Report:
+    settings: BenchSettings
+    cells: list[Cell]
+    latencies_ms: dict[tuple[str, int], list[float]]
+    memory: dict[str, Any]
+    machine: dict[str, Any]
+    seconds: float = 0.0
+
+    def ratios(self):
+        return ratios(self.cells)
+
+
+def format_table(report: Report) -> str:
+    header = ("configuration", "rows", "calls/unit", "p50 ms", "p99 ms", "units/s",
+              "p50 vs (a)", "units/s vs (a)")
+    r = report.ratios()
+    lines = [list(header)]
+    for c in report.cells:
+        ratio = r[c.rows][c.config]
+        lines.append([LABELS[c.config], str(c.rows), str(c.calls_per_unit), f"{c.p50_ms:.2f}",
+                      f"{c.p99_ms:.2f}", f"{c.units_per_second:,.1f}", f"{ratio['p50']:.2f}",
+                      f"{1 / ratio['throughput']:.2f}"])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                      for i, (cell, w) in enumerate(zip(line, widths))) for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    text.append("unit = all tasks answered for one request; p50/p99 over every timed unit; "
+                "'vs (a)' = ratio to one serving_default call with the same rows.")
+    mem = report.memory
+    if mem.get("servers") == "subprocess":
+        text.append("server RSS (MiB): " + "; ".join(
+            f"{name} {mib:.0f}" for name, mib in mem["rss_mib"].items())
+            + f"; multi-task model {mem['multi_task_mib']:.0f} vs {len(report.settings.tasks)} "
+              f"single-task servers {mem['single_task_total_mib']:.0f}")
+    else:
+        text.append(f"memory: {mem.get('note', 'not measured')}")
+    return "\n".join(text)
+
+
+def command_line(settings: BenchSettings) -> str:
+    s = settings
+    args: list[str] = []
+    if s.run_dir:
+        args += ["--run-dir", s.run_dir]
+    else:
+        args += ["--model-base", s.model_base]
+        for task, path in s.single_task_bases:
+            args += ["--single-task-base", f"{task}={path}"]
+    args += ["--rows", *map(str, s.rows_per_request), "--units", str(s.units),
+             "--warmup", str(s.warmup), "--rounds", str(s.rounds), "--servers", s.servers,
+             "--timeout", repr(s.timeout)]
+    if s.input:
+        args += ["--input", s.input]
+    if s.schema:
+        args += ["--schema", s.schema]
+    return "tfx-mtl bench serving " + shlex.join(args)
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """``{"rows=1": {"all_in_one": {...}, ...}, ..., "ratios": ..., "memory": ..., ...}``."""
+    result: dict[str, Any] = {}
+    for c in report.cells:
+        result.setdefault(f"rows={c.rows}", {})[c.config] = {
+            "calls_per_unit": c.calls_per_unit, "p50_ms": c.p50_ms, "p99_ms": c.p99_ms,
+            "mean_ms": c.mean_ms, "units_per_second": c.units_per_second,
+            "rows_per_second": c.rows_per_second, "units": c.units}
+    result["ratios"] = {f"rows={rows}": v for rows, v in report.ratios().items()}
+    result["latencies_ms"] = {f"{config} rows={rows}": list(v)
+                              for (config, rows), v in sorted(report.latencies_ms.items())}
+    result["memory"] = report.memory
+    result["tasks"] = list(report.settings.tasks)
+    result["settings"] = dataclasses.asdict(report.settings)
+    result["machine"] = report.machine
+    result["command"] = command_line(report.settings)
+    result["seconds"] = report.seconds
+    return result
+
+
+# -- finding the models of a run --------------------------------------------------
+
+def models_from_run(run_dir: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """(multi-task model base, ((task, baseline SavedModel dir), ...)) of the latest run in
+    ``run_dir`` (a ``tfx-mtl run --output-dir``): the pushed version's base directory, or
+    the Trainer's Format-Serving when nothing was pushed; each ``baseline_<task>`` node's
+    Format-Serving, from the MLMD store."""
+    from tfx_mtl.pipeline import review
+
+    run = review.find_run(run_dir)
+    if run.pushed and os.path.isdir(run.pushed):
+        model_base = os.path.dirname(os.path.normpath(run.pushed))
+    else:
+        model_base = os.path.join(run.output("Trainer", "model"), "Format-Serving")
+    singles = []
+    for node in sorted(run.outputs):
+        if node.startswith("baseline_") and "model" in run.outputs[node]:
+            path = os.path.join(run.outputs[node]["model"], "Format-Serving")
+            if os.path.isdir(path):
+                singles.append((node[len("baseline_"):], path))
+    if not singles:
+        raise LookupError(f"the latest run in {run_dir} trained no single-task baseline "
+                          f"(its spec's evaluation.baselines is not 'train'?)")
+    return model_base, tuple(singles)
+
+
+def as_model_base(path: str, workdir: str, name: str) -> str:
+    """``path`` if it holds numbered version directories; a SavedModel directory itself
+    (a Trainer's Format-Serving) is linked into ``workdir/name/1``."""
+    if any(e.isdigit() and os.path.isdir(os.path.join(path, e)) for e in os.listdir(path)):
+        return path
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise BenchError("model", f"{path}: neither a model base (<version>/saved_model.pb) "
+                                  f"nor a SavedModel directory")
+    base = os.path.join(workdir, name)
+    os.makedirs(base, exist_ok=True)
+    os.symlink(os.path.abspath(path), os.path.join(base, "1"))
+    return base
+
+
+# -- rows -------------------------------------------------------------------------
+
+def load_rows(settings: BenchSettings, count: int) -> list[bytes]:
+    """``count`` serialized tf.Examples from the input rows (cycled if fewer)."""
+    from tfx_mtl import data as data_lib
+    from tfx_mtl.serving import examples
+
+    path, schema = settings.input, settings.schema
+    if path is None:
+        path = data_lib.bundled_taxi_csv()
+        if schema is None:
+            import tfx_mtl.schemas
+            schema = os.path.join(os.path.dirname(tfx_mtl.schemas.__file__), "chicago_taxi",
+                                  "schema.pbtxt")
+    rows: list[dict] = []
+    with open(path, newline="") as f:
+        if path.endswith(".csv"):
+            for row in csv.DictReader(f):
+                rows.append(row)
+                if len(rows) >= count:
+                    break
+        else:
+            for line in f:
+                if line.strip():
+                    rows.append(json.loads(line))
+                if len(rows) >= count:
+                    break
+    if not rows:
+        raise BenchError("input", f"{path}: no rows")
+    encoder = (examples.RowEncoder.from_schema_file(schema, extra="ignore") if schema
+               else examples.RowEncoder())
+    encoded = encoder.encode_rows(rows)
+    return [encoded[i % len(encoded)] for i in range(count)]
+
+
+# -- servers ----------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    """A dev server serving ``base`` as ``name``: in this process or as ``tfx-mtl serve``."""
+
+    def __init__(self, base: str, name: str, mode: str):
+        self.name, self.mode, self.process, self.server = name, mode, None, None
+        if mode == "inprocess":
+            from tfx_mtl.serving import server
+            self.server = server.start(base, name)
+            self.address = self.server.address
+        else:
+            port = _free_port()
+            self.address = f"127.0.0.1:{port}"
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", "import sys; from tfx_mtl.cli import main; "
+                                       "sys.exit(main())",
+                 "serve", "--model-base", base, "--model-name", name, "--port", str(port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        """Until GetModelStatus reports a version AVAILABLE (the server process may still
+        be importing TensorFlow)."""
+        import grpc
+        from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.address) as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.name = self.name
+            while True:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"tfx-mtl serve for {self.name} exited with "
+                                       f"{self.process.returncode}: "
+                                       f"{self.process.stderr.read().decode()[-2000:]}")
+                try:
+                    status = stub.GetModelStatus(request, timeout=5)
+                    if any(v.state == v.AVAILABLE for v in status.model_version_status):
+                        return
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"server for {self.name} at {self.address} not ready "
+                                       f"after {timeout:.0f} s")
+                time.sleep(0.5)
+
+    def rss_mib(self) -> float | None:
+        if self.process is None:
+            return None
+        import psutil
+        return psutil.Process(self.process.pid).memory_info().rss / 2 ** 20
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop(0)
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class _Caller:
+    """Pre-built PredictRequests for one configuration; ``unit(rows)`` answers all tasks."""
+
+    def __init__(self, calls: Sequence[tuple[Any, str, str]], examples: Sequence[bytes],
+                 rows_per_request: Sequence[int], timeout: float):
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        self.timeout = timeout
+        self.requests: dict[int, list[tuple[Any, Any]]] = {}
+        for n in rows_per_request:
+            tensor = tf.make_tensor_proto(list(examples[:n]), dtype=tf.string, shape=[n])
+            built = []
+            for stub, model, signature in calls:
+                request = predict_pb2.PredictRequest()
+                request.model_spec.name = model
+                request.model_spec.signature_name = signature
+                request.inputs["examples"].CopyFrom(tensor)
+                built.append((stub, request))
+            self.requests[n] = built
+        self.calls = len(calls)
+
+    def unit(self, rows: int) -> list:
+        return [stub.Predict(request, timeout=self.timeout)
+                for stub, request in self.requests[rows]]
+
+
+def _outputs(responses) -> dict[str, Any]:
+    import tensorflow as tf
+    return {key: tf.make_ndarray(value) for r in responses for key, value in r.outputs.items()}
+
+
+def check_same_answers(all_in_one: _Caller, per_task: _Caller, tasks: Sequence[str],
+                       rows: int) -> None:
+    """(a) and (b) on the multi-task model must give the same numbers."""
+    import numpy as np
+
+    combined = _outputs(all_in_one.unit(rows))
+    for task, response in zip(tasks, per_task.unit(rows)):
+        for key, value in _outputs([response]).items():
+            expected = combined.get(f"{task}_{key}")
+            if expected is None or not (np.array_equal(expected, value) if value.dtype == object
+                                        else np.allclose(expected, value, rtol=1e-5,
+                                                         atol=1e-6)):
+                raise RuntimeError(f"serving_default's {task}_{key} differs from signature "
+                                   f"{task!r}'s {key}")
+
+
+def interleaved(callers: Mapping[str, _Caller], rows_per_request: Sequence[int], units: int,
+                rounds: int, progress: Callable[[str], None] = lambda _: None
+                ) -> dict[tuple[str, int], list[float]]:
+    """Latency (ms) of every timed unit of every (config, rows) cell, in rotating rounds."""
+    cells = [(config, rows) for rows in rows_per_request for config in callers]
+    latencies: dict[tuple[str, int], list[float]] = {cell: [] for cell in cells}
+    for r in range(rounds):
+        started = time.perf_counter()
+        shift = r % len(cells)
+        for config, rows in cells[shift:] + cells[:shift]:
+            caller, out = callers[config], latencies[(config, rows)]
+            for _ in range(units):
+                t0 = time.perf_counter()
+                caller.unit(rows)
+                out.append((time.perf_counter() - t0) * 1000.0)
+        progress(f"round {r + 1}/{rounds}: {time.perf_counter() - started:.1f} s")
+    return latencies
+
+
+def run(settings: BenchSettings, progress: Callable[[str], None] = lambda _: None) -> Report:
+    """Starts the K + 1 servers, warms up, checks (a) == (b), times the rounds."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from tfx_mtl.bench.train_bench import machine
+
+    started = time.perf_counter()
+    tasks = settings.tasks
+    examples = load_rows(settings, max(settings.rows_per_request))
+    servers: list[_Server] = []
+    with tempfile.TemporaryDirectory(prefix="serving-bench-") as workdir, \
+            contextlib.ExitStack() as stack:
+        stack.callback(lambda: [s.stop() for s in reversed(servers)])
+        bases = [(MODEL_NAME, as_model_base(settings.model_base, workdir, MODEL_NAME))]
+        bases += [(f"single_{task}", as_model_base(path, workdir, f"single_{task}"))
+                  for task, path in settings.single_task_bases]
+        for name, base in bases:
+            progress(f"starting a {settings.servers} dev server for {name} ({base})")
+            servers.append(_Server(base, name, settings.servers))
+        for server in servers:
+            server.wait_ready()
+        stubs = {}
+        for server in servers:
+            channel = stack.enter_context(grpc.insecure_channel(server.address))
+            stubs[server.name] = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        multi = stubs[MODEL_NAME]
+        callers = {
+            "all_in_one": _Caller([(multi, MODEL_NAME, "serving_default")], examples,
+                                  settings.rows_per_request, settings.timeout),
+            "per_task": _Caller([(multi, MODEL_NAME, task) for task in tasks], examples,
+                                settings.rows_per_request, settings.timeout),
+            "single_task": _Caller([(stubs[f"single_{task}"], f"single_{task}", task)
+                                    for task in tasks], examples, settings.rows_per_request,
+                                   settings.timeout)}
+        for rows in settings.rows_per_request:
+            check_same_answers(callers["all_in_one"], callers["per_task"], tasks, rows)
+            for config, caller in callers.items():
+                progress(f"warming up {config}, {rows} rows")
+                for _ in range(settings.warmup):
+                    caller.unit(rows)
+        latencies = interleaved(callers, settings.rows_per_request, settings.units,
+                                settings.rounds, progress)
+        memory = _memory(servers, settings)
+    cells = summarise(latencies, {name: c.calls for name, c in callers.items()})
+    return Report(settings, cells, latencies, memory, machine(), time.perf_counter() - started)
+
+
+def _memory(servers: Sequence[_Server], settings: BenchSettings) -> dict[str, Any]:
+    if settings.servers != "subprocess":
+        import psutil
+        return {"servers": "inprocess",
+                "process_rss_mib": psutil.Process().memory_info().rss / 2 ** 20,
+                "note": "servers ran in the benchmark's process: per-server RSS is not "
+                        "separable (run with --servers subprocess)"}
+    rss = {s.name: s.rss_mib() for s in servers}
+    return {"servers": "subprocess", "rss_mib": rss, "multi_task_mib": rss[MODEL_NAME],
+            "single_task_total_mib": sum(v for k, v in rss.items() if k != MODEL_NAME),
+            "note": "RSS of each `tfx-mtl serve` process after the timed rounds; each "
+                    "includes the Python + TensorFlow runtime (~the same for every server)"}

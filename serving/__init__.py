@@ -1,0 +1,1 @@
+"""Serving: a TF Serving gRPC client, a development server speaking the same protocol."""

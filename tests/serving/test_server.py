@@ -1,0 +1,577 @@
+"""The dev server (tfx_mtl.serving.server) over real gRPC on loopback, with raw TF Serving stubs.
+
+Fast tests use the small SavedModels of tests/serving_support.py; the slow ones use the model
+pushed by the real pipeline run (``taxi_run``). Expected messages are TF Serving's own (see the
+source references in tfx_mtl/serving/server.py).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from serving_support import (MODEL_NAME, example_bytes, expected, model_stub,
+                             prediction_stub, serve, write_classify_model, write_model)
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
+                                     get_model_status_pb2, inference_pb2, model_management_pb2,
+                                     predict_pb2, regression_pb2)
+
+from tfx_mtl.serving import server as server_mod
+
+MAX_BYTES = 256 * 1024
+ROWS = [{"trip_miles": 3.0, "trip_seconds": 120, "company": "A"},
+        {"trip_miles": 0.5},
+        {}]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models") / MODEL_NAME
+    write_model(d, 1)
+    return d
+
+
+@pytest.fixture(scope="module")
+def srv(base):
+    with serve(base, max_message_bytes=MAX_BYTES, poll_seconds=0.2) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def stub(srv):
+    return prediction_stub(srv.address)
+
+
+def predict_request(rows=ROWS, signature="", name=MODEL_NAME, version=None):
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = name
+    req.model_spec.signature_name = signature
+    if version is not None:
+        req.model_spec.version.value = version
+    req.inputs["examples"].CopyFrom(tf.make_tensor_proto([example_bytes(r) for r in rows],
+                                                         dtype=tf.string))
+    return req
+
+
+def rpc_error(call, request) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call(request, timeout=30)
+    return info.value
+
+
+def assert_error(call, request, code, details):
+    err = rpc_error(call, request)
+    assert (err.code(), err.details()) == (code, details)
+
+
+# -- Predict ------------------------------------------------------------------------------
+
+def test_predict_task_signature_values_and_model_spec(stub):
+    resp = stub.Predict(predict_request(signature="fare"), timeout=30)
+    assert resp.model_spec.name == MODEL_NAME
+    assert resp.model_spec.version.value == 1
+    assert resp.model_spec.signature_name == "fare"
+    assert set(resp.outputs) == {"value"}
+    value = resp.outputs["value"]
+    assert value.dtype == tf.float32.as_datatype_enum
+    assert len(value.float_val) == 3 and not value.tensor_content  # AsProtoField, as TF Serving
+    np.testing.assert_allclose(tf.make_ndarray(value), expected(ROWS, 1)["fare"]["value"])
+
+
+def test_predict_default_signature_has_every_task_output(stub):
+    resp = stub.Predict(predict_request(), timeout=30)
+    assert resp.model_spec.signature_name == "serving_default"
+    want = expected(ROWS, 1)
+    assert set(resp.outputs) == {f"{t}_{k}" for t, o in want.items() for k in o}
+    for task, outputs in want.items():
+        for key, value in outputs.items():
+            np.testing.assert_allclose(tf.make_ndarray(resp.outputs[f"{task}_{key}"]), value,
+                                       rtol=1e-6)
+    assert tf.make_ndarray(resp.outputs["big_tipper_class_id"]).dtype == np.int64
+
+
+def test_predict_output_filter(stub):
+    req = predict_request(signature="big_tipper")
+    req.output_filter.append("probability")
+    resp = stub.Predict(req, timeout=30)
+    assert set(resp.outputs) == {"probability"}
+    req.output_filter.append("nope")
+    assert_error(stub.Predict, req, grpc.StatusCode.INVALID_ARGUMENT,
+                 "output tensor alias not found in signature: nope Outputs expected to be in "
+                 "the set {class_id,probability}.")
+
+
+def test_predict_missing_feature_is_imputed(stub):
+    resp = stub.Predict(predict_request(rows=[{}], signature="fare"), timeout=30)
+    np.testing.assert_allclose(tf.make_ndarray(resp.outputs["value"]), [1.0])
+
+
+def test_unknown_model(stub):
+    assert_error(stub.Predict, predict_request(name="nope"), grpc.StatusCode.NOT_FOUND,
+                 "Servable not found for request: Latest(nope)")
+
+
+def test_unknown_version(stub):
+    assert_error(stub.Predict, predict_request(version=7), grpc.StatusCode.NOT_FOUND,
+                 f"Servable not found for request: Specific({MODEL_NAME}, 7)")
+    assert stub.Predict(predict_request(version=1), timeout=30).model_spec.version.value == 1
+
+
+def test_unknown_version_label(stub):
+    req = predict_request()
+    req.model_spec.version_label = "stable"
+    assert_error(stub.Predict, req, grpc.StatusCode.INVALID_ARGUMENT,
+                 "Unrecognized servable version label: stable")
+
+
+def test_unknown_signature(stub):
+    assert_error(stub.Predict, predict_request(signature="nope"),
+                 grpc.StatusCode.FAILED_PRECONDITION, 'Serving signature key "nope" not found.')
+
+
+def test_missing_model_spec(stub):
+    assert_error(stub.Predict, predict_pb2.PredictRequest(), grpc.StatusCode.INVALID_ARGUMENT,
+                 "Missing ModelSpec")
+
+
+def test_empty_inputs(stub):
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = MODEL_NAME
+    assert_error(stub.Predict, req, grpc.StatusCode.INVALID_ARGUMENT,
+                 "input size does not match signature: 0!=1 len({}) != len({examples}). "
+                 "Sent extra: {}. Missing but required: {examples}.")
+
+
+def test_extra_input_alias(stub):
+    req = predict_request()
+    req.inputs["extra"].CopyFrom(tf.make_tensor_proto([1.0]))
+    assert_error(stub.Predict, req, grpc.StatusCode.INVALID_ARGUMENT,
+                 "input size does not match signature: 2!=1 len({examples,extra}) != "
+                 "len({examples}). Sent extra: {extra}. Missing but required: {}.")
+
+
+def test_wrong_input_alias(stub):
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = MODEL_NAME
+    req.inputs["rows"].CopyFrom(tf.make_tensor_proto([example_bytes({})]))
+    assert_error(stub.Predict, req, grpc.StatusCode.INVALID_ARGUMENT,
+                 "input tensor alias not found in signature: rows. Inputs expected to be in "
+                 "the set {examples}.")
+
+
+def test_wrong_input_dtype(stub):
+    req = predict_request()
+    req.inputs["examples"].CopyFrom(tf.make_tensor_proto([1.0, 2.0]))
+    assert_error(stub.Predict, req, grpc.StatusCode.INVALID_ARGUMENT,
+                 "Expected input examples to be string but get float.")
+
+
+def test_wrong_input_shape(stub):
+    req = predict_request()
+    req.inputs["examples"].CopyFrom(tf.make_tensor_proto([[example_bytes({})]]))
+    err = rpc_error(stub.Predict, req)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Expected serialized to be a scalar or vector, got shape: [1,1]" in err.details()
+
+
+def test_feature_of_the_wrong_type_names_it(stub):
+    err = rpc_error(stub.Predict, predict_request(rows=[{"trip_miles": "three"}]))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # TF's ParseExample message, as TF Serving's session->Run returns it.
+    assert err.details().startswith(
+        "Name: <unknown>, Key: trip_miles, Index: 0.  Data types don't match. "
+        "Data type: string but expected type: float"), err.details()
+    assert "Graph execution error" not in err.details() and "[Op:" not in err.details()
+
+
+def test_oversized_request(stub):
+    rows = [{"company": "x" * 1000}] * (MAX_BYTES // 1000 + 10)
+    err = rpc_error(stub.Predict, predict_request(rows=rows))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "Received message larger than max" in err.details()
+    assert f"vs. {MAX_BYTES})" in err.details()
+    # the server is fine afterwards
+    assert stub.Predict(predict_request(), timeout=30).model_spec.version.value == 1
+
+
+def test_classify_and_regress_on_a_predict_signature(stub):
+    for call, req_type, what, method in (
+            (stub.Classify, classification_pb2.ClassificationRequest, "classification", "classify"),
+            (stub.Regress, regression_pb2.RegressionRequest, "regression", "regress")):
+        req = req_type()
+        req.model_spec.name = MODEL_NAME
+        req.model_spec.signature_name = "fare"
+        req.input.example_list.examples.add()
+        assert_error(call, req, grpc.StatusCode.INVALID_ARGUMENT,
+                     f"Expected {what} signature method_name to be tensorflow/serving/{method}. "
+                     "Was: tensorflow/serving/predict")
+        req.model_spec.signature_name = "nope"
+        assert_error(call, req, grpc.StatusCode.INVALID_ARGUMENT,
+                     "No signature was found with the name: nope")
+        req.model_spec.name = "nope"
+        assert_error(call, req, grpc.StatusCode.NOT_FOUND,
+                     "Servable not found for request: Latest(nope)")
+
+
+def test_unimplemented_methods(srv, stub):
+    req = inference_pb2.MultiInferenceRequest()
+    assert rpc_error(stub.MultiInference, req).code() == grpc.StatusCode.UNIMPLEMENTED
+    err = rpc_error(model_stub(srv.address).HandleReloadConfigRequest,
+                    model_management_pb2.ReloadConfigRequest())
+    assert err.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+# -- GetModelMetadata / GetModelStatus ------------------------------------------------------
+
+def metadata_request(name=MODEL_NAME, fields=("signature_def",), version=None):
+    req = get_model_metadata_pb2.GetModelMetadataRequest()
+    req.model_spec.name = name
+    if version is not None:
+        req.model_spec.version.value = version
+    req.metadata_field.extend(fields)
+    return req
+
+
+def test_get_model_metadata_is_the_saved_models_signature_def_map(base, stub):
+    from tensorflow.python.tools import saved_model_utils
+    resp = stub.GetModelMetadata(metadata_request(), timeout=30)
+    assert resp.model_spec.name == MODEL_NAME and resp.model_spec.version.value == 1
+    assert not resp.model_spec.signature_name
+    assert set(resp.metadata) == {"signature_def"}
+    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    assert resp.metadata["signature_def"].Unpack(sig_map)
+    on_disk = saved_model_utils.get_meta_graph_def(str(base / "1"), "serve").signature_def
+    assert dict(sig_map.signature_def) == dict(on_disk)
+    assert {"serving_default", "fare", "big_tipper", "transform_features", "fare__evaluation",
+            "big_tipper__evaluation"} <= set(sig_map.signature_def)
+    fare = sig_map.signature_def["fare"]
+    assert fare.method_name == "tensorflow/serving/predict"
+    assert fare.inputs["examples"].dtype == tf.string.as_datatype_enum
+    assert [d.size for d in fare.inputs["examples"].tensor_shape.dim] == [-1]
+    assert set(fare.outputs) == {"value"}
+
+
+def test_get_model_metadata_errors(stub):
+    assert_error(stub.GetModelMetadata, metadata_request(fields=("foo",)),
+                 grpc.StatusCode.INVALID_ARGUMENT, "Metadata field %s is not supportedfoo")
+    assert_error(stub.GetModelMetadata, metadata_request(fields=()),
+                 grpc.StatusCode.INVALID_ARGUMENT,
+                 "GetModelMetadataRequest must specify at least one metadata_field")
+    assert_error(stub.GetModelMetadata, metadata_request(name="nope"), grpc.StatusCode.NOT_FOUND,
+                 "Servable not found for request: Latest(nope)")
+    assert_error(stub.GetModelMetadata, metadata_request(version=3), grpc.StatusCode.NOT_FOUND,
+                 f"Servable not found for request: Specific({MODEL_NAME}, 3)")
+    assert_error(stub.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest(),
+                 grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+
+
+def status_request(name=MODEL_NAME, version=None):
+    req = get_model_status_pb2.GetModelStatusRequest()
+    req.model_spec.name = name
+    if version is not None:
+        req.model_spec.version.value = version
+    return req
+
+
+def test_get_model_status(srv):
+    models = model_stub(srv.address)
+    resp = models.GetModelStatus(status_request(), timeout=30)
+    assert [(s.version, s.state, s.status.error_code, s.status.error_message)
+            for s in resp.model_version_status] == [
+        (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE, 0, "")]
+    assert len(models.GetModelStatus(status_request(version=1), timeout=30)
+               .model_version_status) == 1
+    assert_error(models.GetModelStatus, status_request(name="nope"), grpc.StatusCode.NOT_FOUND,
+                 "Could not find any versions of model nope")
+    assert_error(models.GetModelStatus, status_request(version=9), grpc.StatusCode.NOT_FOUND,
+                 f"Could not find version 9 of model {MODEL_NAME}")
+    assert_error(models.GetModelStatus, get_model_status_pb2.GetModelStatusRequest(),
+                 grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+
+
+# -- Classify / Regress on classify / regress signatures -----------------------------------
+
+def test_classify_and_regress(tmp_path):
+    write_classify_model(tmp_path / "m", 3)
+    miles = [3.0, 0.0]
+    with serve(tmp_path / "m", "iris") as s:
+        stub = prediction_stub(s.address)
+        req = classification_pb2.ClassificationRequest()
+        req.model_spec.name = "iris"
+        req.model_spec.signature_name = "classify"
+        for m in miles:
+            req.input.example_list.examples.add().features.feature["trip_miles"].float_list.value.append(m)
+        resp = stub.Classify(req, timeout=30)
+        assert (resp.model_spec.name, resp.model_spec.version.value,
+                resp.model_spec.signature_name) == ("iris", 3, "classify")
+        p = 1 / (1 + np.exp(-(np.array(miles) - 1.0)))
+        got = [[(c.label, c.score) for c in cl.classes] for cl in resp.result.classifications]
+        assert [[label for label, _ in row] for row in got] == [["no", "yes"]] * 2
+        np.testing.assert_allclose([[s for _, s in row] for row in got],
+                                   np.stack([1 - p, p], axis=1), rtol=1e-5)
+
+        rreq = regression_pb2.RegressionRequest()
+        rreq.model_spec.name = "iris"
+        rreq.model_spec.signature_name = "regress"
+        rreq.input.CopyFrom(req.input)
+        rresp = stub.Regress(rreq, timeout=30)
+        np.testing.assert_allclose([r.value for r in rresp.result.regressions],
+                                   [2 * m + 3 for m in miles])
+        assert rresp.model_spec.signature_name == "regress"
+
+        # context examples are merged into each example (util.cc InputToSerializedExampleTensor)
+        creq = regression_pb2.RegressionRequest(model_spec=rreq.model_spec)
+        ctx = creq.input.example_list_with_context
+        ctx.context.features.feature["trip_miles"].float_list.value.append(5.0)
+        ctx.examples.add()
+        np.testing.assert_allclose(
+            [r.value for r in stub.Regress(creq, timeout=30).result.regressions], [13.0])
+
+        empty = classification_pb2.ClassificationRequest(model_spec=req.model_spec)
+        assert_error(stub.Classify, empty, grpc.StatusCode.INVALID_ARGUMENT, "Input is empty.")
+        # serving_default is a predict signature; Classify with no signature name uses it.
+        req.model_spec.signature_name = ""
+        assert_error(stub.Classify, req, grpc.StatusCode.INVALID_ARGUMENT,
+                     "Expected classification signature method_name to be "
+                     "tensorflow/serving/classify. Was: tensorflow/serving/predict")
+        # Predict accepts classify signatures (predict_util.cc VerifySignature).
+        preq = predict_pb2.PredictRequest()
+        preq.model_spec.name = "iris"
+        preq.model_spec.signature_name = "classify"
+        preq.inputs["inputs"].CopyFrom(tf.make_tensor_proto([example_bytes({"trip_miles": 3.0})]))
+        out = stub.Predict(preq, timeout=30).outputs
+        assert set(out) == {"classes", "scores"}
+        assert tf.make_ndarray(out["classes"]).tolist() == [[b"no", b"yes"]]
+
+
+# -- versions -----------------------------------------------------------------------------
+
+def test_start_without_a_version_names_the_directory(tmp_path):
+    missing = tmp_path / "missing"
+    with pytest.raises(server_mod.NoVersionError, match=str(missing)):
+        server_mod.start(str(missing), "m")
+    (tmp_path / "empty" / "1").mkdir(parents=True)  # no saved_model.pb: not a version
+    with pytest.raises(server_mod.NoVersionError, match=str(tmp_path / "empty")):
+        server_mod.start(str(tmp_path / "empty"), "m")
+
+
+def test_half_written_and_broken_versions_are_skipped_then_retried(tmp_path, caplog):
+    base = tmp_path / "m"
+    write_model(base, 1)
+    (base / "7").mkdir()                      # being pushed: no saved_model.pb yet
+    (base / ".tmp-8").mkdir()                 # not a number
+    with serve(base, poll_seconds=0.1) as s:
+        assert s.versions() == [1]
+        (base / "5").mkdir()
+        (base / "5" / "saved_model.pb").write_bytes(b"not a SavedModel")
+        with caplog.at_level(logging.WARNING, logger="tfx_mtl.serving.model_store"):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not any(
+                    "version 5" in r.getMessage() for r in caplog.records):
+                time.sleep(0.1)
+        assert any("version 5" in r.getMessage() and "failed" in r.getMessage()
+                   for r in caplog.records)
+        assert s.versions() == [1]
+        stub = prediction_stub(s.address)
+        assert stub.Predict(predict_request(), timeout=30).model_spec.version.value == 1
+        shutil.rmtree(base / "5")
+        write_model(base, 5)  # the retry on a later poll loads it
+        wait_for_version(s, 5)
+
+
+def wait_for_version(s, version, timeout=60):
+    deadline = time.monotonic() + timeout
+    while s.versions() != [version]:
+        assert time.monotonic() < deadline, f"version {version} not picked up: {s.versions()}"
+        time.sleep(0.05)
+
+
+def test_new_version_is_picked_up_without_failed_requests(tmp_path):
+    base = tmp_path / "m"
+    write_model(base, 1)
+    with serve(base, poll_seconds=0.1) as s:
+        stub = prediction_stub(s.address)
+        seen, failures = [], []
+        per_thread = [[] for _ in range(4)]
+        stop = threading.Event()
+
+        def hammer(mine):
+            while not stop.is_set():
+                try:
+                    resp = stub.Predict(predict_request(rows=ROWS[:1], signature="fare"),
+                                        timeout=30)
+                except grpc.RpcError as e:  # pragma: no cover - the assertion reports it
+                    failures.append(e)
+                    continue
+                version = resp.model_spec.version.value
+                value = tf.make_ndarray(resp.outputs["value"])
+                np.testing.assert_allclose(value, expected(ROWS[:1], version)["fare"]["value"])
+                seen.append(version)
+                mine.append(version)
+
+        threads = [threading.Thread(target=hammer, args=(p,)) for p in per_thread]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.3)
+            write_model(base, 2)
+            wait_for_version(s, 2)
+            n = len(seen)
+            deadline = time.monotonic() + 30
+            while len(seen) < n + 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert not failures, failures[:3]
+        assert seen[0] == 1 and seen[-1] == 2
+        for mine in per_thread:  # each client switches once and never goes back to 1
+            assert mine == sorted(mine) and mine[-1] == 2
+        assert_error(stub.Predict, predict_request(version=1), grpc.StatusCode.NOT_FOUND,
+                     f"Servable not found for request: Specific({MODEL_NAME}, 1)")
+        resp = model_stub(s.address).GetModelStatus(status_request(), timeout=30)
+        assert [(v.version, v.state) for v in resp.model_version_status] == [
+            (2, get_model_status_pb2.ModelVersionStatus.AVAILABLE),
+            (1, get_model_status_pb2.ModelVersionStatus.END)]
+
+
+# -- the command line ---------------------------------------------------------------------
+
+def test_cli_bad_model_base_exits_2(tmp_path, capsys):
+    from tfx_mtl import cli
+    missing = tmp_path / "nowhere"
+    assert cli.main(["serve", "--model-base", str(missing), "--model-name", "m"]) == 2
+    err = capsys.readouterr().err
+    assert "--model-base" in err and str(missing) in err
+
+
+def test_cli_serves_until_sigterm(tmp_path):
+    base = tmp_path / "m"
+    write_model(base, 4)
+    exe = Path(sys.executable).with_name("tfx-mtl")
+    proc = subprocess.Popen([str(exe), "serve", "--model-base", str(base), "--model-name",
+                             MODEL_NAME, "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        line = proc.stdout.readline()
+        assert f"serving model {MODEL_NAME} version 4" in line, (line, proc.stderr.read())
+        address = line.rsplit(" on ", 1)[1].strip()
+        assert address.startswith("127.0.0.1:")
+        resp = prediction_stub(address).Predict(predict_request(signature="fare"), timeout=30)
+        assert resp.model_spec.version.value == 4
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        assert "stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+# -- slow: the model the real pipeline pushed -----------------------------------------------
+
+def _taxi_examples(run, n=8):
+    """Serialized tf.Examples of n raw rows, read from the run's ExampleGen output."""
+    files = sorted(Path(run.output_dir).rglob("*.gz"))
+    files = [f for f in files if "ExampleGen" in str(f) or "CsvExampleGen" in str(f)]
+    assert files, f"no ExampleGen output under {run.output_dir}"
+    ds = tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP")
+    return [r.numpy() for r in ds.take(n)]
+
+
+@pytest.mark.slow
+def test_every_task_signature_matches_the_saved_model(taxi_run):
+    pushed = Path(taxi_run.summary["pushed"])
+    base, version = pushed.parent, int(pushed.name)
+    examples = _taxi_examples(taxi_run)
+    loaded = tf.saved_model.load(str(pushed))
+    with serve(base, "taxi_mtl") as s:
+        stub = prediction_stub(s.address)
+        meta = stub.GetModelMetadata(metadata_request(name="taxi_mtl"), timeout=60)
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        meta.metadata["signature_def"].Unpack(sig_map)
+        assert set(loaded.signatures) <= set(sig_map.signature_def)
+        for key in loaded.signatures:
+            sig = sig_map.signature_def[key]
+            assert set(sig.inputs) == {"examples"} and sig.outputs, key
+        for key, fn in loaded.signatures.items():
+            req = predict_pb2.PredictRequest()
+            req.model_spec.name = "taxi_mtl"
+            req.model_spec.signature_name = key
+            req.inputs["examples"].CopyFrom(tf.make_tensor_proto(examples, dtype=tf.string))
+            resp = stub.Predict(req, timeout=60)
+            assert resp.model_spec.version.value == version
+            direct = {k: v.numpy() for k, v in fn(examples=tf.constant(examples)).items()}
+            assert set(resp.outputs) == set(direct), key
+            for out, want in direct.items():
+                got = tf.make_ndarray(resp.outputs[out])
+                if want.dtype == object:
+                    assert got.tolist() == want.tolist(), (key, out)
+                else:
+                    np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=f"{key}/{out}")
+
+
+@pytest.mark.slow
+def test_load_32_clients_with_a_new_version_pushed(taxi_run, tmp_path):
+    pushed = Path(taxi_run.summary["pushed"])
+    base = tmp_path / "taxi_mtl"
+    base.mkdir()
+    shutil.copytree(pushed, base / pushed.name)
+    old = int(pushed.name)
+    examples = _taxi_examples(taxi_run, 2)
+    clients, per_client = 32, 200
+    with serve(base, "taxi_mtl", poll_seconds=0.2, max_workers=16) as s:
+        stubs = [prediction_stub(s.address) for _ in range(4)]
+        failures, versions = [], [[] for _ in range(clients)]
+        started = threading.Barrier(clients + 1)
+
+        def client(i):
+            stub = stubs[i % len(stubs)]
+            req = predict_pb2.PredictRequest()
+            req.model_spec.name = "taxi_mtl"
+            req.inputs["examples"].CopyFrom(tf.make_tensor_proto(examples, dtype=tf.string))
+            started.wait()
+            for _ in range(per_client):
+                try:
+                    versions[i].append(stub.Predict(req, timeout=60).model_spec.version.value)
+                except grpc.RpcError as e:
+                    failures.append((e.code(), e.details()))
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        staged = base / f".tmp-{old + 1}"
+        shutil.copytree(base / str(old), staged)  # the copy under a temp name ...
+        started.wait()
+        t0 = time.monotonic()
+        time.sleep(0.5)
+        os.rename(staged, base / str(old + 1))  # ... then the rename: the push, mid-load
+        pushed_at = time.monotonic() - t0
+        while s.versions() != [old + 1] and any(t.is_alive() for t in threads):
+            time.sleep(0.02)
+        swapped_at = time.monotonic() - t0
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - t0
+        assert not failures, failures[:5]
+        total = sum(len(v) for v in versions)
+        assert total == clients * per_client
+        assert s.versions() == [old + 1], "the new version was not picked up during the load"
+        answered = [v for vs in versions for v in vs]
+        assert old + 1 in answered and old in answered
+        for vs in versions:  # each client switches once, never back
+            assert vs == sorted(vs)
+        print(f"{total} requests in {elapsed:.1f} s ({total / elapsed:.0f}/s); pushed at "
+              f"{pushed_at:.1f} s, serving the new version from {swapped_at:.1f} s")
