@@ -34,6 +34,7 @@ setup(
         "kfp>=2.17,<3",
         "tensorflow-serving-api>=2.19,<2.22",
         "pyyaml>=6",
+        "psutil>=5",  # the serving benchmark reads its servers' memory
     ],
     extras_require={"notebooks": _NOTEBOOKS, "test": ["pytest>=8", *_NOTEBOOKS]},
     entry_points={"console_scripts": ["tfx-mtl=tfx_mtl.cli:main"]},
