@@ -40,20 +40,14 @@ import tempfile
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+from tfx_mtl.bench.errors import BenchError
+
 CONFIGS = ("all_in_one", "per_task", "single_task")
 LABELS = {"all_in_one": "(a) one serving_default call, multi-task model",
           "per_task": "(b) one call per task signature, multi-task model",
           "single_task": "(c) one call per single-task model (K servers)"}
 SERVER_MODES = ("subprocess", "inprocess")
 MODEL_NAME = "multi_task"
-
-
-class BenchError(ValueError):
-    """A benchmark setting is invalid; ``field`` names it."""
-
-    def __init__(self, field: str, message: str):
-        self.field, self.message = field, message
-        super().__init__(f"{field}: {message}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,6 +37,8 @@ import statistics
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+from tfx_mtl.bench.errors import BenchError
+
 # (name, weighting, combine); "sum" is the baseline every ratio is taken against.
 METHODS: tuple[tuple[str, str, str], ...] = (
     ("sum", "uniform", "sum"),
@@ -60,14 +62,6 @@ NAMES = tuple(name for name, _, _ in METHODS) + (FIT,)
 TARGETS: dict[str, tuple[str, float]] = {
     FIT: (">=", 0.9), "pcgrad": ("<=", 1.5), "cagrad": ("<=", 1.5), "mgda": ("<=", 1.5),
     "gradnorm": ("<=", 1.5)}
-
-
-class BenchError(ValueError):
-    """A benchmark setting is invalid; ``field`` names it."""
-
-    def __init__(self, field: str, message: str):
-        self.field, self.message = field, message
-        super().__init__(f"{field}: {message}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,6 +88,22 @@ def _atomic_dir(base: str | os.PathLike, version: int) -> tuple[Path, Path]:
     return tmp, final
 
 
+def _publish(base: str | os.PathLike, version: int, save) -> Path:
+    """``save(path)`` writes a SavedModel into a temporary directory beside the version,
+    which is then renamed to ``<base>/<version>``, as a push appears to a server."""
+    tmp, final = _atomic_dir(base, version)
+    try:
+        save(str(tmp / "m"))
+        for entry in (tmp / "m").iterdir():
+            entry.rename(tmp / entry.name)
+        (tmp / "m").rmdir()
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
 def write_model(base: str | os.PathLike, version: int) -> Path:
     """Write the small pipeline-shaped SavedModel as ``<base>/<version>``; returns that path."""
     tf = _tf()
@@ -148,17 +164,7 @@ def write_model(base: str | os.PathLike, version: int) -> Path:
     signatures = {"serving_default": m.serving_default, "fare": m.fare,
                   "big_tipper": m.big_tipper, "transform_features": m.transform_features,
                   "fare__evaluation": m.fare_eval, "big_tipper__evaluation": m.big_tipper_eval}
-    tmp, final = _atomic_dir(base, version)
-    try:
-        tf.saved_model.save(m, str(tmp / "m"), signatures=signatures)
-        for entry in (tmp / "m").iterdir():
-            entry.rename(tmp / entry.name)
-        (tmp / "m").rmdir()
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    return _publish(base, version, lambda path: tf.saved_model.save(m, path, signatures=signatures))
 
 
 def write_classify_model(base: str | os.PathLike, version: int) -> Path:
@@ -167,8 +173,8 @@ def write_classify_model(base: str | os.PathLike, version: int) -> Path:
     ``serving_default`` predict signature (input ``examples``, output ``value``)."""
     tf = _tf()
     v1 = tf.compat.v1
-    tmp, final = _atomic_dir(base, version)
-    try:
+
+    def save(path):
         with tf.Graph().as_default() as g, v1.Session(graph=g) as sess:
             serialized = v1.placeholder(tf.string, [None], name="tf_example")
             parsed = tf.io.parse_example(serialized, {
@@ -179,7 +185,7 @@ def write_classify_model(base: str | os.PathLike, version: int) -> Path:
             classes = tf.tile(tf.constant([["no", "yes"]]), [tf.shape(serialized)[0], 1])
             value = 2.0 * miles + float(version)
             sm = v1.saved_model
-            builder = sm.Builder(str(tmp / "m"))
+            builder = sm.Builder(path)
             builder.add_meta_graph_and_variables(sess, [sm.tag_constants.SERVING], signature_def_map={
                 "classify": sm.classification_signature_def(serialized, classes, scores),
                 "regress": sm.regression_signature_def(serialized, value),
@@ -187,14 +193,8 @@ def write_classify_model(base: str | os.PathLike, version: int) -> Path:
                                                             {"value": value}),
             })
             builder.save()
-        for entry in (tmp / "m").iterdir():
-            entry.rename(tmp / entry.name)
-        (tmp / "m").rmdir()
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+
+    return _publish(base, version, save)
 
 
 def copy_version(base: str | os.PathLike, src_version: int, new_version: int) -> Path:
