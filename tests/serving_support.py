@@ -43,6 +43,12 @@ import numpy as np
 FEATURES = {"trip_miles": "float", "trip_seconds": "int", "company": "string"}
 TASKS = {"fare": "regression", "big_tipper": "binary"}
 MODEL_NAME = "taxi"
+# The raw features of the models written below, as a tensorflow_metadata Schema (text).
+SCHEMA_TEXT = """
+feature { name: "trip_miles" type: FLOAT }
+feature { name: "trip_seconds" type: INT }
+feature { name: "company" type: BYTES }
+"""
 
 
 def _tf():

@@ -93,11 +93,7 @@ def run_train(args: argparse.Namespace) -> int:
         f"K={k} loop {v['loop']:.2f}, fit {v['fit']:.2f}"
         for k, v in sorted(report.input_ms.items())))
     print(train_bench.format_table(report))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(train_bench.to_json(report), f, indent=2, sort_keys=True)
-            f.write("\n")
-        print(f"results written to {args.json}")
+    _write_json(args.json, train_bench.to_json(report))
     return 0
 
 
@@ -192,12 +188,17 @@ def run_serving(args: argparse.Namespace) -> int:
     print(f"machine: {m['nproc']} CPUs, {m['cpu']}, TensorFlow {m['tensorflow']}; "
           f"run took {report.seconds:.0f} s")
     print(sb.format_table(report))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(sb.to_json(report), f, indent=2, sort_keys=True)
-            f.write("\n")
-        print(f"results written to {args.json}")
+    _write_json(args.json, sb.to_json(report))
     return 0
+
+
+def _write_json(path: str | None, data) -> None:
+    """Writes a benchmark's results to ``--json``, if given."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+        print(f"results written to {path}")
 
 
 def _widths(units) -> str:

@@ -7,18 +7,15 @@ import grpc
 import numpy as np
 import pytest
 from google.protobuf import text_format
-from serving_support import MODEL_NAME, expected, serve, start_server, write_model
+from serving_support import (MODEL_NAME, SCHEMA_TEXT, expected, serve, start_server,
+                             write_model)
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from tfx_mtl.serving.client import ServingClient, ServingError, UnknownTaskError, split_outputs
 from tfx_mtl.serving.examples import RowEncoder
 
 VERSION = 3
-SCHEMA = """
-feature { name: "trip_miles" type: FLOAT }
-feature { name: "trip_seconds" type: INT }
-feature { name: "company" type: BYTES }
-"""
+SCHEMA = SCHEMA_TEXT
 ROWS = [{"trip_miles": 0.5, "trip_seconds": 600, "company": "Flash Cab"},
         {"trip_miles": "3", "trip_seconds": "120"},          # CSV-style strings
         {"trip_miles": 1, "company": None},                  # missing -> imputed

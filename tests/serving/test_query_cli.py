@@ -8,17 +8,13 @@ import subprocess
 
 import numpy as np
 import pytest
-from serving_support import MODEL_NAME, expected, serve, write_model
+from serving_support import MODEL_NAME, SCHEMA_TEXT, expected, serve, write_model
 from taxi_support import tfx_mtl_bin
 
 from tfx_mtl import cli, data
 
 VERSION = 2
-SCHEMA = """
-feature { name: "trip_miles" type: FLOAT }
-feature { name: "trip_seconds" type: INT }
-feature { name: "company" type: BYTES }
-"""
+SCHEMA = SCHEMA_TEXT
 ROWS = [{"trip_miles": 0.5, "trip_seconds": 600, "company": "Flash Cab"},
         {"trip_miles": 3, "trip_seconds": "120"},
         {"trip_miles": 1.5},
