@@ -1,6 +1,6 @@
 """The multi-task TFX pipeline, one definition for every runner.
 
-CsvExampleGen -> StatisticsGen -> SchemaGen | ImportSchemaGen (curated schema)
+CsvExampleGen -> StatisticsGen -> SchemaGen | CuratedSchemaGen (the spec's schema)
 -> ExampleValidator -> SchemaGate -> Transform -> Trainer (the multi-task model)
    and, per task, ``baseline_<task>`` (a single-task Trainer of the same family
    and budget, or the latest one already trained: ``latest_baseline_<task>``)
@@ -11,10 +11,17 @@ Transform and the Trainers get the spec without its evaluation section and
 bounds (:meth:`TaskSpec.training_view`), so changing how runs are judged
 re-runs the Evaluators and the gate, never the training.
 
-Module code is referenced by import path (``tfx_mtl.models...``), so a compiled
-pipeline carries no local file path and runs wherever the package is installed.
-Because TFX then cannot hash a module file, the components' ``custom_config``
-carries a hash of the package's source: changing the code invalidates the cache.
+Module code is referenced by import path (``tfx_mtl.models...``) and the curated
+schema travels by value, so a compiled pipeline carries no local file path and
+runs wherever the package is installed. Because TFX then cannot hash a module
+file, the components' ``custom_config`` carries a hash of the package's source:
+changing the code invalidates the cache.
+
+The same DAG runs locally (plain values) and on Kubeflow, where the data
+location, the train steps, the architecture, the weighting and the gradient
+combination are ``RuntimeParameter``s set per run, and :class:`Scale` sends the
+heavy Beam components to a distributed runner and the Trainers to GPUs or to
+several workers.
 """
 from __future__ import annotations
 
@@ -22,12 +29,13 @@ import dataclasses
 import hashlib
 import importlib
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-import tensorflow as tf
 from tfx import v1 as tfx
 
+from tfx_mtl.components import mtl_trainer
 from tfx_mtl.components.blessing_gate import BlessingGate
+from tfx_mtl.components.curated_schema import CuratedSchemaGen, read_schema_text
 from tfx_mtl.components.schema_gate import SchemaGate
 from tfx_mtl.models import architecture
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
@@ -46,9 +54,10 @@ _GATE_CODE_PACKAGES = ("tfx_mtl", "tfx_mtl.components", "tfx_mtl.pipeline")
 
 @dataclasses.dataclass(frozen=True)
 class DataSource:
-    """Where CsvExampleGen reads: a directory and a file pattern inside it."""
+    """Where CsvExampleGen reads: a directory (or a RuntimeParameter naming one) and a
+    file pattern inside it."""
 
-    directory: str
+    directory: Any
     pattern: str = "*"
 
     @classmethod
@@ -72,21 +81,23 @@ def code_version(packages: Sequence[str] = _CODE_PACKAGES) -> str:
     return digest.hexdigest()[:16]
 
 
-def stage_schema(schema_file: str, pipeline_root: str) -> str:
-    """Copies the curated schema to a path named by its content's hash.
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """Where the heavy work runs; the defaults keep every component on one machine.
 
-    TFX keys ImportSchemaGen's cache on the file's path, not its content; a
-    content-addressed copy makes an edited schema a new input.
+    ``beam_args`` go to the data-parallel components (ExampleGen, StatisticsGen,
+    Transform, the Evaluators), e.g. a Dataflow, Flink or Spark runner's options;
+    the light ones keep the pipeline's own Beam args. ``trainer_resources`` is a
+    platform config (a KFP ``ResourceSpec``: CPU, memory, GPUs) for every Trainer,
+    baselines included, so each is trained on the same hardware; with several
+    GPUs the Trainer runs under MirroredStrategy. ``vertex_training`` (keys for
+    the Trainer's ``custom_config``: worker pools, region) runs every Trainer as a
+    Vertex AI custom job, several workers under MultiWorkerMirroredStrategy.
     """
-    with tf.io.gfile.GFile(schema_file, "rb") as f:
-        content = f.read()
-    digest = hashlib.sha256(content).hexdigest()[:16]
-    staged = os.path.join(pipeline_root, "curated_schema", digest, "schema.pbtxt")
-    if not tf.io.gfile.exists(staged):
-        tf.io.gfile.makedirs(os.path.dirname(staged))
-        with tf.io.gfile.GFile(staged, "wb") as f:
-            f.write(content)
-    return staged
+
+    beam_args: tuple[str, ...] = ()
+    trainer_resources: Any = None
+    vertex_training: Mapping[str, Any] | None = None
 
 
 def baseline_node(task: str) -> str:
@@ -105,32 +116,48 @@ def create_pipeline(
     data: DataSource,
     spec: TaskSpec,
     serving_model_dir: str,
-    train_steps: int,
+    train_steps: Any,
     eval_steps: int = 50,
     trainer_config: TrainerConfig = TrainerConfig(),
+    run_parameters: Mapping[str, Any] | None = None,
     baselines: str | None = None,
+    scale: Scale = Scale(),
     metadata_connection_config: Any = None,
     beam_pipeline_args: Sequence[str] = (),
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
-    """The DAG for ``spec``; ``baselines`` ("train" | "reuse") overrides the spec's."""
+    """The DAG for ``spec``; ``baselines`` ("train" | "reuse") overrides the spec's.
+
+    ``train_steps`` is a number or a RuntimeParameter; ``run_parameters`` maps
+    ``architecture``, ``weighting`` and ``combine`` to RuntimeParameters that
+    override ``trainer_config``'s values per run.
+    """
     baselines = baselines or spec.evaluation.baselines
     if baselines not in ("train", "reuse"):
         raise ValueError(f"baselines: must be 'train' or 'reuse', got {baselines!r}")
+    run_parameters = dict(run_parameters or {})
+    unknown = sorted(set(run_parameters) - {mtl_trainer.ARCHITECTURE, mtl_trainer.WEIGHTING,
+                                            mtl_trainer.COMBINE})
+    if unknown:
+        raise ValueError(f"run_parameters: unknown {', '.join(unknown)}")
     custom_config = {SPEC_CONFIG_KEY: spec.training_view().to_dict(),
                      "code_version": code_version()}
+    heavy_beam_args = list(scale.beam_args)
 
-    example_gen = tfx.components.CsvExampleGen(
+    def heavy(component):
+        """A data-parallel Beam component: on the distributed runner when one is set."""
+        return component.with_beam_pipeline_args(heavy_beam_args) if heavy_beam_args else component
+
+    example_gen = heavy(tfx.components.CsvExampleGen(
         input_base=data.directory,
         input_config=tfx.proto.Input(splits=[
             tfx.proto.Input.Split(name="single_split", pattern=data.pattern)]),
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name="train", hash_buckets=4),
-            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=1)])))
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=1)]))))
+    statistics_gen = heavy(tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]))
     if spec.schema:
-        schema_gen = tfx.components.ImportSchemaGen(
-            schema_file=stage_schema(spec.schema, pipeline_root))
+        schema_gen = CuratedSchemaGen(schema_text=read_schema_text(spec.schema))
     else:
         schema_gen = tfx.components.SchemaGen(
             statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)
@@ -138,27 +165,42 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     schema_gate = SchemaGate(anomalies=example_validator.outputs["anomalies"],
                              schema=schema_gen.outputs["schema"])
-    transform = tfx.components.Transform(
+    transform = heavy(tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=custom_config)
+        custom_config=custom_config))
 
-    def trainer(config: TrainerConfig) -> tfx.components.Trainer:
-        return tfx.components.Trainer(
+    def trainer(config: TrainerConfig, run_options: Mapping[str, Any]) -> mtl_trainer.MtlTrainer:
+        component_class = (mtl_trainer.VertexMtlTrainer if scale.vertex_training
+                           else mtl_trainer.MtlTrainer)
+        component = component_class(
             run_fn=RUN_FN,
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
-            train_args=tfx.proto.TrainArgs(num_steps=train_steps),
+            train_args=tfx.proto.TrainArgs(
+                num_steps=train_steps if isinstance(train_steps, int) else None),
             eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
-            custom_config={**custom_config, TRAINER_CONFIG_KEY: config.to_dict()})
+            custom_config={**custom_config, TRAINER_CONFIG_KEY: config.to_dict(),
+                           **(scale.vertex_training or {})},
+            run_options={mtl_trainer.TRAIN_STEPS: train_steps, **run_options})
+        if scale.trainer_resources is not None:
+            component.with_platform_config(scale.trainer_resources)
+        return component
 
-    multi_task = trainer(trainer_config)
+    multi_task = trainer(trainer_config, {
+        mtl_trainer.ARCHITECTURE: trainer_config.architecture.name,
+        mtl_trainer.WEIGHTING: trainer_config.weighting,
+        mtl_trainer.COMBINE: trainer_config.combine,
+        **run_parameters}).with_id("Trainer")
     trained = architecture.trained_spec(spec, trainer_config.architecture)
     baseline_nodes, evaluators = [], {}
     for task in trained.task_names:
         if baselines == "train":
-            baseline = trainer(trainer_config.baseline_for(task)).with_id(baseline_node(task))
+            baseline = trainer(trainer_config.baseline_for(task), {
+                mtl_trainer.ARCHITECTURE: run_parameters.get(
+                    mtl_trainer.ARCHITECTURE, trainer_config.baseline_for(task).architecture.family)
+            }).with_id(baseline_node(task))
         else:
             baseline = tfx.dsl.Resolver(
                 strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
@@ -167,11 +209,11 @@ def create_pipeline(
                                       output_key=BASELINE_OUTPUT),
             ).with_id(f"latest_{baseline_node(task)}")
         baseline_nodes.append(baseline)
-        evaluators[task] = tfx.components.Evaluator(
+        evaluators[task] = heavy(tfx.components.Evaluator(
             examples=example_gen.outputs["examples"],
             model=multi_task.outputs["model"],
             baseline_model=baseline.outputs["model"],
-            eval_config=eval_config.for_task(trained, task)).with_id(evaluator_node(task))
+            eval_config=eval_config.for_task(trained, task))).with_id(evaluator_node(task))
     gate = BlessingGate(
         model=multi_task.outputs["model"],
         evaluations={t: e.outputs["evaluation"] for t, e in evaluators.items()},

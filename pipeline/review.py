@@ -25,8 +25,8 @@ from tfx_mtl.task_spec import TaskSpec
 
 GATE_NODE = "BlessingGate"
 # Where the schema the run used comes from, the first one present wins: the
-# gate's validated copy, else the curated (ImportSchemaGen) or inferred one.
-SCHEMA_OUTPUTS = (("SchemaGate", "validated_schema"), ("ImportSchemaGen", "schema"),
+# gate's validated copy, else the curated (CuratedSchemaGen) or inferred one.
+SCHEMA_OUTPUTS = (("SchemaGate", "validated_schema"), ("CuratedSchemaGen", "schema"),
                   ("SchemaGen", "schema"))
 MULTI_TASK, BASELINE, CHANGE = "multi_task", "baseline", "change"
 COUNTS = ("example_count", "labelled_count")

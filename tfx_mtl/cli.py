@@ -133,7 +133,18 @@ def _add_query(subparsers) -> None:
     query_cli.add_parser(subparsers)
 
 
-_COMMANDS: Sequence[Callable] = (_add_run, _add_synth, _add_bench, _add_serve, _add_query)
+def _add_compile(subparsers) -> None:
+    from tfx_mtl import compile_cli
+    compile_cli.add_parser(subparsers)
+
+
+def _add_submit(subparsers) -> None:
+    from tfx_mtl import submit_cli
+    submit_cli.add_parser(subparsers)
+
+
+_COMMANDS: Sequence[Callable] = (_add_run, _add_synth, _add_bench, _add_serve, _add_query,
+                                 _add_compile, _add_submit)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,13 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Quieten TensorFlow's C++ start-up chatter; the full log goes to a file.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfx_mtl.components.curated_schema import SchemaFileError
     from tfx_mtl.data import DataError
     from tfx_mtl.pipeline.local_run import OptionsError
     from tfx_mtl.task_spec import TaskSpecError
 
     try:
         return args.func(args)
-    except (TaskSpecError, DataError, OptionsError) as e:
+    except (TaskSpecError, DataError, OptionsError, SchemaFileError) as e:
         print(f"tfx-mtl: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:

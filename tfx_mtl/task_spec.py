@@ -208,11 +208,13 @@ class TaskSpec:
 
     def training_view(self) -> "TaskSpec":
         """What Transform and the Trainers need: no evaluation section, no bounds, no
-        source path. Their cache keys on it, so changing how runs are judged (policy,
-        slices, bounds) or moving the spec file does not retrain anything."""
+        paths (the schema reaches them as an artifact). Their cache keys on it, so
+        changing how runs are judged (policy, slices, bounds) or moving the spec
+        file does not retrain anything, and a compiled pipeline names no local file."""
         tasks = tuple(dataclasses.replace(t, metrics=tuple(Metric(m.name) for m in t.metrics))
                       for t in self.tasks)
-        return dataclasses.replace(self, tasks=tasks, evaluation=Evaluation(), source=self.name)
+        return dataclasses.replace(self, tasks=tasks, evaluation=Evaluation(), schema=None,
+                                   source=self.name)
 
     def judging_view(self) -> "TaskSpec":
         """What the blessing gate needs: the tasks and how they are judged, no paths."""

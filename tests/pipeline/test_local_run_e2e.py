@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 PIPELINE = "tfx-mtl-chicago-taxi"
 TASKS = ("big_tipper", "fare", "trip_seconds")
-FIXED_NODES = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+FIXED_NODES = {"CsvExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator",
                "SchemaGate", "Transform", "Trainer", "BlessingGate", "Pusher"}
 
 
@@ -169,7 +169,7 @@ def test_the_report_numbers_are_recomputed_from_the_eval_split(taxi_run):
 def test_every_component_registered_its_artifacts_in_mlmd(taxi_run):
     store, nodes = _latest_executions(taxi_run.output_dir)
     expected = {"CsvExampleGen": "Examples", "StatisticsGen": "ExampleStatistics",
-                "ImportSchemaGen": "Schema", "ExampleValidator": "ExampleAnomalies",
+                "CuratedSchemaGen": "Schema", "ExampleValidator": "ExampleAnomalies",
                 "SchemaGate": "Schema", "Transform": "TransformGraph", "Trainer": "Model",
                 "BlessingGate": "tfx_mtl.TransferReport", "Pusher": "PushedModel",
                 **{f"baseline_{t}": "Model" for t in TASKS},

@@ -10,16 +10,22 @@ from tfx_mtl.models.trainer_config import TrainerConfig
 from tfx_mtl.pipeline import pipeline as pipeline_lib
 
 
-def test_curated_schema_is_staged_by_content(tmp_path):
-    schema = tmp_path / "schema.pbtxt"
-    schema.write_text('feature { name: "a" type: INT }\n')
-    root = str(tmp_path / "root")
-    first = pipeline_lib.stage_schema(str(schema), root)
-    assert pipeline_lib.stage_schema(str(schema), root) == first  # same content, same input
-    assert open(first).read() == schema.read_text()
-    schema.write_text('feature { name: "a" type: FLOAT }\n')
-    edited = pipeline_lib.stage_schema(str(schema), root)
-    assert edited != first and "FLOAT" in open(edited).read()
+def test_the_curated_schema_travels_by_content(tmp_path):
+    """The schema's text is CuratedSchemaGen's parameter: an edit is a new input (cache
+    key), a copy elsewhere is the same one, and no path is left in the pipeline."""
+    spec = task_spec.load(data.bundled_spec())
+    text = open(spec.schema).read()
+    node = {c.id: c for c in _pipeline(tmp_path, spec).components}["CuratedSchemaGen"]
+    assert node.exec_properties == {"schema_text": text}
+    copy = tmp_path / "elsewhere" / "schema.pbtxt"
+    copy.parent.mkdir()
+    copy.write_text(text)
+    moved = dataclasses.replace(spec, schema=str(copy))
+    assert {c.id: c for c in _pipeline(tmp_path, moved).components}[
+        "CuratedSchemaGen"].exec_properties == {"schema_text": text}
+    copy.write_text(text.replace("type: INT", "type: FLOAT", 1))
+    assert {c.id: c for c in _pipeline(tmp_path, moved).components}[
+        "CuratedSchemaGen"].exec_properties["schema_text"] != text
 
 
 def _pipeline(tmp_path, spec=None, **kwargs):
@@ -40,7 +46,7 @@ def test_the_dag_has_every_component_wired_from_the_spec(tmp_path):
     by_id = {c.id: c for c in _pipeline(tmp_path, spec).components}
     tasks = spec.task_names
     assert set(by_id) == {
-        "CsvExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator",
+        "CsvExampleGen", "CuratedSchemaGen", "StatisticsGen", "ExampleValidator",
         "SchemaGate", "Transform", "Trainer", "BlessingGate", "Pusher",
         *(f"baseline_{t}" for t in tasks), *(f"evaluate_{t}" for t in tasks)}
     # Transform reads the schema that passed the gate, so anomalies stop it.

@@ -1,0 +1,154 @@
+"""MtlTrainer: TFX's Trainer with the knobs users vary per run as parameters of their own.
+
+Kubeflow sets run-time parameters only on a component's top-level execution
+parameters, while a Trainer's options live inside ``train_args`` and the
+``custom_config`` JSON. MtlTrainer adds the knobs a user changes between runs
+(steps, architecture, weighting, gradient combination) as execution parameters:
+plain values in a local run, ``RuntimeParameter``s in a compiled one. Its
+executor folds them into ``train_args``/``custom_config`` (:func:`fold_run_options`)
+and is otherwise TFX's ``GenericExecutor``, calling the same ``run_fn``.
+
+On a single-task baseline (``architecture.name == single_task`` in its config)
+``architecture`` names the family, so a baseline follows the multi-task model's
+architecture; it gets no weighting or combine parameter (one task has nothing to
+balance), which also keeps its cache when only those change.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from tfx import types
+from tfx.components.trainer import executor as trainer_executor
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_executor
+from tfx.proto import trainer_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ExecutionParameter
+from tfx.utils import json_utils, proto_utils
+
+from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig, TrainerConfigError
+
+TRAIN_STEPS = "train_steps"
+ARCHITECTURE = "architecture"
+WEIGHTING = "weighting"
+COMBINE = "combine"
+RUN_OPTIONS = (TRAIN_STEPS, ARCHITECTURE, WEIGHTING, COMBINE)
+
+
+class RunOptionError(ValueError):
+    """A run-time parameter's value does not fit; names the parameter."""
+
+
+class MtlTrainerSpec(standard_component_specs.TrainerSpec):
+    PARAMETERS = {
+        **standard_component_specs.TrainerSpec.PARAMETERS,
+        TRAIN_STEPS: ExecutionParameter(type=int, optional=True),
+        ARCHITECTURE: ExecutionParameter(type=str, optional=True),
+        WEIGHTING: ExecutionParameter(type=str, optional=True),
+        COMBINE: ExecutionParameter(type=str, optional=True),
+    }
+
+
+def fold_run_options(exec_properties: Mapping[str, Any]) -> dict[str, Any]:
+    """``exec_properties`` with the run options written into ``train_args`` and the
+    Trainer config in ``custom_config`` (both JSON strings, as executors get them).
+
+    A weighting or combine that differs from the compiled one drops the compiled
+    one's parameters (GradNorm's alpha means nothing to DWA). Raises
+    :class:`RunOptionError` naming the parameter when a value does not fit.
+    """
+    result = dict(exec_properties)
+    custom_config = json.loads(result.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
+    options = dict(custom_config.get(TRAINER_CONFIG_KEY) or {})
+    arch = dict(options.get("architecture") or {})
+    baseline = arch.get("name") == "single_task"
+
+    architecture = result.get(ARCHITECTURE)
+    if architecture is not None:
+        if architecture == "single_task" and not baseline:
+            raise RunOptionError(
+                "architecture: single_task cannot be chosen per run: it changes which tasks "
+                "the pipeline evaluates; compile the pipeline with --model single_task instead")
+        arch["family" if baseline else "name"] = architecture
+        options["architecture"] = arch
+    for key, params in ((WEIGHTING, "weighting_params"), (COMBINE, None)):
+        value = result.get(key)
+        if value is None:
+            continue
+        if baseline:
+            raise RunOptionError(f"{key}: a single-task baseline has nothing to balance")
+        if value != options.get(key) and params:
+            options[params] = {}
+        options[key] = value
+    try:
+        config = TrainerConfig.from_dict(options)
+    except (TrainerConfigError, ValueError) as e:
+        raise RunOptionError(f"run-time parameters {_set(result)}: {e}") from None
+    custom_config[TRAINER_CONFIG_KEY] = config.to_dict()
+    result[standard_component_specs.CUSTOM_CONFIG_KEY] = json_utils.dumps(custom_config)
+
+    steps = result.get(TRAIN_STEPS)
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise RunOptionError(f"{TRAIN_STEPS}: must be a positive integer, got {steps!r}")
+        train_args = trainer_pb2.TrainArgs()
+        proto_utils.json_to_proto(result.get(standard_component_specs.TRAIN_ARGS_KEY) or "{}",
+                                  train_args)
+        train_args.num_steps = steps
+        result[standard_component_specs.TRAIN_ARGS_KEY] = proto_utils.proto_to_json(train_args)
+    return result
+
+
+def _set(exec_properties: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={exec_properties[k]!r}" for k in RUN_OPTIONS
+                     if exec_properties.get(k) is not None) or "(none set)"
+
+
+class Executor(trainer_executor.GenericExecutor):
+    """TFX's GenericExecutor after :func:`fold_run_options`."""
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        return super().Do(input_dict, output_dict, fold_run_options(exec_properties))
+
+
+class VertexTrainingExecutor(vertex_executor.GenericExecutor):
+    """Runs :class:`Executor` as a Vertex AI custom job (``ai_platform_training_args`` in
+    ``custom_config``: worker pools, machines, accelerators); each replica gets a
+    ``TF_CONFIG``, so several workers train under MultiWorkerMirroredStrategy."""
+
+    def _GetExecutorClass(self):
+        return Executor
+
+
+class MtlTrainer(base_component.BaseComponent):
+    """The Trainer of tfx-mtl: ``run_fn`` by import path, run options as parameters."""
+
+    SPEC_CLASS = MtlTrainerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, *, examples: types.BaseChannel, transform_graph: types.BaseChannel,
+                 run_fn: str, train_args: trainer_pb2.TrainArgs,
+                 eval_args: trainer_pb2.EvalArgs, custom_config: Mapping[str, Any],
+                 run_options: Mapping[str, Any] | None = None):
+        """``run_options``: values (or RuntimeParameters) for :data:`RUN_OPTIONS`."""
+        run_options = dict(run_options or {})
+        unknown = sorted(set(run_options) - set(RUN_OPTIONS))
+        if unknown:
+            raise ValueError(f"run_options: unknown {', '.join(unknown)} "
+                             f"(known: {', '.join(RUN_OPTIONS)})")
+        spec = MtlTrainerSpec(
+            examples=examples, transform_graph=transform_graph,
+            train_args=train_args, eval_args=eval_args, run_fn=run_fn,
+            custom_config=json_utils.dumps(dict(custom_config)),
+            model=types.Channel(type=standard_artifacts.Model),
+            model_run=types.Channel(type=standard_artifacts.ModelRun),
+            **run_options)
+        super().__init__(spec=spec)
+
+
+class VertexMtlTrainer(MtlTrainer):
+    """MtlTrainer that trains as a Vertex AI custom job (several workers or machines)."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(VertexTrainingExecutor)
+
