@@ -254,6 +254,23 @@ def _write(job: Mapping[str, Any], output: str) -> None:
         yaml.safe_dump(spec, f, sort_keys=True)
 
 
+def run_value_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(parameter, problem) for each run-time value the Trainer would refuse, so that
+    submit refuses it before the run starts (KFP only checks types). Other parameters,
+    and other pipelines', pass through."""
+    from tfx_mtl.models import architecture, gradient_combination, weighting
+
+    choices = {ARCHITECTURE: architecture.FAMILIES, WEIGHTING: weighting.WEIGHTINGS,
+               COMBINE: gradient_combination.METHODS}
+    problems = [(name, f"{values[name]!r} is not one of {', '.join(allowed)}")
+                for name, allowed in choices.items()
+                if name in values and values[name] not in allowed]
+    steps = values.get(TRAIN_STEPS)
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        problems.append((TRAIN_STEPS, f"must be a positive integer, got {steps!r}"))
+    return problems
+
+
 def parameter_defaults(pipeline_job: Mapping[str, Any]) -> dict[str, Any]:
     """The run-time parameters a compiled PipelineJob declares, with their defaults."""
     parameters = pipeline_job["pipelineSpec"]["root"].get("inputDefinitions", {}).get(

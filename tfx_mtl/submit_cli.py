@@ -66,8 +66,12 @@ def _submission(args: argparse.Namespace):
     """Validates every input (no request made); raises submit.SubmitError."""
     from tfx_mtl.kubeflow import submit
 
+    from tfx_mtl.kubeflow import compiler
+
     package = submit.load_package(args.package)
     parameters = submit.run_parameters(package, args.param)
+    for name, problem in compiler.run_value_problems(parameters):
+        raise submit.SubmitError(f"--param {name}", problem)
     cron = submit.kfp_cron(args.recurring) if args.recurring is not None else None
     return submit.Submission(
         package=package, parameters=parameters,

@@ -331,6 +331,11 @@ BAD_INPUT = {
                                             "train_steps"]),
     "bad int": (params(train_steps=2.5), ["--param train_steps", "NUMBER_INTEGER", "'2.5'"]),
     "bad double": (params(learning_rate="fast"), ["--param learning_rate", "NUMBER_DOUBLE"]),
+    # Values the Trainer would refuse are refused before the run (KFP checks only types).
+    "unknown architecture": (params(architecture="transformer"),
+                             ["--param architecture", "'transformer' is not one of "
+                                                      "shared_bottom, mmoe, ple, cross_stitch"]),
+    "zero steps": (params(train_steps=0), ["--param train_steps", "positive integer, got 0"]),
     "duplicate param": ([*ALL_PARAMS, "--param", "architecture=mmoe"],
                         ["--param architecture", "more than once"]),
     "no equals": ([*ALL_PARAMS, "--param", "train_steps"], ["--param", "NAME=VALUE"]),
