@@ -17,6 +17,13 @@ replicas, the compiled step runs in each replica, and between steps the loop
   uninterrupted run would have;
 - every ``eval_every`` steps evaluates the spec's metrics on the eval split and
   stops early when the monitored metric stops improving (best weights kept).
+
+Under MultiWorkerMirroredStrategy every process runs this loop in lockstep:
+all of them restore from the chief's checkpoint directory and all of them save
+(saves are collective), but only the chief saves into it and writes TensorBoard
+logs; the other workers save into scratch space that is deleted afterwards.
+Every decision that leads to a collective op (which step to save at, when to
+stop) is taken from values that are equal on every worker.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ from typing import Any, Callable, Iterable, Mapping
 import tensorflow as tf
 from absl import logging
 
-from tfx_mtl.models import eval_metrics, ownership
+from tfx_mtl.models import distribution, eval_metrics, ownership
 from tfx_mtl.models import weighting as weighting_lib
 from tfx_mtl.models.diagnostics import ConflictStats
 from tfx_mtl.models.early_stopping import EarlyStopping, Monitor
@@ -162,7 +169,15 @@ class TrainingLoop:
         ``train_data`` yields global batches; ``eval_data()`` returns a fresh
         iterable of eval batches each time it is called.
         """
+        with distribution.output_dir(self.checkpoint_dir, self.strategy) as save_dir:
+            return self._fit(train_data, steps, eval_data, save_dir)
+
+    def _fit(self, train_data: tf.data.Dataset, steps: int,
+             eval_data: Callable[[], Iterable] | None, save_dir: str | None
+             ) -> TrainingResult:
+        """``fit``, saving checkpoints into ``save_dir`` (this worker's copy)."""
         config, strategy, names = self.config, self.strategy, self.spec.task_names
+        train_data = distribution.shard_by_data(train_data, strategy)
         distributed = strategy.experimental_distribute_dataset(train_data)
         # A single-device iterator checkpoints its position (shuffle buffer included);
         # a distributed one cannot, so a resumed run replays the data up to its step.
@@ -172,21 +187,24 @@ class TrainingLoop:
         iterator = iter(distributed) if saves_position else None
         manager = None
         resumed_from = 0
-        if self.checkpoint_dir:
+        saved_step = None  # the step of the newest checkpoint, the same on every worker
+        if save_dir:
             manager = tf.train.CheckpointManager(
-                self._checkpoint(iterator), self.checkpoint_dir, max_to_keep=2,
+                self._checkpoint(iterator), save_dir, max_to_keep=2,
                 step_counter=self.step_counter)
-            if manager.latest_checkpoint:
-                manager.checkpoint.restore(
-                    manager.latest_checkpoint).assert_existing_objects_matched()
-                resumed_from = int(self.step_counter.numpy())
-                logging.info("resumed from %s at step %d", manager.latest_checkpoint, resumed_from)
+            # Every worker resumes from the chief's checkpoint (its own copies are scratch).
+            latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+            if latest:
+                manager.checkpoint.restore(latest).assert_existing_objects_matched()
+                resumed_from = saved_step = int(self.step_counter.numpy())
+                logging.info("resumed from %s at step %d", latest, resumed_from)
         if iterator is None:
             start = int(self.step_counter.numpy())
             iterator = iter(strategy.experimental_distribute_dataset(
                 train_data.skip(start)) if start else distributed)
 
-        writer = tf.summary.create_file_writer(self.log_dir) if self.log_dir else None
+        writer = (tf.summary.create_file_writer(self.log_dir)
+                  if self.log_dir and distribution.writes_outputs(strategy) else None)
         stopped = bool(self.early_stopping is not None and self.early_stopping.stopped.numpy())
         losses, weights = {}, {}
         run_conflicts = _RunConflicts()
@@ -234,7 +252,8 @@ class TrainingLoop:
 
             if manager and config.checkpoint_every and step % config.checkpoint_every == 0:
                 manager.save(checkpoint_number=step)
-        if manager and int(self.step_counter.numpy()) != _latest_step(manager):
+                saved_step = step
+        if manager and int(self.step_counter.numpy()) != saved_step:
             manager.save(checkpoint_number=int(self.step_counter.numpy()))
         if writer:
             writer.flush()
@@ -246,7 +265,7 @@ class TrainingLoop:
                 logging.info("restored the best weights, from step %d", best_step)
         return TrainingResult(
             steps=int(self.step_counter.numpy()), resumed_from=resumed_from, losses=losses,
-            weights=weights, strategy=type(strategy).__name__,
+            weights=weights, strategy=distribution.name(strategy),
             replicas=strategy.num_replicas_in_sync, weighting=self.weighting_name,
             combine=self.combine,
             shared_parameters=sum(v.shape.num_elements() for v in self.partition.shared),
@@ -278,11 +297,6 @@ class _RunConflicts:
     @property
     def mean_cosine(self) -> dict[str, float]:
         return {pair: total / self.steps for pair, total in self.cosine_sums.items()}
-
-
-def _latest_step(manager: tf.train.CheckpointManager) -> int | None:
-    latest = manager.latest_checkpoint
-    return int(latest.rsplit("-", 1)[1]) if latest else None
 
 
 def _short(values: Mapping[str, float]) -> str:

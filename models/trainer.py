@@ -1,9 +1,14 @@
 """Trainer module: ``run_fn`` trains the multi-task model and exports it.
 
-TFX glue only: read the spec and :class:`TrainerConfig` from ``custom_config``,
-pick the distribution strategy, build the architecture inside its scope, run
-the :class:`~tfx_mtl.models.loop.TrainingLoop` (checkpoints in the run
-directory, TensorBoard logs beside them), export the signatures.
+TFX glue only: pick the distribution strategy, read the spec and
+:class:`TrainerConfig` from ``custom_config``, build the architecture inside
+the strategy's scope, run the :class:`~tfx_mtl.models.loop.TrainingLoop`
+(checkpoints in the run directory, TensorBoard logs beside them), export the
+signatures.
+
+With several workers (a ``TF_CONFIG`` cluster) every worker runs ``run_fn``;
+all of them train and take part in the saves, only the chief writes the run
+directory's report and the serving model (see :mod:`distribution`).
 """
 from __future__ import annotations
 
@@ -27,12 +32,13 @@ CHECKPOINT_SUBDIR = "checkpoints"
 
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point."""
+    # First: MultiWorkerMirroredStrategy must configure the runtime before any op runs.
+    strategy = distribution.strategy()
     config = TrainerConfig.from_dict(fn_args.custom_config.get(TRAINER_CONFIG_KEY))
     spec = architecture.trained_spec(TaskSpec.from_dict(fn_args.custom_config[SPEC_CONFIG_KEY]),
                                      config.architecture)
     tf.keras.utils.set_random_seed(config.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    strategy = distribution.strategy()
     logging.info("training %s (%s) with %s, weighting %s, combine %s",
                  config.architecture.name, ", ".join(spec.task_names),
                  distribution.describe(strategy), config.weighting, config.combine)
@@ -56,14 +62,21 @@ def run_fn(fn_args) -> None:
     loop = TrainingLoop(network, spec, label_stats, config, strategy,
                         checkpoint_dir=os.path.join(fn_args.model_run_dir, CHECKPOINT_SUBDIR),
                         log_dir=fn_args.model_run_dir)
+    # Every worker logs its weights' fingerprint: workers in sync log the same ones.
+    logging.info("initial weights fingerprint %s",
+                 distribution.fingerprint(network.model.trainable_variables))
     eval_steps = max(1, fn_args.eval_steps or 1)
     result = loop.fit(train_data, fn_args.train_steps,
                       eval_data=lambda: eval_data.take(eval_steps))
     result.eval_metrics = loop.evaluator(eval_data.take(eval_steps))
-    logging.info("trained to step %d; eval metrics %s", result.steps, result.eval_metrics)
-    result.write(fn_args.model_run_dir)
-    export.export(network.model, spec, tf_transform_output, label_stats,
-                  fn_args.serving_model_dir)
+    logging.info("trained to step %d; eval metrics %s; weights fingerprint %s", result.steps,
+                 result.eval_metrics, distribution.fingerprint(network.model.trainable_variables))
+    if distribution.writes_outputs(strategy):
+        result.write(fn_args.model_run_dir)
+    # Every worker exports (the save is collective); only the chief's copy is kept.
+    with distribution.output_dir(fn_args.serving_model_dir, strategy) as serving_dir:
+        export.export(network.model, spec, tf_transform_output, label_stats, serving_dir)
+    distribution.barrier(strategy)  # no worker returns before the chief's model is complete
 
 
 def read_label_stats(spec: TaskSpec, batch: Mapping[str, tf.Tensor]
