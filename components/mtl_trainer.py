@@ -21,7 +21,6 @@ from typing import Any, Mapping
 from tfx import types
 from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.components.base import base_component, executor_spec
-from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_executor
 from tfx.proto import trainer_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
@@ -112,15 +111,6 @@ class Executor(trainer_executor.GenericExecutor):
         return super().Do(input_dict, output_dict, fold_run_options(exec_properties))
 
 
-class VertexTrainingExecutor(vertex_executor.GenericExecutor):
-    """Runs :class:`Executor` as a Vertex AI custom job (``ai_platform_training_args`` in
-    ``custom_config``: worker pools, machines, accelerators); each replica gets a
-    ``TF_CONFIG``, so several workers train under MultiWorkerMirroredStrategy."""
-
-    def _GetExecutorClass(self):
-        return Executor
-
-
 class MtlTrainer(base_component.BaseComponent):
     """The Trainer of tfx-mtl: ``run_fn`` by import path, run options as parameters."""
 
@@ -145,10 +135,4 @@ class MtlTrainer(base_component.BaseComponent):
             model_run=types.Channel(type=standard_artifacts.ModelRun),
             **run_options)
         super().__init__(spec=spec)
-
-
-class VertexMtlTrainer(MtlTrainer):
-    """MtlTrainer that trains as a Vertex AI custom job (several workers or machines)."""
-
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(VertexTrainingExecutor)
 

@@ -172,8 +172,10 @@ def create_pipeline(
         custom_config=custom_config))
 
     def trainer(config: TrainerConfig, run_options: Mapping[str, Any]) -> mtl_trainer.MtlTrainer:
-        component_class = (mtl_trainer.VertexMtlTrainer if scale.vertex_training
-                           else mtl_trainer.MtlTrainer)
+        component_class = mtl_trainer.MtlTrainer
+        if scale.vertex_training:
+            from tfx_mtl.components.vertex_trainer import VertexMtlTrainer
+            component_class = VertexMtlTrainer
         component = component_class(
             run_fn=RUN_FN,
             examples=transform.outputs["transformed_examples"],

@@ -199,7 +199,7 @@ def test_several_trainer_workers_train_as_a_vertex_custom_job(tmp_path):
         vertex_region="us-central1"))
     spec = _load(tmp_path / "p.yaml")
     container = _container(spec, "Trainer")
-    assert container["args"][1] == "tfx_mtl.components.mtl_trainer.VertexTrainingExecutor"
+    assert container["args"][1] == "tfx_mtl.components.vertex_trainer.VertexTrainingExecutor"
     config = json.loads(spec.root.dag.tasks["Trainer"].inputs.parameters[
         "custom_config"].runtime_value.constant.string_value)
     job = config["ai_platform_training_args"]
