@@ -56,7 +56,7 @@ class TrainerScale:
     gpus: int = 0
     gpu_type: str | None = None
     cpu: float | None = None  # cores (limit)
-    memory_gib: float | None = None  # limit
+    memory_gb: float | None = None  # limit, in GB (KFP's unit)
     workers: int = 1
     machine_type: str = "n1-standard-8"
     vertex_project: str | None = None
@@ -106,13 +106,13 @@ def trainer_resources(t: TrainerScale):
     """The KFP ResourceSpec of a Trainer's container, or None when nothing is set."""
     from kfp.pipeline_spec import pipeline_spec_pb2
 
-    if t.workers > 1 or not (t.gpus or t.cpu or t.memory_gib):
+    if t.workers > 1 or not (t.gpus or t.cpu or t.memory_gb):
         return None
     spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec()
     if t.cpu:
         spec.cpu_limit = t.cpu
-    if t.memory_gib:
-        spec.memory_limit = t.memory_gib
+    if t.memory_gb:
+        spec.memory_limit = t.memory_gb
     if t.gpus:
         spec.accelerator.type = t.gpu_type or "nvidia.com/gpu"
         spec.accelerator.count = t.gpus
@@ -156,7 +156,7 @@ def build(options: CompileOptions):
         raise CompileError(
             f"{spec_path}: evaluation.baselines: reuse cannot compile for Kubeflow: KFP v2's "
             f"resolver picks the latest Model of any producer, not the task's baseline")
-    trainer_config = local_run._trainer_config(dict(options.trainer_options), spec)
+    trainer_config = local_run.checked_trainer_config(dict(options.trainer_options), spec)
     try:
         image_beam_args = beam_args.distributed(options.beam_args, options.image) \
             if options.beam_args else ()

@@ -127,7 +127,7 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     # Heavy imports only once the spec and data are known good, and inside the log
     # context: TensorFlow's start-up messages belong in the log, not the terminal.
     with _logging_to(log_file, progress):
-        trainer_config = _trainer_config(trainer_options, spec)
+        trainer_config = checked_trainer_config(trainer_options, spec)
         baselines = baselines or spec.evaluation.baselines
         if baselines == "reuse":
             _check_reusable_baselines(paths.metadata, name, spec, trainer_config)
@@ -186,7 +186,8 @@ def _check_reusable_baselines(metadata: str, name: str, spec: task_spec.TaskSpec
             f"{', '.join(missing)} in {metadata}; run once with baselines: train")
 
 
-def _trainer_config(options: dict[str, Any] | None, spec: task_spec.TaskSpec):
+def checked_trainer_config(options: dict[str, Any] | None, spec: task_spec.TaskSpec):
+    """The TrainerConfig of ``options``, checked against ``spec``; OptionsError names the field."""
     from tfx_mtl.models.architecture import ArchitectureError
     from tfx_mtl.models.trainer_config import TrainerConfig, TrainerConfigError
 

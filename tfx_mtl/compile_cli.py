@@ -54,8 +54,8 @@ def add_parser(subparsers) -> None:
     scale.add_argument("--gpu-type", help="accelerator: nvidia.com/gpu on Kubeflow (default), "
                                           "e.g. NVIDIA_TESLA_T4 with --trainer-workers")
     scale.add_argument("--trainer-cpu", type=arg_types.positive_number, help="CPU limit (cores)")
-    scale.add_argument("--trainer-memory-gib", type=arg_types.positive_number,
-                       help="memory limit (GiB)")
+    scale.add_argument("--trainer-memory-gb", type=arg_types.positive_number,
+                       help="memory limit (GB)")
     scale.add_argument("--trainer-workers", type=arg_types.positive_int, default=1,
                        help="machines per Trainer: > 1 trains as a Vertex AI custom job under "
                             "MultiWorkerMirroredStrategy")
@@ -80,7 +80,7 @@ def options_from(args: argparse.Namespace):
         trainer_options=cli.trainer_options(args), beam_args=tuple(args.beam_arg),
         trainer=compiler.TrainerScale(
             gpus=args.trainer_gpus, gpu_type=args.gpu_type, cpu=args.trainer_cpu,
-            memory_gib=args.trainer_memory_gib, workers=args.trainer_workers,
+            memory_gb=args.trainer_memory_gb, workers=args.trainer_workers,
             machine_type=args.machine_type, vertex_project=args.vertex_project,
             vertex_region=args.vertex_region),
         enable_cache=not args.no_cache)

@@ -182,7 +182,7 @@ def test_beam_args_go_to_the_data_parallel_components_only(tmp_path):
 
 
 def test_trainer_gpus_are_requested_for_every_trainer(tmp_path):
-    _compile(tmp_path / "p.yaml", trainer=compiler.TrainerScale(gpus=2, memory_gib=16))
+    _compile(tmp_path / "p.yaml", trainer=compiler.TrainerScale(gpus=2, memory_gb=16))
     spec = _load(tmp_path / "p.yaml")
     for task in spec.root.dag.tasks:
         resources = _container(spec, task).get("resources")
