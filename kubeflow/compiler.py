@@ -208,7 +208,7 @@ def compile_pipeline(options: CompileOptions, output: str) -> dict[str, Any]:
             default_image=options.image, default_commands=list(ENTRYPOINT),
             use_pipeline_spec_2_1=True))
     job = runner.run(pipeline, write_out=False)
-    defaults = _defaults(options, pipeline)
+    defaults = _defaults(pipeline)
     declared = job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
     if set(declared) != set(defaults):
         raise RuntimeError(f"compiled run-time parameters {sorted(declared)} are not "
@@ -223,7 +223,7 @@ def compile_pipeline(options: CompileOptions, output: str) -> dict[str, Any]:
     return job
 
 
-def _defaults(options: CompileOptions, pipeline) -> dict[str, Any]:
+def _defaults(pipeline) -> dict[str, Any]:
     """Each RuntimeParameter of ``pipeline`` with its default, by name."""
     from tfx.orchestration import data_types
 

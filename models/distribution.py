@@ -122,18 +122,6 @@ def parse_tf_config(text: str | None) -> ClusterTask | None:
     return result
 
 
-def cluster_size(tf_config: str | None) -> int:
-    """Training processes (chief + worker tasks) in ``TF_CONFIG``; 1 when unset."""
-    task = parse_tf_config(tf_config)
-    return task.size if task else 1
-
-
-def is_chief(tf_config: str | None) -> bool:
-    """Whether the process with this ``TF_CONFIG`` writes the outputs (True when unset)."""
-    task = parse_tf_config(tf_config)
-    return task.is_chief if task else True
-
-
 def split_cpu(replicas: int) -> None:
     """Splits the host CPU into ``replicas`` logical devices (before TF initialises)."""
     if replicas < 1:

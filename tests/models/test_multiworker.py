@@ -35,9 +35,16 @@ WORKERS_ONLY = {"worker": ["host-a:2222", "host-b:2222"]}
 
 # -- TF_CONFIG ---------------------------------------------------------------
 
+@pytest.mark.parametrize("tf_config", [
+    None, "", "{}",
+    json.dumps({"task": {"type": "worker", "index": 0}}),  # no cluster: one process
+])
+def test_no_cluster_is_a_lone_process(tf_config):
+    assert distribution.parse_tf_config(tf_config) is None
+    assert distribution.writes_outputs(tf.distribute.get_strategy())  # a lone process writes
+
+
 @pytest.mark.parametrize("tf_config,size", [
-    (None, 1), ("", 1), ("{}", 1),
-    (json.dumps({"task": {"type": "worker", "index": 0}}), 1),  # no cluster: one process
     (_tf_config({"chief": ["h:1"]}, "chief", 0), 1),  # Vertex AI with one replica
     (_tf_config(CHIEF_AND_WORKER, "worker", 1), 3),
     (_tf_config(WORKERS_ONLY, "worker", 0), 2),
@@ -45,7 +52,7 @@ WORKERS_ONLY = {"worker": ["host-a:2222", "host-b:2222"]}
     (_tf_config({**WORKERS_ONLY, "evaluator": ["h:9"]}, "evaluator", 0), 2),
 ])
 def test_cluster_size_counts_chief_and_worker_tasks(tf_config, size):
-    assert distribution.cluster_size(tf_config) == size
+    assert distribution.parse_tf_config(tf_config).size == size
 
 
 @pytest.mark.parametrize("cluster,task_type,index,chief", [
@@ -57,17 +64,13 @@ def test_cluster_size_counts_chief_and_worker_tasks(tf_config, size):
     ({**WORKERS_ONLY, "evaluator": ["h:9"]}, "evaluator", 0, False),
 ])
 def test_is_chief_follows_tensorflows_convention(cluster, task_type, index, chief):
-    assert distribution.is_chief(_tf_config(cluster, task_type, index)) is chief
-
-
-def test_no_tf_config_is_a_lone_chief():
-    assert distribution.is_chief(None) and distribution.is_chief("")
+    assert distribution.parse_tf_config(_tf_config(cluster, task_type, index)).is_chief is chief
 
 
 def test_a_string_task_index_is_read_as_tensorflow_does():
     config = json.dumps({"cluster": WORKERS_ONLY, "task": {"type": "worker", "index": "1"}})
-    assert distribution.parse_tf_config(config).task_index == 1
-    assert not distribution.is_chief(config)
+    task = distribution.parse_tf_config(config)
+    assert task.task_index == 1 and not task.is_chief
 
 
 @pytest.mark.parametrize("tf_config,message", [
@@ -94,7 +97,7 @@ def test_a_string_task_index_is_read_as_tensorflow_does():
 ])
 def test_a_malformed_tf_config_names_the_field(tf_config, message):
     with pytest.raises(distribution.ClusterConfigError) as raised:
-        distribution.cluster_size(tf_config)
+        distribution.parse_tf_config(tf_config)
     assert message in str(raised.value)
 
 
