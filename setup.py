@@ -5,9 +5,14 @@ The repository keeps the TFX template's top-level layout (`pipeline/`,
 as sub-packages of one `tfx_mtl` namespace so that generic names such as
 `models` or `pipeline` never collide with other packages in site-packages.
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
 _SUBPACKAGES = ("pipeline", "components", "models", "schemas", "kubeflow", "bench", "serving")
+# Every package: tfx_mtl and its own sub-packages (tfx_mtl/cli, ...), and each folder above
+# as tfx_mtl.<folder> with its sub-packages (models/weighting -> tfx_mtl.models.weighting).
+_PACKAGES = ["tfx_mtl"] + [f"tfx_mtl.{p}" for p in find_packages("tfx_mtl")] + [
+    f"tfx_mtl.{name}{'.' + p if p else ''}" for name in _SUBPACKAGES
+    for p in [""] + find_packages(name)]
 # What the review notebooks (notebooks/) need beyond the pipeline: tables, static
 # plots, and a kernel to run them headless in tests (ipywidgets comes with TFMA).
 _NOTEBOOKS = ["matplotlib>=3.8,<4", "nbclient>=0.10,<1", "nbformat>=5.10,<6",
@@ -18,7 +23,7 @@ setup(
     version="0.1.0",
     description="Multi-task learning (shared trunk, MMoE) as a TFX pipeline",
     python_requires=">=3.11,<3.12",
-    packages=["tfx_mtl"] + [f"tfx_mtl.{name}" for name in _SUBPACKAGES],
+    packages=_PACKAGES,
     package_dir={"tfx_mtl": "tfx_mtl", **{f"tfx_mtl.{n}": n for n in _SUBPACKAGES}},
     package_data={"tfx_mtl.schemas": ["*/*.yaml", "*/*.pbtxt"]},
     install_requires=[

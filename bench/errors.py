@@ -1,9 +1,6 @@
-"""The one error every benchmark raises for a bad setting, so the CLI handles them alike."""
+"""The one error every benchmark raises for a bad setting."""
+from tfx_mtl.errors import InputError
 
 
-class BenchError(ValueError):
+class BenchError(InputError):
     """A benchmark setting is invalid; ``field`` names it."""
-
-    def __init__(self, field: str, message: str):
-        self.field, self.message = field, message
-        super().__init__(f"{field}: {message}")

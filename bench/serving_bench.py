@@ -239,25 +239,23 @@ def to_json(report: Report) -> dict[str, Any]:
 def models_from_run(run_dir: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     """(multi-task model base, ((task, baseline SavedModel dir), ...)) of the latest run in
     ``run_dir`` (a ``tfx-mtl run --output-dir``): the pushed version's base directory, or
-    the Trainer's Format-Serving when nothing was pushed; each ``baseline_<task>`` node's
-    Format-Serving, from the MLMD store."""
-    from tfx_mtl.pipeline import review
+    the Trainer's Format-Serving when nothing was pushed, and each baseline Trainer's
+    Format-Serving, as its MLMD store records them."""
+    from tfx_mtl import naming
+    from tfx_mtl.results import metadata
 
-    run = review.find_run(run_dir)
+    run = metadata.find_run(run_dir)
     if run.pushed and os.path.isdir(run.pushed):
         model_base = os.path.dirname(os.path.normpath(run.pushed))
     else:
-        model_base = os.path.join(run.output("Trainer", "model"), "Format-Serving")
-    singles = []
-    for node in sorted(run.outputs):
-        if node.startswith("baseline_") and "model" in run.outputs[node]:
-            path = os.path.join(run.outputs[node]["model"], "Format-Serving")
-            if os.path.isdir(path):
-                singles.append((node[len("baseline_"):], path))
+        model_base = os.path.join(run.output(naming.TRAINER, "model"), "Format-Serving")
+    singles = tuple((task, os.path.join(uri, "Format-Serving"))
+                    for task, uri in run.trained_baselines().items()
+                    if os.path.isdir(os.path.join(uri, "Format-Serving")))
     if not singles:
         raise LookupError(f"the latest run in {run_dir} trained no single-task baseline "
                           f"(its spec's evaluation.baselines is not 'train'?)")
-    return model_base, tuple(singles)
+    return model_base, singles
 
 
 def as_model_base(path: str, workdir: str, name: str) -> str:

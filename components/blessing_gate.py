@@ -29,10 +29,10 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from tfx_mtl.pipeline import evaluation_results
+from tfx_mtl import naming
+from tfx_mtl.results import evaluation
 from tfx_mtl.task_spec import TaskSpec
 
-REPORT_FILE = "transfer_report.json"
 _BLESSED_FILE, _NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"  # as the Evaluator writes them
 
 
@@ -42,7 +42,7 @@ class TransferReport(types.Artifact):
     Named ``<namespace>.<Type>``, the form Kubeflow Pipelines v2 requires of a
     custom artifact type's schema title."""
 
-    TYPE_NAME = "tfx_mtl.TransferReport"
+    TYPE_NAME = naming.TRANSFER_REPORT_TYPE
 
 
 def evaluation_key(task: str) -> str:
@@ -76,8 +76,8 @@ def decide(spec: TaskSpec, blessed: Mapping[str, bool]) -> Decision:
 def task_report(spec: TaskSpec, task_name: str, eval_uri: str, blessing) -> dict[str, Any]:
     """One task's entry of the transfer report, from its Evaluator's outputs."""
     task = spec.task(task_name)
-    overall = evaluation_results.overall(evaluation_results.load(eval_uri, task))
-    failures = evaluation_results.failures(eval_uri, task, overall)
+    overall = evaluation.overall(evaluation.load(eval_uri, task))
+    failures = evaluation.failures(eval_uri, task, overall)
     blessed = blessing.get_int_custom_property("blessed") == 1
     baseline_id = (blessing.get_int_custom_property("baseline_model_id")
                    if blessing.has_custom_property("baseline_model_id") else None)
@@ -97,7 +97,7 @@ def task_report(spec: TaskSpec, task_name: str, eval_uri: str, blessing) -> dict
         "metrics": overall.candidate,
         "baseline_metrics": overall.baseline,
         "changes": {k: v for k, v in overall.changes.items() if k in metric_names},
-        "bounds": evaluation_results.bounds(task),
+        "bounds": evaluation.bounds(task),
         "failures": failures,
         "evaluation": eval_uri,
         "baseline_model": {
@@ -125,16 +125,17 @@ class Executor(base_executor.BaseExecutor):
         spec = TaskSpec.from_dict(json.loads(exec_properties["spec"]))
         tasks = {}
         for name in spec.task_names:
-            (evaluation,) = input_dict[evaluation_key(name)]
+            (evaluated,) = input_dict[evaluation_key(name)]
             (blessing,) = input_dict[blessing_key(name)]
-            tasks[name] = task_report(spec, name, evaluation.uri, blessing)
+            tasks[name] = task_report(spec, name, evaluated.uri, blessing)
         report = build_report(spec, tasks)
 
         (model,) = input_dict["model"]
         (out_blessing,) = output_dict["blessing"]
         (out_report,) = output_dict["report"]
         report["model"] = {"id": model.id, "uri": model.uri}
-        with tf.io.gfile.GFile(os.path.join(out_report.uri, REPORT_FILE), "w") as f:
+        report_file = os.path.join(out_report.uri, naming.TRANSFER_REPORT_FILE)
+        with tf.io.gfile.GFile(report_file, "w") as f:
             f.write(json.dumps(report, indent=2) + "\n")
         out_report.set_int_custom_property("blessed", int(report["blessed"]))
         out_report.set_string_custom_property("policy", report["policy"])

@@ -17,10 +17,12 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import v1 as tfx
 
+from tfx_mtl.errors import InputError
+
 SCHEMA_FILE = "schema.pbtxt"  # the name SchemaGen and ImportSchemaGen write
 
 
-class SchemaFileError(ValueError):
+class SchemaFileError(InputError):
     """The curated schema cannot be read or is not a Schema text proto; names the file."""
 
 
@@ -30,12 +32,11 @@ def read_schema_text(path: str) -> str:
         with tf.io.gfile.GFile(path, "r") as f:
             text = f.read()
     except (tf.errors.OpError, OSError) as e:
-        raise SchemaFileError(f"schema {path}: cannot read it ({e})") from None
+        raise SchemaFileError(path, f"cannot read it ({e})") from None
     try:
         text_format.Parse(text, schema_pb2.Schema())
     except text_format.ParseError as e:
-        raise SchemaFileError(f"schema {path}: not a tensorflow_metadata Schema "
-                              f"text proto: {e}") from None
+        raise SchemaFileError(path, f"not a tensorflow_metadata Schema text proto: {e}") from None
     return text
 
 

@@ -26,17 +26,13 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils, proto_utils
 
+from tfx_mtl.errors import InputError
 from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig, TrainerConfigError
-
-TRAIN_STEPS = "train_steps"
-ARCHITECTURE = "architecture"
-WEIGHTING = "weighting"
-COMBINE = "combine"
-RUN_OPTIONS = (TRAIN_STEPS, ARCHITECTURE, WEIGHTING, COMBINE)
+from tfx_mtl.run_parameters import ARCHITECTURE, COMBINE, TRAIN_STEPS, TRAINER_OPTIONS, WEIGHTING
 
 
-class RunOptionError(ValueError):
-    """A run-time parameter's value does not fit; names the parameter."""
+class RunOptionError(InputError):
+    """A run-time parameter's value does not fit; ``field`` names the parameter."""
 
 
 class MtlTrainerSpec(standard_component_specs.TrainerSpec):
@@ -67,7 +63,7 @@ def fold_run_options(exec_properties: Mapping[str, Any]) -> dict[str, Any]:
     if architecture is not None:
         if architecture == "single_task" and not baseline:
             raise RunOptionError(
-                "architecture: single_task cannot be chosen per run: it changes which tasks "
+                ARCHITECTURE, "single_task cannot be chosen per run: it changes which tasks "
                 "the pipeline evaluates; compile the pipeline with --model single_task instead")
         arch["family" if baseline else "name"] = architecture
         options["architecture"] = arch
@@ -76,21 +72,21 @@ def fold_run_options(exec_properties: Mapping[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if baseline:
-            raise RunOptionError(f"{key}: a single-task baseline has nothing to balance")
+            raise RunOptionError(key, "a single-task baseline has nothing to balance")
         if value != options.get(key) and params:
             options[params] = {}
         options[key] = value
     try:
         config = TrainerConfig.from_dict(options)
     except (TrainerConfigError, ValueError) as e:
-        raise RunOptionError(f"run-time parameters {_set(result)}: {e}") from None
+        raise RunOptionError(f"run-time parameters {_set(result)}", str(e)) from None
     custom_config[TRAINER_CONFIG_KEY] = config.to_dict()
     result[standard_component_specs.CUSTOM_CONFIG_KEY] = json_utils.dumps(custom_config)
 
     steps = result.get(TRAIN_STEPS)
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise RunOptionError(f"{TRAIN_STEPS}: must be a positive integer, got {steps!r}")
+            raise RunOptionError(TRAIN_STEPS, f"must be a positive integer, got {steps!r}")
         train_args = trainer_pb2.TrainArgs()
         proto_utils.json_to_proto(result.get(standard_component_specs.TRAIN_ARGS_KEY) or "{}",
                                   train_args)
@@ -100,7 +96,7 @@ def fold_run_options(exec_properties: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _set(exec_properties: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={exec_properties[k]!r}" for k in RUN_OPTIONS
+    return ", ".join(f"{k}={exec_properties[k]!r}" for k in TRAINER_OPTIONS
                      if exec_properties.get(k) is not None) or "(none set)"
 
 
@@ -121,12 +117,12 @@ class MtlTrainer(base_component.BaseComponent):
                  run_fn: str, train_args: trainer_pb2.TrainArgs,
                  eval_args: trainer_pb2.EvalArgs, custom_config: Mapping[str, Any],
                  run_options: Mapping[str, Any] | None = None):
-        """``run_options``: values (or RuntimeParameters) for :data:`RUN_OPTIONS`."""
+        """``run_options``: values (or RuntimeParameters) for :data:`TRAINER_OPTIONS`."""
         run_options = dict(run_options or {})
-        unknown = sorted(set(run_options) - set(RUN_OPTIONS))
+        unknown = sorted(set(run_options) - set(TRAINER_OPTIONS))
         if unknown:
             raise ValueError(f"run_options: unknown {', '.join(unknown)} "
-                             f"(known: {', '.join(RUN_OPTIONS)})")
+                             f"(known: {', '.join(TRAINER_OPTIONS)})")
         spec = MtlTrainerSpec(
             examples=examples, transform_graph=transform_graph,
             train_args=train_args, eval_args=eval_args, run_fn=run_fn,

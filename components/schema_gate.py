@@ -15,11 +15,16 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
+from tfx_mtl.errors import InputError
+
 _ANOMALIES_FILE = "SchemaDiff.pb"
 
 
-class DataAnomaliesError(RuntimeError):
+class DataAnomaliesError(InputError):
     """The data does not match the schema."""
+
+    def __init__(self, message: str):
+        super().__init__("data", message)
 
 
 def read_anomalies(anomalies_uri: str, split_names: str) -> "dict[str, anomalies_pb2.Anomalies]":

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from tfx_mtl.errors import InputError
+
 DATAFLOW = "DataflowRunner"
 PORTABLE = ("FlinkRunner", "SparkRunner", "PortableRunner")
 # What each runner cannot start without.
 REQUIRED = {DATAFLOW: ("project", "region", "temp_location")}
 
 
-class BeamArgsError(ValueError):
+class BeamArgsError(InputError):
     """A Beam option is missing or malformed; names it."""
 
 
@@ -28,7 +30,7 @@ def parse(args: Sequence[str]) -> dict[str, str | None]:
     while i < len(items):
         arg = items[i]
         if not arg.startswith("--") or arg == "--":
-            raise BeamArgsError(f"beam arg {arg!r}: expected --name=value")
+            raise BeamArgsError(arg, "expected --name=value")
         name, eq, value = arg[2:].partition("=")
         if not eq and i + 1 < len(items) and not items[i + 1].startswith("--"):
             value, i = items[i + 1], i + 1
@@ -45,12 +47,12 @@ def distributed(args: Sequence[str], image: str) -> tuple[str, ...]:
     runner = options.get("runner") or "DirectRunner"
     missing = [f"--{name}" for name in REQUIRED.get(runner, ()) if not options.get(name)]
     if missing:
-        raise BeamArgsError(f"--runner={runner} needs {', '.join(missing)} "
-                            f"(pass them with --beam-arg)")
+        raise BeamArgsError(f"--runner={runner}", f"needs {', '.join(missing)} "
+                                                  f"(pass them with --beam-arg)")
     if runner == DATAFLOW:
         options.setdefault("sdk_container_image", image)
         if not str(options.get("temp_location", "")).startswith("gs://"):
-            raise BeamArgsError(f"--temp_location={options['temp_location']}: Dataflow needs a "
+            raise BeamArgsError(f"--temp_location={options['temp_location']}", "Dataflow needs a "
                                 f"gs:// location")
     elif runner in PORTABLE:
         if "environment_type" not in options:

@@ -42,6 +42,8 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from tfx_mtl.errors import InputError
+
 TOKEN_ENV = "KFP_BEARER_TOKEN"
 # Same names and default as kfp.client (KF_PIPELINES_SA_TOKEN_ENV / _PATH).
 SA_TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
@@ -58,13 +60,8 @@ _YAML_SUFFIXES = (".yaml", ".yml")
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*?/,#-]+$")
 
 
-class SubmitError(ValueError):
+class SubmitError(InputError):
     """Bad input; ``field`` names the flag, parameter or file at fault."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 
+from tfx_mtl.errors import InputProblems
 from tfx_mtl.models.network import Network
 from tfx_mtl.task_spec import TaskSpec
 
@@ -22,12 +23,11 @@ FAMILIES = ("shared_bottom", "mmoe", "ple", "cross_stitch")
 ARCHITECTURES = FAMILIES + ("single_task",)
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(InputProblems):
     """The architecture config is invalid. ``problems`` lists (field, message) pairs."""
 
     def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems
-        super().__init__("\n".join(f"{field}: {message}" for field, message in problems))
+        super().__init__("architecture", problems)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,8 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfx_mtl.errors import InputError
+
 TF_CONFIG = "TF_CONFIG"
 # The tasks that train under MultiWorkerMirroredStrategy; an evaluator, say, does not.
 _TRAINING_JOBS = ("chief", "worker")
@@ -39,8 +41,11 @@ class DeviceSetupError(RuntimeError):
     """Logical devices can only be configured before TensorFlow initialises."""
 
 
-class ClusterConfigError(ValueError):
+class ClusterConfigError(InputError):
     """``TF_CONFIG`` is malformed; the message names the field."""
+
+    def __init__(self, message: str):
+        super().__init__(TF_CONFIG, message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,44 +85,44 @@ def parse_tf_config(text: str | None) -> ClusterTask | None:
     try:
         config = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ClusterConfigError(f"{TF_CONFIG}: not valid JSON ({e})") from None
+        raise ClusterConfigError(f"not valid JSON ({e})") from None
     if not isinstance(config, dict):
-        raise ClusterConfigError(f"{TF_CONFIG}: must be a JSON object, got {_kind(config)}")
+        raise ClusterConfigError(f"must be a JSON object, got {_kind(config)}")
     cluster = config.get("cluster")
     if not cluster:
         return None  # e.g. only {"task": ...} or {"environment": ...}: a single process
     if not isinstance(cluster, dict):
-        raise ClusterConfigError(f"{TF_CONFIG}: cluster must be an object of job name -> "
+        raise ClusterConfigError(f"cluster must be an object of job name -> "
                                  f"list of \"host:port\", got {_kind(cluster)}")
     jobs = {}
     for job, addresses in cluster.items():
         if not isinstance(addresses, list) or not all(
                 isinstance(a, str) and a for a in addresses):
-            raise ClusterConfigError(f"{TF_CONFIG}: cluster.{job} must be a list of "
+            raise ClusterConfigError(f"cluster.{job} must be a list of "
                                      f"\"host:port\" strings, got {addresses!r}")
         jobs[job] = tuple(addresses)
     if "ps" in jobs:
         raise ClusterConfigError(
-            f"{TF_CONFIG}: cluster.ps: parameter servers are not supported; the Trainer "
+            "cluster.ps: parameter servers are not supported; the Trainer "
             "runs under MultiWorkerMirroredStrategy (chief and worker tasks only)")
     task = config.get("task")
     if not isinstance(task, dict):
-        raise ClusterConfigError(f"{TF_CONFIG}: task must be an object with type and index, "
+        raise ClusterConfigError(f"task must be an object with type and index, "
                                  f"got {_kind(task)}")
     task_type, index = task.get("type"), task.get("index")
     if isinstance(index, str) and index.isdigit():  # TF's resolver accepts "1" too
         index = int(index)
     if not isinstance(task_type, str) or task_type not in jobs:
-        raise ClusterConfigError(f"{TF_CONFIG}: task.type must name a job of the cluster "
+        raise ClusterConfigError(f"task.type must name a job of the cluster "
                                  f"({', '.join(sorted(jobs))}), got {task_type!r}")
     if isinstance(index, bool) or not isinstance(index, int) or not (
             0 <= index < len(jobs[task_type])):
-        raise ClusterConfigError(f"{TF_CONFIG}: task.index must be an integer in "
+        raise ClusterConfigError(f"task.index must be an integer in "
                                  f"[0, {len(jobs[task_type])}) for job {task_type!r}, "
                                  f"got {index!r}")
     result = ClusterTask(jobs, task_type, index)
     if result.size < 1:
-        raise ClusterConfigError(f"{TF_CONFIG}: cluster has no chief or worker task "
+        raise ClusterConfigError(f"cluster has no chief or worker task "
                                  f"(jobs: {', '.join(sorted(jobs))})")
     return result
 
@@ -154,7 +159,7 @@ def strategy(tf_config: str | None = None) -> tf.distribute.Strategy:
     if task is not None and task.size > 1:
         if task.task_type not in _TRAINING_JOBS:
             raise ClusterConfigError(
-                f"{TF_CONFIG}: task.type {task.task_type!r} does not train; the Trainer runs "
+                f"task.type {task.task_type!r} does not train; the Trainer runs "
                 f"as one of {', '.join(_TRAINING_JOBS)}")
         # It reads TF_CONFIG itself. Its default communication (AUTO) is NCCL with GPUs
         # and ring all-reduce over gRPC on CPU-only hosts.

@@ -10,14 +10,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from tfx_mtl.errors import InputProblems
 from tfx_mtl.models import architecture, gradient_combination, weighting
 
 TRAINER_CONFIG_KEY = "trainer"
 PER_TASK_GRADIENTS = ("backward", "jacobian")
 
 
-class TrainerConfigError(ValueError):
-    """A Trainer option is invalid; the message names it."""
+class TrainerConfigError(InputProblems):
+    """Trainer options are invalid; ``problems`` lists (field, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        super().__init__("trainer", problems)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +77,7 @@ class TrainerConfig:
             problems.append("trainer.early_stopping_patience: needs trainer.eval_every > 0 "
                             "(how often to evaluate)")
         if problems:
-            raise TrainerConfigError("\n".join(problems))
+            raise TrainerConfigError([tuple(p.split(": ", 1)) for p in problems])
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "TrainerConfig":
@@ -81,13 +85,13 @@ class TrainerConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise TrainerConfigError(f"trainer: unknown option(s) {', '.join(unknown)} "
-                                     f"(known: {', '.join(sorted(known))})")
+            raise TrainerConfigError([("trainer", f"unknown option(s) {', '.join(unknown)} "
+                                                  f"(known: {', '.join(sorted(known))})")])
         arch = data.pop("architecture", None)
         try:
             arch_config = architecture.ArchitectureConfig.from_dict(arch or {})
-        except (TypeError, ValueError) as e:
-            raise TrainerConfigError(str(e)) from None
+        except architecture.ArchitectureError as e:
+            raise TrainerConfigError(e.problems) from None
         return cls(**data, architecture=arch_config)
 
     def baseline_for(self, task: str) -> "TrainerConfig":
@@ -107,3 +111,13 @@ class TrainerConfig:
         result = dataclasses.asdict(self)
         result["weighting_params"] = dict(self.weighting_params)
         return result
+
+
+def checked_trainer_config(options: Mapping[str, Any] | None, spec) -> TrainerConfig:
+    """The TrainerConfig of ``options``, checked against ``spec``; the error names the field."""
+    config = TrainerConfig.from_dict(options)
+    try:
+        config.architecture.validate(spec)
+    except architecture.ArchitectureError as e:
+        raise TrainerConfigError(e.problems) from None
+    return config

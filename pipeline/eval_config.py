@@ -20,8 +20,6 @@ from tensorflow_model_analysis.proto import config_pb2 as tfma
 from tfx_mtl import naming
 from tfx_mtl.task_spec import Metric, Task, TaskSpec
 
-CANDIDATE = "candidate"
-BASELINE = "baseline"
 _OVERALL = tfma.SlicingSpec()
 
 
@@ -29,8 +27,8 @@ def for_task(spec: TaskSpec, task_name: str) -> tfma.EvalConfig:
     """The EvalConfig of ``task_name``'s Evaluator (raises KeyError for an unknown task)."""
     task = spec.task(task_name)
     return tfma.EvalConfig(
-        model_specs=[_model_spec(task, CANDIDATE, is_baseline=False),
-                     _model_spec(task, BASELINE, is_baseline=True)],
+        model_specs=[_model_spec(task, naming.CANDIDATE, is_baseline=False),
+                     _model_spec(task, naming.BASELINE, is_baseline=True)],
         slicing_specs=slicing_specs(spec),
         metrics_specs=_metrics_specs(task),
     )

@@ -40,12 +40,18 @@ from tfx_mtl.components.schema_gate import SchemaGate
 from tfx_mtl.models import architecture
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
 from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
+from tfx_mtl import naming
+from tfx_mtl import run_parameters as run_parameters_lib
 from tfx_mtl.pipeline import eval_config
 from tfx_mtl.task_spec import TaskSpec
 
 PREPROCESSING_FN = "tfx_mtl.models.preprocessing.preprocessing_fn"
 RUN_FN = "tfx_mtl.models.trainer.run_fn"
 BASELINE_OUTPUT = "model"  # the Trainer output a reused baseline is resolved from
+# Beam's DirectRunner as every runner uses it for the light components (and, unless
+# Scale.beam_args says otherwise, the heavy ones): in this process, one worker. Pinned,
+# so a run never picks another runner on its own.
+DIRECT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 # The packages whose code runs inside Transform and Trainer (spec, labels, models).
 _CODE_PACKAGES = ("tfx_mtl", "tfx_mtl.models")
 # ... and inside BlessingGate (reading evaluations, the decision, the report).
@@ -100,15 +106,6 @@ class Scale:
     vertex_training: Mapping[str, Any] | None = None
 
 
-def baseline_node(task: str) -> str:
-    """The id of ``task``'s single-task baseline Trainer."""
-    return f"baseline_{task}"
-
-
-def evaluator_node(task: str) -> str:
-    return f"evaluate_{task}"
-
-
 def create_pipeline(
     *,
     pipeline_name: str,
@@ -123,7 +120,7 @@ def create_pipeline(
     baselines: str | None = None,
     scale: Scale = Scale(),
     metadata_connection_config: Any = None,
-    beam_pipeline_args: Sequence[str] = (),
+    beam_pipeline_args: Sequence[str] = DIRECT_BEAM_ARGS,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
     """The DAG for ``spec``; ``baselines`` ("train" | "reuse") overrides the spec's.
@@ -136,8 +133,9 @@ def create_pipeline(
     if baselines not in ("train", "reuse"):
         raise ValueError(f"baselines: must be 'train' or 'reuse', got {baselines!r}")
     run_parameters = dict(run_parameters or {})
-    unknown = sorted(set(run_parameters) - {mtl_trainer.ARCHITECTURE, mtl_trainer.WEIGHTING,
-                                            mtl_trainer.COMBINE})
+    unknown = sorted(set(run_parameters) - {run_parameters_lib.ARCHITECTURE,
+                                            run_parameters_lib.WEIGHTING,
+                                            run_parameters_lib.COMBINE})
     if unknown:
         raise ValueError(f"run_parameters: unknown {', '.join(unknown)}")
     custom_config = {SPEC_CONFIG_KEY: spec.training_view().to_dict(),
@@ -185,37 +183,38 @@ def create_pipeline(
             eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
             custom_config={**custom_config, TRAINER_CONFIG_KEY: config.to_dict(),
                            **(scale.vertex_training or {})},
-            run_options={mtl_trainer.TRAIN_STEPS: train_steps, **run_options})
+            run_options={run_parameters_lib.TRAIN_STEPS: train_steps, **run_options})
         if scale.trainer_resources is not None:
             component.with_platform_config(scale.trainer_resources)
         return component
 
     multi_task = trainer(trainer_config, {
-        mtl_trainer.ARCHITECTURE: trainer_config.architecture.name,
-        mtl_trainer.WEIGHTING: trainer_config.weighting,
-        mtl_trainer.COMBINE: trainer_config.combine,
-        **run_parameters}).with_id("Trainer")
+        run_parameters_lib.ARCHITECTURE: trainer_config.architecture.name,
+        run_parameters_lib.WEIGHTING: trainer_config.weighting,
+        run_parameters_lib.COMBINE: trainer_config.combine,
+        **run_parameters}).with_id(naming.TRAINER)
     trained = architecture.trained_spec(spec, trainer_config.architecture)
     baseline_nodes, evaluators = [], {}
     for task in trained.task_names:
         if baselines == "train":
             baseline = trainer(trainer_config.baseline_for(task), {
-                mtl_trainer.ARCHITECTURE: run_parameters.get(
-                    mtl_trainer.ARCHITECTURE, trainer_config.baseline_for(task).architecture.family)
-            }).with_id(baseline_node(task))
+                run_parameters_lib.ARCHITECTURE: run_parameters.get(
+                    run_parameters_lib.ARCHITECTURE,
+                    trainer_config.baseline_for(task).architecture.family)
+            }).with_id(naming.baseline_node(task))
         else:
             baseline = tfx.dsl.Resolver(
                 strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
                 model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                                      producer_component_id=baseline_node(task),
+                                      producer_component_id=naming.baseline_node(task),
                                       output_key=BASELINE_OUTPUT),
-            ).with_id(f"latest_{baseline_node(task)}")
+            ).with_id(naming.latest_baseline_node(task))
         baseline_nodes.append(baseline)
         evaluators[task] = heavy(tfx.components.Evaluator(
             examples=example_gen.outputs["examples"],
             model=multi_task.outputs["model"],
             baseline_model=baseline.outputs["model"],
-            eval_config=eval_config.for_task(trained, task))).with_id(evaluator_node(task))
+            eval_config=eval_config.for_task(trained, task))).with_id(naming.evaluator_node(task))
     gate = BlessingGate(
         model=multi_task.outputs["model"],
         evaluations={t: e.outputs["evaluation"] for t, e in evaluators.items()},

@@ -31,20 +31,21 @@ from typing import Any, Iterable, Mapping
 
 from tensorflow.core.example import example_pb2, feature_pb2
 
+from tfx_mtl.errors import InputError
+
 EXTRA_CHOICES = ("error", "ignore")
 
 _INT, _FLOAT, _BYTES = "INT", "FLOAT", "BYTES"
 
 
-class RowError(ValueError):
+class RowError(InputError):
     """A row that cannot be encoded; names the row (0-based index) and the feature."""
 
     def __init__(self, row: int, feature: str | None, message: str):
         self.row = row
         self.feature = feature
-        self.message = message
-        where = f"row {row}" + (f", feature {feature!r}" if feature is not None else "")
-        super().__init__(f"{where}: {message}")
+        super().__init__(f"row {row}" + (f", feature {feature!r}" if feature is not None else ""),
+                         message)
 
 
 def _is_missing(value: Any) -> bool:

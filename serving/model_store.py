@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from tfx_mtl.errors import InputError
+
 log = logging.getLogger(__name__)
 
 SAVED_MODEL_PB = "saved_model.pb"
@@ -38,8 +40,11 @@ LOADING = "LOADING"
 END = "END"
 
 
-class NoVersionError(FileNotFoundError):
+class NoVersionError(InputError):
     """The model base directory is missing or holds no loadable version."""
+
+    def __init__(self, message: str):
+        super().__init__("model_base", message)
 
 
 @dataclass

@@ -480,7 +480,7 @@ def start(model_base: str, model_name: str, *, host: str = "127.0.0.1", port: in
           max_workers: int = 16, method_name_check: bool = True) -> DevServer:
     """Load the newest version under ``model_base`` and serve it over gRPC; returns at once.
 
-    Raises :class:`NoVersionError` (a FileNotFoundError) naming the directory when there is
+    Raises :class:`NoVersionError` (bad input) naming the directory when there is
     no loadable version, OSError when the port cannot be bound. ``max_message_bytes`` is
     grpc's ``grpc.max_receive_message_length`` (bigger requests: RESOURCE_EXHAUSTED).
     ``method_name_check``: TF Serving's ``--enable_signature_method_name_check`` (Classify /

@@ -10,9 +10,11 @@ import glob
 import importlib.util
 import os
 
+from tfx_mtl.errors import InputError
 
-class DataError(ValueError):
-    """The input data cannot be used."""
+
+class DataError(InputError):
+    """The input data cannot be used; ``field`` names the file or the option."""
 
 
 def bundled_spec() -> str:
@@ -25,11 +27,11 @@ def bundled_taxi_csv() -> str:
     """The taxi sample CSV inside the installed tfx package (found without importing it)."""
     found = importlib.util.find_spec("tfx")
     if found is None or not found.submodule_search_locations:
-        raise DataError("the tfx package is not installed; run `make run` to set up")
+        raise DataError("tfx", "the package is not installed; run `make run` to set up")
     path = os.path.join(found.submodule_search_locations[0], "examples",
                         "chicago_taxi_pipeline", "data", "simple", "data.csv")
     if not os.path.isfile(path):
-        raise DataError(f"the bundled taxi CSV is missing from the tfx package: {path}")
+        raise DataError(path, "the bundled taxi CSV is missing from the tfx package")
     return path
 
 
@@ -38,10 +40,10 @@ def csv_files(path: str) -> list[str]:
     if os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, "*.csv")))
         if not files:
-            raise DataError(f"--data {path}: the directory holds no *.csv file")
+            raise DataError(path, "the directory holds no *.csv file")
         return files
     if not os.path.isfile(path):
-        raise DataError(f"--data {path}: no such file or directory")
+        raise DataError(path, "no such file or directory")
     return [path]
 
 
@@ -53,10 +55,10 @@ def csv_columns(path: str) -> list[str]:
         with open(file, newline="") as f:
             row = next(csv.reader(f), None)
         if not row:
-            raise DataError(f"{file}: empty file, expected a header row")
+            raise DataError(file, "empty file, expected a header row")
         if header is None:
             header, first = row, file
         elif row != header:
-            raise DataError(f"{file}: header differs from {first}'s; all files must share one")
+            raise DataError(file, f"header differs from {first}'s; all files must share one")
     assert header is not None
     return header

@@ -14,6 +14,8 @@ import ast
 import dataclasses
 from typing import Any, Callable, Mapping
 
+from tfx_mtl.errors import InputError
+
 _BIN_OPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b,
     ast.Sub: lambda a, b: a - b,
@@ -30,8 +32,11 @@ _COMPARE_OPS: dict[type, Callable[[Any, Any], Any]] = {
 }
 
 
-class LabelExprError(ValueError):
+class LabelExprError(InputError):
     """The label text is not a valid label expression."""
+
+    def __init__(self, message: str):
+        super().__init__("label", message)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The one naming convention for transformed features, labels and model outputs.
+"""The one naming convention: features, labels, model outputs, pipeline nodes and records.
 
 Transformed (Transform output) keys:
   ``<feature>_xf``          a model input derived from raw column ``<feature>``
@@ -76,3 +76,51 @@ def label_vocab_name(task: str) -> str:
 def output_key(task: str, output: str) -> str:
     """The key of a task's output in ``serving_default``."""
     return f"{task}_{output}"
+
+
+# -- the pipeline and its records ----------------------------------------------
+# Node ids of the DAG (pipeline/pipeline.py), as ML Metadata records them. TFX names a
+# component by its class unless it is given an id; the ones that repeat per task get one.
+STATISTICS_GEN = "StatisticsGen"
+SCHEMA_GEN = "SchemaGen"
+CURATED_SCHEMA_GEN = "CuratedSchemaGen"
+EXAMPLE_VALIDATOR = "ExampleValidator"
+SCHEMA_GATE = "SchemaGate"
+TRAINER = "Trainer"
+BLESSING_GATE = "BlessingGate"
+_BASELINE_PREFIX = "baseline_"
+
+
+def pipeline_name(spec_name: str) -> str:
+    """The pipeline of a spec: ``tfx-mtl-<spec name>`` (dashes, as Kubeflow wants)."""
+    return f"tfx-mtl-{spec_name}".replace("_", "-")
+
+
+def baseline_node(task: str) -> str:
+    """The id of ``task``'s single-task baseline Trainer."""
+    return f"{_BASELINE_PREFIX}{task}"
+
+
+def baseline_task(node: str) -> str | None:
+    """The task of a baseline Trainer's node id; None for any other node."""
+    return node[len(_BASELINE_PREFIX):] if node.startswith(_BASELINE_PREFIX) else None
+
+
+def latest_baseline_node(task: str) -> str:
+    """The id of the resolver that finds ``task``'s latest baseline (``baselines: reuse``)."""
+    return f"latest_{baseline_node(task)}"
+
+
+def evaluator_node(task: str) -> str:
+    """The id of ``task``'s Evaluator (multi-task model vs that task's baseline)."""
+    return f"evaluate_{task}"
+
+
+# The two models each Evaluator compares (TFMA model names).
+CANDIDATE = "candidate"
+BASELINE = "baseline"
+
+# The blessing gate's report: its artifact type (``<namespace>.<Type>``, the form
+# Kubeflow Pipelines v2 requires of a custom type) and the file inside it.
+TRANSFER_REPORT_TYPE = "tfx_mtl.TransferReport"
+TRANSFER_REPORT_FILE = "transfer_report.json"

@@ -28,6 +28,8 @@ from typing import Iterator
 
 import numpy as np
 
+from tfx_mtl.errors import InputError
+
 TASK_TYPES = ("regression", "binary")
 SINES = 10  # m in the paper
 MEDIAN_ROWS = 2_000  # rows a binary task's threshold is estimated on
@@ -40,13 +42,8 @@ _FORMAT_ROWS = 1_000  # rows turned into text at a time when writing CSV
 _WEIGHTS, _SINES, _INPUTS, _NOISE = range(4)
 
 
-class SynthError(ValueError):
+class SynthError(InputError):
     """A generator argument is invalid; ``field`` names it."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}")
 
 
 def _is_int(value) -> bool:

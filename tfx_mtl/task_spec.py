@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from tfx_mtl import label_expr, naming
+from tfx_mtl.errors import InputError
 
 TASK_TYPES = ("binary", "multiclass", "regression")
 ROLES = ("primary", "auxiliary")
@@ -75,14 +76,15 @@ _RESERVED_TASK_NAMES = (naming.SERVING_DEFAULT, naming.TRANSFORM_FEATURES)
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
 
-class TaskSpecError(ValueError):
-    """The spec is invalid. ``problems`` lists (field, message) pairs."""
+class TaskSpecError(InputError):
+    """The spec is invalid: the file, then a line per problem. ``problems`` lists
+    (field, message) pairs."""
 
     def __init__(self, source: str, problems: list[tuple[str, str]]):
         self.source = source
         self.problems = problems
-        lines = "\n".join(f"  {field}: {message}" for field, message in problems)
-        super().__init__(f"invalid task spec {source}:\n{lines}")
+        lines = "".join(f"\n  {field}: {message}" for field, message in problems)
+        super().__init__(source, f"invalid task spec:{lines}")
 
 
 @dataclasses.dataclass(frozen=True)

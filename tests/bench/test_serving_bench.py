@@ -3,13 +3,12 @@
 The tiny run serves small real SavedModels (tests/serving_support.py) from in-process dev
 servers over real gRPC on 127.0.0.1; no timing is asserted.
 """
-import argparse
 import json
 
 import pytest
 
 import serving_support as ss
-from tfx_mtl import bench_cli
+from tfx_mtl import cli
 from tfx_mtl.bench import serving_bench as sb
 
 
@@ -55,16 +54,9 @@ def test_settings_name_the_bad_field(tmp_path):
     assert e.value.field == "servers"
 
 
-def _parser():
-    parser = argparse.ArgumentParser(prog="tfx-mtl")
-    bench_cli.add_parser(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
 def test_cli_refuses_a_malformed_single_task_base(tmp_path, capsys):
-    args = _parser().parse_args(["bench", "serving", "--model-base", str(tmp_path),
-                                 "--single-task-base", "fare"])
-    assert args.func(args) == 2
+    assert cli.main(["bench", "serving", "--model-base", str(tmp_path),
+                     "--single-task-base", "fare"]) == 2
     assert "--single-task-base: expected TASK=DIR, got 'fare'" in capsys.readouterr().err
 
 
@@ -79,13 +71,12 @@ def test_tiny_run_reports_every_cell(tmp_path, capsys):
         {"trip_miles": 0.2, "trip_seconds": 60},
         {"trip_miles": 7.0, "trip_seconds": 900, "company": "b", "tips": 1.0})))
     out = tmp_path / "bench.json"
-    args = _parser().parse_args([
+    assert cli.main([
         "bench", "serving", "--model-base", str(multi),
         "--single-task-base", f"fare={fare_dir}",
         "--single-task-base", f"big_tipper={tmp_path / 'big_tipper'}",
         "--rows", "1", "4", "--units", "2", "--warmup", "1", "--rounds", "2",
-        "--servers", "inprocess", "--input", str(rows), "--json", str(out)])
-    assert args.func(args) == 0
+        "--servers", "inprocess", "--input", str(rows), "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "(c) one call per single-task model" in printed
     result = json.loads(out.read_text())

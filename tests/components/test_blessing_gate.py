@@ -18,7 +18,8 @@ from tfx.utils import proto_utils
 
 from tfx_mtl import naming, task_spec
 from tfx_mtl.components import blessing_gate
-from tfx_mtl.pipeline import eval_config, evaluation_results
+from tfx_mtl.pipeline import eval_config
+from tfx_mtl.results import evaluation as evaluation_results
 
 N = 80
 TASKS = {
@@ -173,7 +174,7 @@ def _run_gate(root, candidate, outputs, spec, suffix="with", name="out"):
     report = _artifact(blessing_gate.TransferReport, root / name / "report", 31)
     blessing_gate.Executor().Do(inputs, {"blessing": [blessing], "report": [report]},
                                 {"spec": json.dumps(spec.to_dict())})
-    with open(os.path.join(report.uri, blessing_gate.REPORT_FILE)) as f:
+    with open(os.path.join(report.uri, naming.TRANSFER_REPORT_FILE)) as f:
         return blessing, report, json.load(f)
 
 

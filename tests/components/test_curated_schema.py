@@ -23,7 +23,7 @@ def test_the_executor_writes_the_text_as_the_schema_artifact(tmp_path):
 def test_a_bad_schema_file_is_named(tmp_path):
     bad = tmp_path / "schema.pbtxt"
     bad.write_text("feature { nme: 'x' }\n")
-    with pytest.raises(SchemaFileError, match=f"schema {bad}: not a tensorflow_metadata Schema"):
+    with pytest.raises(SchemaFileError, match=f"{bad}: not a tensorflow_metadata Schema"):
         read_schema_text(str(bad))
     with pytest.raises(SchemaFileError, match="cannot read it"):
         read_schema_text(str(tmp_path / "missing.pbtxt"))

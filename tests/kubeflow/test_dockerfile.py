@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tfx_mtl.kubeflow import compiler
+from tfx_mtl.runners import kubeflow as compiler
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "kubeflow" / "Dockerfile"

@@ -14,7 +14,6 @@ str RuntimeParameters) compiled by ``KubeflowV2DagRunner`` into .json and .yaml.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -26,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from tfx_mtl import submit_cli
+from tfx_mtl import cli
 from tfx_mtl.kubeflow import submit
 
 API = "/apis/v2beta1"
@@ -179,14 +178,11 @@ def _isolated_env(monkeypatch, tmp_path):
 
 
 def tfx_mtl_submit(*argv):
-    """Parses like `tfx-mtl submit ARGV` and runs it: (exit code, stdout, stderr)."""
-    parser = argparse.ArgumentParser(prog="tfx-mtl")
-    submit_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    """Runs `tfx-mtl submit ARGV`: (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            args = parser.parse_args(["submit", *map(str, argv)])
-            code = args.func(args)
+            code = cli.main(["submit", *map(str, argv)])
         except SystemExit as e:
             code = e.code
     return code, out.getvalue(), err.getvalue()

@@ -55,7 +55,7 @@ def _shown(value: float, numbers: list[float]) -> bool:
 
 
 def test_model_analysis(taxi_run, tmp_path, monkeypatch):
-    from tfx_mtl.pipeline import review
+    from tfx_mtl.results import review
 
     nb, outputs = _execute("model_analysis.ipynb", taxi_run.output_dir, tmp_path, monkeypatch)
     text = _text(outputs)
@@ -84,7 +84,7 @@ def test_model_analysis(taxi_run, tmp_path, monkeypatch):
 
 
 def test_data_review(taxi_run, tmp_path, monkeypatch):
-    from tfx_mtl.pipeline import review
+    from tfx_mtl.results import review
 
     _, outputs = _execute("data_review.ipynb", taxi_run.output_dir, tmp_path, monkeypatch)
     text = _text(outputs)

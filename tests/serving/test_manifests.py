@@ -17,7 +17,7 @@ from tensorflow_serving.config import model_server_config_pb2
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 SERVING = os.path.join(ROOT, "kubeflow", "serving")
 YAML_FILES = ("configmap.yaml", "deployment.yaml", "service.yaml", "kustomization.yaml")
-# The bundled spec's pipeline name (pipeline/local_run.py: "tfx-mtl-" + spec name, "_" -> "-").
+# The bundled spec's pipeline name (naming.pipeline_name: "tfx-mtl-" + spec name, "_" -> "-").
 MODEL_NAME = "tfx-mtl-chicago-taxi"
 GRPC_PORT, REST_PORT = 8500, 8501
 
@@ -164,8 +164,7 @@ def test_service_selects_the_pods_and_exposes_both_ports(deployment):
 
 
 def test_model_name_is_the_bundled_pipeline_name():
-    from tfx_mtl import task_spec
-    from tfx_mtl.pipeline import local_run
+    from tfx_mtl import naming, task_spec
 
     spec = task_spec.load(os.path.join(ROOT, "schemas", "chicago_taxi", "tasks.yaml"))
-    assert local_run.pipeline_name(spec) == MODEL_NAME
+    assert naming.pipeline_name(spec.name) == MODEL_NAME

@@ -1,5 +1,4 @@
 """The synthetic generator: exact task relatedness, determinism, streaming output."""
-import argparse
 import csv
 import math
 import tracemalloc
@@ -8,7 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tfx_mtl import synth, synth_cli, task_spec
+from tfx_mtl import synth, task_spec
+from tfx_mtl import cli
 
 
 def _config(**kwargs):
@@ -281,10 +281,7 @@ def test_write_streams_in_constant_memory(tmp_path):
 # --- the CLI -------------------------------------------------------------------
 
 def _cli(argv):
-    parser = argparse.ArgumentParser(prog="tfx-mtl")
-    synth_cli.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["synth", *argv])
-    return args.func(args)
+    return cli.main(["synth", *argv])
 
 
 def test_cli_writes_data_and_spec(tmp_path, capsys):

@@ -1,18 +1,18 @@
 """``tfx-mtl serve``: the development server for a pushed model (TF Serving's gRPC API).
 
-Register with ``add_parser(subparsers)``. A bad ``--model-base`` (missing, or holding no
-loadable version) or a port that cannot be bound prints a message naming it and returns 2.
-Runs until Ctrl-C or SIGTERM, then stops gracefully (running requests finish).
+A bad ``--model-base`` (missing, or holding no loadable version) or a port that cannot be
+bound is bad input, named. Runs until Ctrl-C or SIGTERM, then stops gracefully (running
+requests finish).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
-import sys
 import threading
 
-from tfx_mtl import arg_types
+from tfx_mtl.cli import options
+from tfx_mtl.errors import InputError
 
 GRACE_SECONDS = 5.0
 
@@ -29,15 +29,15 @@ def add_parser(subparsers) -> None:
                    help="the model's base directory, holding numbered version directories")
     p.add_argument("--model-name", required=True, metavar="NAME",
                    help="the model name clients put in ModelSpec.name")
-    p.add_argument("--port", type=arg_types.non_negative_int, default=8500,
+    p.add_argument("--port", type=options.non_negative_int, default=8500,
                    help="gRPC port (default: 8500, TF Serving's; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1; 0.0.0.0 for every interface)")
-    p.add_argument("--poll-seconds", type=arg_types.positive_number, default=1.0, metavar="S",
+    p.add_argument("--poll-seconds", type=options.positive_number, default=1.0, metavar="S",
                    help="how often to look for a new version (default: 1)")
-    p.add_argument("--max-message-mb", type=arg_types.positive_number, default=4.0, metavar="MB",
+    p.add_argument("--max-message-mb", type=options.positive_number, default=4.0, metavar="MB",
                    help="largest request accepted, in MiB (default: 4, grpc's default)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, fields={"model_base": "--model-base"})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,12 +48,8 @@ def run(args: argparse.Namespace) -> int:
         srv = server_mod.start(args.model_base, args.model_name, host=args.host, port=args.port,
                                poll_seconds=args.poll_seconds,
                                max_message_bytes=int(args.max_message_mb * 1024 * 1024))
-    except server_mod.NoVersionError as e:
-        print(f"tfx-mtl serve: error: --model-base: {e}", file=sys.stderr)
-        return 2
     except OSError as e:
-        print(f"tfx-mtl serve: error: --host/--port: {e}", file=sys.stderr)
-        return 2
+        raise InputError("--host/--port", str(e)) from None
     print(f"serving model {args.model_name} version {srv.versions()[0]} "
           f"from {srv.store.base} on {srv.address}", flush=True)
 

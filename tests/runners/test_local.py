@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tfx_mtl.pipeline import local_run
+from tfx_mtl.runners import local as local_run
 
 
 def _record(msg, *args):

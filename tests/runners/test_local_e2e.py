@@ -20,7 +20,7 @@ import tensorflow as tf
 from taxi_support import run_tfx_mtl, taxi_spec, write_taxi_slice
 
 from tfx_mtl import data, naming, task_spec
-from tfx_mtl.pipeline import summary as summary_lib
+from tfx_mtl.results import metadata
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +36,8 @@ def _nodes(tasks):
 
 def _latest_executions(output_dir):
     """{node id: execution} of the latest run, and the store."""
-    store = summary_lib.open_store(str(output_dir / "metadata.sqlite"))
-    _, executions = summary_lib.latest_run(store, PIPELINE)
+    store = metadata.open_store(str(output_dir / "metadata.sqlite"))
+    _, executions = metadata.latest_run(store, PIPELINE)
     nodes = {}
     for execution in executions:
         for ctx in store.get_contexts_by_execution(execution.id):
@@ -175,7 +175,10 @@ def test_every_component_registered_its_artifacts_in_mlmd(taxi_run):
                 **{f"baseline_{t}": "Model" for t in TASKS},
                 **{f"evaluate_{t}": "ModelEvaluation" for t in TASKS}}
     for node, type_name in expected.items():
-        artifacts = summary_lib._output_artifacts(store, nodes[node], type_name)
+        produced = [a for _, a in metadata.outputs(store, nodes[node])]
+        types = {t.id: t.name for t in store.get_artifact_types_by_id(
+            list({a.type_id for a in produced}))}
+        artifacts = [a for a in produced if types[a.type_id] == type_name]
         assert artifacts, f"{node} registered no {type_name}"
         assert all(os.path.exists(a.uri) for a in artifacts)
 
@@ -331,11 +334,12 @@ def test_an_anomaly_stops_the_run_before_transform_naming_the_feature(tmp_path):
         {**row, "trip_start_hour": "30"} if i % 100 == 0 else row))
     out = tmp_path / "runs"
     result = run_tfx_mtl("run", "--data", str(bad), "--output-dir", str(out),
-                         "--train-steps", "5", timeout=900, expect=1)
-    assert "component SchemaGate failed" in result.stderr
+                         "--train-steps", "5", timeout=900, expect=2)
+    assert "tfx-mtl run: error: data: the data does not match the schema" in result.stderr
+    assert "refused by component SchemaGate" in result.stderr
     assert "feature 'trip_start_hour'" in result.stderr
     assert "Transform" not in result.stdout  # never started
-    store = summary_lib.open_store(str(out / "metadata.sqlite"))
+    store = metadata.open_store(str(out / "metadata.sqlite"))
     ran = {ctx.name for e in store.get_executions()
            for ctx in store.get_contexts_by_execution(e.id)}
     assert not any(name.endswith((".Transform", ".Trainer")) for name in ran)

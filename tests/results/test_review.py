@@ -7,8 +7,8 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from tfx_mtl import task_spec
-from tfx_mtl.pipeline import review
-from tfx_mtl.pipeline.evaluation_results import SliceMetrics
+from tfx_mtl.results import metadata, review
+from tfx_mtl.results.evaluation import SliceMetrics
 
 SPEC = task_spec.parse({
     "features": ["trip_miles"],
@@ -62,9 +62,9 @@ SLICES = [
 
 
 def _run(report=REPORT, spec=SPEC, components=None):
-    return review.Run(pipeline="p", run_id="r1", metadata="/runs/metadata.sqlite",
-                      pipeline_root="/runs/pipeline_root", components=components or {},
-                      outputs={}, spec=spec, report=report, pushed=None)
+    return metadata.Run(pipeline="p", run_id="r1", metadata="/runs/metadata.sqlite",
+                        pipeline_root="/runs/pipeline_root", components=components or (),
+                        outputs={}, spec=spec, report=report, pushed=None)
 
 
 def test_overall_table_has_a_row_per_task_and_spec_metric_in_spec_order():
@@ -145,7 +145,8 @@ def test_judged_metrics_are_the_bounded_ones_else_the_first():
 
 def test_a_run_without_the_gate_says_what_ran():
     run = _run(report=None, spec=None,
-               components={"SchemaGate": "FAILED", "Transform": "RUNNING"})
+               components=(metadata.ComponentRun("SchemaGate", "FAILED", 1.0),
+                           metadata.ComponentRun("Transform", "RUNNING", 2.0)))
     with pytest.raises(LookupError, match=r"no transfer report.*SchemaGate: FAILED"):
         review.overall_table(run)
     with pytest.raises(LookupError, match="pass spec_path"):
@@ -160,8 +161,8 @@ def test_an_unknown_task_lists_the_run_s_tasks():
 def test_uris_follow_a_moved_run_directory(tmp_path):
     moved = tmp_path / "copy" / "pipeline_root"
     (moved / "evaluate_fare" / "evaluation" / "2").mkdir(parents=True)
-    run = review.Run(pipeline="p", run_id="r", metadata="m", pipeline_root=str(moved),
-                     components={}, outputs={}, spec=SPEC, report=REPORT, pushed=None)
+    run = metadata.Run(pipeline="p", run_id="r", metadata="m", pipeline_root=str(moved),
+                       components=(), outputs={}, spec=SPEC, report=REPORT, pushed=None)
     assert run.evaluation("fare") == str(moved / "evaluate_fare" / "evaluation" / "2")
     # Not found anywhere: the recorded uri, so the error names it.
     assert run.evaluation("big_tipper") == "/nowhere/evaluate_big_tipper/evaluation/1"
@@ -179,23 +180,23 @@ def _store(path, pipelines):
 
 def test_find_run_names_the_missing_store(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "metadata.sqlite")):
-        review.find_run(tmp_path)
+        metadata.find_run(tmp_path)
 
 
 def test_find_run_needs_a_pipeline_name_when_the_store_holds_several(tmp_path):
     _store(tmp_path / "metadata.sqlite", ["a", "b"])
     with pytest.raises(LookupError, match=r"several pipelines \(a, b\): pass pipeline_name"):
-        review.find_run(tmp_path)
+        metadata.find_run(tmp_path)
     with pytest.raises(LookupError, match=r"'a' has no run.*metadata.sqlite"):
-        review.find_run(tmp_path, pipeline_name="a")
+        metadata.find_run(tmp_path, pipeline_name="a")
 
 
 def test_find_run_in_an_empty_store(tmp_path):
     _store(tmp_path / "m.sqlite", [])
     with pytest.raises(LookupError, match="no pipeline run recorded in .*m.sqlite"):
-        review.find_run(pipeline_root=tmp_path, metadata=tmp_path / "m.sqlite")
+        metadata.find_run(pipeline_root=tmp_path, metadata=tmp_path / "m.sqlite")
     with pytest.raises(ValueError, match="output_dir, or both"):
-        review.find_run(pipeline_root=tmp_path)
+        metadata.find_run(pipeline_root=tmp_path)
 
 
 def test_statistics_table_summarises_each_feature_per_split():

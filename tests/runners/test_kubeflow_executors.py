@@ -8,7 +8,7 @@ import pytest
 from kubeflow_support import InputArtifact, executor_input, mlmd_outputs, root_defaults, run_task
 
 from tfx_mtl import data, task_spec
-from tfx_mtl.kubeflow import compiler
+from tfx_mtl.runners import kubeflow as compiler
 
 IMAGE = "registry.example/ml/tfx-mtl:1.2.3"
 ROOT = "gs://bucket/tfx-mtl"

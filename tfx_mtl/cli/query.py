@@ -3,8 +3,8 @@
 Prints one JSON object per input row, in input order: every task's outputs
 (``{"fare": {"value": 12.3}, "big_tipper": {"probability": 0.4, "class_id": 0}}``), or
 with ``--task`` that task's outputs alone. Bad input (unreadable file, bad JSON, a row the
-schema refuses) exits 2 naming the file and line before anything is sent; an error from
-the server exits 1 with its status code name and message.
+schema refuses) is refused naming the file and line before anything is sent; an error
+from the server exits 1 with its status code name and message.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import json
 import math
 import sys
 
-from tfx_mtl import arg_types
+from tfx_mtl.cli import options
+from tfx_mtl.errors import InputError
 
 
 def add_parser(subparsers) -> None:
@@ -36,46 +37,41 @@ def add_parser(subparsers) -> None:
     p.add_argument("--ignore-extra", action="store_true",
                    help="with --schema: drop columns the schema does not know instead of "
                         "failing")
-    p.add_argument("--version", type=arg_types.positive_int,
+    p.add_argument("--version", type=options.positive_int,
                    help="a model version to pin (default: the newest served)")
-    p.add_argument("--timeout", type=arg_types.positive_number, default=10.0, metavar="S",
+    p.add_argument("--timeout", type=options.positive_number, default=10.0, metavar="S",
                    help="seconds per request (default: 10)")
-    p.add_argument("--retries", type=arg_types.non_negative_int, default=3,
+    p.add_argument("--retries", type=options.non_negative_int, default=3,
                    help="retries of a request that finds the server UNAVAILABLE (default: 3)")
-    p.add_argument("--batch", type=arg_types.positive_int, default=64, metavar="N",
+    p.add_argument("--batch", type=options.positive_int, default=64, metavar="N",
                    help="rows per request (default: 64)")
     p.set_defaults(func=run)
 
 
-def _error(message: str, status: int) -> int:
-    print(f"tfx-mtl query: error: {message}", file=sys.stderr)
-    return status
-
-
 def _read_rows(args) -> list[tuple[int, dict]]:
-    """(line number, row) for every non-blank line; ValueError naming the file and line."""
+    """(line number, row) for every non-blank line; InputError naming the file and line."""
     name = "<stdin>" if args.input == "-" else args.input
     try:
         f = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
     except OSError as e:
-        raise ValueError(f"--input {name}: {e.strerror}") from None
+        raise InputError("--input", f"{name}: {e.strerror}") from None
     rows = []
     with f if args.input != "-" else contextlib.nullcontext(f):
         for number, raw in enumerate(f, start=1):
+            where = f"{name}, line {number}"
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
-                raise ValueError(f"{name}, line {number}: not UTF-8 text") from None
+                raise InputError(where, "not UTF-8 text") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{name}, line {number}: not JSON: {e.msg} "
-                                 f"(column {e.colno})") from None
+                raise InputError(where, f"not JSON: {e.msg} (column {e.colno})") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{name}, line {number}: expected a JSON object of "
-                                 f"features, got {type(row).__name__}")
+                raise InputError(where, f"expected a JSON object of features, "
+                                        f"got {type(row).__name__}")
             rows.append((number, row))
     return rows
 
@@ -97,19 +93,16 @@ def run(args: argparse.Namespace) -> int:
     from tfx_mtl.serving.examples import RowEncoder, RowError
 
     if args.ignore_extra and not args.schema:
-        return _error("--ignore-extra needs --schema", 2)
+        raise InputError("--ignore-extra", "needs --schema")
     try:
         encoder = (RowEncoder.from_schema_file(args.schema,
                                                extra="ignore" if args.ignore_extra else "error")
                    if args.schema else RowEncoder())
     except OSError as e:
-        return _error(f"--schema {args.schema}: {e.strerror}", 2)
+        raise InputError("--schema", f"{args.schema}: {e.strerror}") from None
     except ValueError as e:
-        return _error(f"--schema {e}", 2)
-    try:
-        rows = _read_rows(args)
-    except ValueError as e:
-        return _error(str(e), 2)
+        raise InputError("--schema", str(e)) from None
+    rows = _read_rows(args)
     name = "<stdin>" if args.input == "-" else args.input
     examples = []
     for number, row in rows:
@@ -117,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             examples.append(encoder.encode(row, index=number))
         except RowError as e:
             where = f", feature {e.feature!r}" if e.feature is not None else ""
-            return _error(f"{name}, line {number}{where}: {e.message}", 2)
+            raise InputError(f"{name}, line {number}{where}", e.message) from None
 
     from tfx_mtl.serving.client import ServingClient, ServingError
 
@@ -138,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
                     print(json.dumps(result, sort_keys=True))
                 sys.stdout.flush()
         except ServingError as e:
-            return _error(f"{e.code.name}: {e.details}"
-                          + (f" (task {e.task!r})" if e.task else ""), 1)
+            print(f"tfx-mtl query: error: {e.code.name}: {e.details}"
+                  + (f" (task {e.task!r})" if e.task else ""), file=sys.stderr)
+            return 1
     return 0

@@ -9,7 +9,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from tfx_mtl import cli, data, task_spec
-from tfx_mtl.kubeflow import compiler
+from tfx_mtl.runners import kubeflow as compiler
 from tfx_mtl.pipeline import pipeline as pipeline_lib
 
 IMAGE = "registry.example/ml/tfx-mtl:1.2.3"

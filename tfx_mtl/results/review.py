@@ -1,178 +1,32 @@
 """What the review notebooks (``notebooks/``) read from a run, as tables and figures.
 
 A notebook is given only a run's output directory: the latest pipeline run is
-found in its MLMD store, and everything else comes from that run's own
-records -- the tasks, metric names and slices from the blessing gate's ``spec``
-parameter, the numbers from its transfer report and each task's TFMA
-evaluation, the data views from StatisticsGen, the schema and ExampleValidator.
-Nothing here hard-codes a task, so a notebook works for any spec.
-
-Artifact URIs in MLMD are absolute; when a run directory has been copied or
-moved, each one is looked up again under the given pipeline root.
+found in its MLMD store (:func:`tfx_mtl.results.metadata.find_run`),
+and everything else comes from that run's own records -- the tasks, metric
+names and slices from the blessing gate's ``spec`` parameter, the numbers from
+its transfer report and each task's TFMA evaluation, the data views from
+StatisticsGen, the schema and ExampleValidator. Nothing here hard-codes a task,
+so a notebook works for any spec.
 """
 from __future__ import annotations
 
-import dataclasses
 import glob
-import json
 import math
 import os
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
+from tfx_mtl import naming
+from tfx_mtl.results.metadata import Run
 from tfx_mtl.task_spec import TaskSpec
 
-GATE_NODE = "BlessingGate"
 # Where the schema the run used comes from, the first one present wins: the
 # gate's validated copy, else the curated (CuratedSchemaGen) or inferred one.
-SCHEMA_OUTPUTS = (("SchemaGate", "validated_schema"), ("CuratedSchemaGen", "schema"),
-                  ("SchemaGen", "schema"))
+SCHEMA_OUTPUTS = ((naming.SCHEMA_GATE, "validated_schema"), (naming.CURATED_SCHEMA_GEN, "schema"),
+                  (naming.SCHEMA_GEN, "schema"))
 MULTI_TASK, BASELINE, CHANGE = "multi_task", "baseline", "change"
 COUNTS = ("example_count", "labelled_count")
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """The latest run of one pipeline, as recorded in MLMD."""
-
-    pipeline: str
-    run_id: str
-    metadata: str  # the MLMD SQLite file
-    pipeline_root: str
-    components: dict[str, str]  # node id -> state (COMPLETE, CACHED, FAILED, ...)
-    outputs: dict[str, dict[str, str]]  # node id -> output key -> artifact uri
-    spec: TaskSpec | None  # the spec the gate judged with; None if it did not run
-    report: dict[str, Any] | None  # the transfer report; None if the gate did not run
-    pushed: str | None  # where Pusher pushed the model, if it did
-
-    @property
-    def tasks(self) -> list[str]:
-        return list(self.require_report()["tasks"])
-
-    @property
-    def slices(self) -> list[tuple[str, ...]]:
-        """The spec's slices (a tuple of columns each; several columns are a cross)."""
-        return [tuple(s) for s in self.require_spec().evaluation.slices]
-
-    def evaluation(self, task: str) -> str:
-        """The uri of ``task``'s TFMA evaluation (multi-task vs its baseline)."""
-        return self._local(self._task(task)["evaluation"])
-
-    def baseline_model(self, task: str) -> str | None:
-        """The uri of the single-task model ``task`` was compared with, if any."""
-        uri = (self._task(task).get("baseline_model") or {}).get("uri")
-        return self._local(uri) if uri else None
-
-    def output(self, node: str, key: str) -> str:
-        try:
-            return self.outputs[node][key]
-        except KeyError:
-            raise LookupError(
-                f"the latest run of {self.pipeline!r} in {self.metadata} has no output "
-                f"{node}.{key} ({self._states()})") from None
-
-    def require_report(self) -> dict[str, Any]:
-        if self.report is None:
-            raise LookupError(
-                f"the latest run of {self.pipeline!r} in {self.metadata} has no transfer "
-                f"report: {GATE_NODE} did not run ({self._states()})")
-        return self.report
-
-    def require_spec(self) -> TaskSpec:
-        if self.spec is None:
-            raise LookupError(f"no task spec for the latest run of {self.pipeline!r}: "
-                              f"{GATE_NODE} did not run; pass spec_path")
-        return self.spec
-
-    def _task(self, task: str) -> dict[str, Any]:
-        tasks = self.require_report()["tasks"]
-        if task not in tasks:
-            raise KeyError(f"no task {task!r} in the run (tasks: {', '.join(tasks)})")
-        return tasks[task]
-
-    def _local(self, uri: str) -> str:
-        return _rebase(uri, self.pipeline_root)
-
-    def _states(self) -> str:
-        return ", ".join(f"{n}: {s}" for n, s in self.components.items()) or "no component ran"
-
-
-def find_run(output_dir: str | os.PathLike | None = None, *,
-             pipeline_root: str | os.PathLike | None = None,
-             metadata: str | os.PathLike | None = None, pipeline_name: str | None = None,
-             spec_path: str | os.PathLike | None = None) -> Run:
-    """The latest run in ``output_dir`` (as ``tfx-mtl run --output-dir`` lays it out),
-    or in ``pipeline_root`` + ``metadata`` (the MLMD SQLite file). ``pipeline_name``
-    may be left out when the store holds one pipeline; ``spec_path`` replaces the
-    spec recorded by the gate (e.g. for a run that stopped before it)."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    from tfx_mtl import task_spec
-    from tfx_mtl.pipeline import summary
-
-    if output_dir is not None:
-        pipeline_root = pipeline_root or os.path.join(output_dir, "pipeline_root")
-        metadata = metadata or os.path.join(output_dir, "metadata.sqlite")
-    if pipeline_root is None or metadata is None:
-        raise ValueError("give output_dir, or both pipeline_root and metadata")
-    pipeline_root, metadata = os.path.abspath(pipeline_root), os.path.abspath(metadata)
-    if not os.path.isfile(metadata):
-        raise FileNotFoundError(f"no MLMD store at {metadata}: run `tfx-mtl run --output-dir "
-                                f"{os.path.dirname(metadata)}` first, or point to its output")
-    store = summary.open_store(metadata)
-    name = pipeline_name or _only_pipeline(store, metadata)
-    try:
-        run, executions = summary.latest_run(store, name)
-    except LookupError as e:
-        raise LookupError(f"{e} ({metadata})") from None
-    states = metadata_store_pb2.Execution.State.Name
-    components, outputs, spec, report, pushed = {}, {}, None, None, None
-    for execution in sorted(executions, key=lambda e: (e.create_time_since_epoch, e.id)):
-        node = summary._node_id(store, execution, name)
-        components[node] = states(execution.last_known_state)
-        produced = _outputs(store, execution)
-        outputs[node] = {key: _rebase(a.uri, pipeline_root) for key, a in produced}
-        if node == GATE_NODE and "spec" in execution.custom_properties:
-            spec = TaskSpec.from_dict(json.loads(execution.custom_properties["spec"].string_value))
-        for _, artifact in produced:
-            props = artifact.custom_properties
-            if "pushed" in props and props["pushed"].int_value == 1:
-                pushed = props["pushed_destination"].string_value
-    if GATE_NODE in outputs and "report" in outputs[GATE_NODE]:
-        with open(summary.report_path(outputs[GATE_NODE]["report"])) as f:
-            report = json.load(f)
-    if spec_path is not None:
-        spec = task_spec.load(spec_path)
-    return Run(pipeline=name, run_id=run.name, metadata=metadata, pipeline_root=pipeline_root,
-               components=components, outputs=outputs, spec=spec, report=report, pushed=pushed)
-
-
-def _only_pipeline(store, metadata: str) -> str:
-    names = sorted(c.name for c in store.get_contexts_by_type("pipeline"))
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        raise LookupError(f"no pipeline run recorded in {metadata}")
-    raise LookupError(f"{metadata} holds several pipelines ({', '.join(names)}): "
-                      "pass pipeline_name")
-
-
-def _outputs(store, execution):
-    """(output key, artifact) of each output of ``execution``, by artifact id."""
-    from ml_metadata.proto import metadata_store_pb2
-
-    events = {e.artifact_id: e for e in store.get_events_by_execution_ids([execution.id])
-              if e.type == metadata_store_pb2.Event.OUTPUT and e.path.steps}
-    artifacts = store.get_artifacts_by_id(list(events)) if events else []
-    return [(events[a.id].path.steps[0].key, a) for a in sorted(artifacts, key=lambda a: a.id)]
-
-
-def _rebase(uri: str, pipeline_root: str) -> str:
-    """The artifact's ``<node>/<output>/<id>`` under ``pipeline_root`` if it is there,
-    else ``uri``: a copied or moved run directory is read where it is now."""
-    moved = os.path.join(pipeline_root, *os.path.normpath(uri).split(os.sep)[-3:])
-    return moved if os.path.exists(moved) else uri
 
 
 # --- model analysis -------------------------------------------------------------------
@@ -223,10 +77,10 @@ def _metric_names(task: str, info: dict[str, Any], spec: TaskSpec | None) -> lis
 def slice_table(run: Run, task: str, column: str | Sequence[str]) -> pd.DataFrame:
     """``task``'s metrics per value of ``column`` (or a cross of columns), multi-task
     vs baseline, from its TFMA evaluation."""
-    from tfx_mtl.pipeline import evaluation_results
+    from tfx_mtl.results import evaluation
 
     spec_task = run.require_spec().task(task)
-    slices = evaluation_results.load(run.evaluation(task), spec_task)
+    slices = evaluation.load(run.evaluation(task), spec_task)
     return slice_frame(slices, column, [m.name for m in spec_task.metrics], task=task)
 
 
@@ -314,7 +168,7 @@ def statistics(run: Run) -> dict[str, Any]:
     """StatisticsGen's statistics per split (``DatasetFeatureStatisticsList``)."""
     import tensorflow_data_validation as tfdv
 
-    uri = run.output("StatisticsGen", "statistics")
+    uri = run.output(naming.STATISTICS_GEN, "statistics")
     return {split: tfdv.load_stats_binary(os.path.join(path, "FeatureStats.pb"))
             for split, path in _splits(uri)}
 
@@ -353,7 +207,7 @@ def schema(run: Run):
             path = os.path.join(run.outputs[node][key], "schema.pbtxt")
             return tfdv.load_schema_text(path), path
     raise LookupError(f"the latest run of {run.pipeline!r} in {run.metadata} has no schema "
-                      f"({run._states()})")
+                      f"({run.describe_states()})")
 
 
 def anomalies(run: Run) -> dict[str, Any]:
@@ -361,7 +215,7 @@ def anomalies(run: Run) -> dict[str, Any]:
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
     result = {}
-    for split, path in _splits(run.output("ExampleValidator", "anomalies")):
+    for split, path in _splits(run.output(naming.EXAMPLE_VALIDATOR, "anomalies")):
         result[split] = anomalies_pb2.Anomalies()
         with open(os.path.join(path, "SchemaDiff.pb"), "rb") as f:
             result[split].ParseFromString(f.read())

@@ -1,7 +1,7 @@
-"""Compiles the tfx-mtl pipeline for Kubeflow Pipelines (KFP v2), no cluster needed.
+"""The Kubeflow runner: compiles the pipeline for Kubeflow Pipelines (KFP v2), no cluster needed.
 
-The DAG is :func:`tfx_mtl.pipeline.pipeline.create_pipeline`'s, the very one
-``tfx-mtl run`` runs locally; here TFX's ``KubeflowV2DagRunner`` writes it as a
+The DAG is :func:`tfx_mtl.pipeline.pipeline.create_pipeline`'s, the very one the
+local runner (:mod:`tfx_mtl.runners.local`) runs; here TFX's ``KubeflowV2DagRunner`` writes it as a
 KFP v2 ``PipelineJob`` (JSON, or YAML for a ``.yaml``/``.yml`` file). What a user
 changes per run is a run-time parameter (:data:`PARAMETERS`) with the compile
 options as defaults; everything else is fixed in the spec:
@@ -23,22 +23,21 @@ import re
 from typing import Any, Mapping
 
 from tfx_mtl import data as data_lib
-from tfx_mtl import task_spec
+from tfx_mtl import naming, run_parameters, task_spec
+from tfx_mtl.errors import InputError
 from tfx_mtl.kubeflow import beam_args
+from tfx_mtl.run_parameters import ARCHITECTURE, COMBINE, DATA_ROOT, PARAMETERS, TRAIN_STEPS, WEIGHTING
 
 # Where kubeflow/Dockerfile puts the bundled taxi data inside the image: the default
 # data location, so a fresh cluster can run the pipeline before any data is uploaded.
 IMAGE_DATA_ROOT = "/opt/tfx-mtl/data/chicago_taxi"
 ENTRYPOINT = ("python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor")
-DATA_ROOT, TRAIN_STEPS, ARCHITECTURE, WEIGHTING, COMBINE = (
-    "data_root", "train_steps", "architecture", "weighting", "combine")
-PARAMETERS = (DATA_ROOT, TRAIN_STEPS, ARCHITECTURE, WEIGHTING, COMBINE)
 _URI = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
 _IMAGE = re.compile(r"^[\w.\-/:@]+$")
 
 
-class CompileError(ValueError):
-    """A compile option is invalid; the message names the option."""
+class CompileError(InputError):
+    """A compile option is invalid; ``field`` names the option."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,24 +80,24 @@ class CompileOptions:
 def check_options(options: CompileOptions) -> None:
     """Refuses options that would compile into a spec that cannot run on a cluster."""
     if not options.image or not _IMAGE.match(options.image):
-        raise CompileError(f"--image: not a container image reference: {options.image!r}")
+        raise CompileError("--image", f"not a container image reference: {options.image!r}")
     for flag, value in (("--pipeline-root", options.pipeline_root),
                         ("--serving-model-dir", options.serving_model_dir)):
         if value is not None and not _URI.match(value):
             raise CompileError(
-                f"{flag}: {value!r} is not a storage URI every pod can reach "
+                flag, f"{value!r} is not a storage URI every pod can reach "
                 f"(gs://bucket/path, s3://bucket/path); local paths do not exist on the cluster")
     if options.data_root != IMAGE_DATA_ROOT and not _URI.match(options.data_root):
-        raise CompileError(f"--data-root: {options.data_root!r} is not a storage URI "
+        raise CompileError("--data-root", f"{options.data_root!r} is not a storage URI "
                            f"(gs://bucket/dir of CSV files) nor the image's bundled data")
-    if options.train_steps < 1:
-        raise CompileError(f"--train-steps: must be at least 1, got {options.train_steps}")
+    run_parameters.check_train_steps(options.train_steps, "--train-steps")
     t = options.trainer
     if t.gpus < 0 or t.workers < 1:
-        raise CompileError("--trainer-gpus must be >= 0 and --trainer-workers >= 1")
+        raise CompileError("--trainer-gpus/--trainer-workers",
+                           "must be >= 0 GPUs and >= 1 worker")
     if t.workers > 1 and not (t.vertex_project and t.vertex_region):
         raise CompileError(
-            f"--trainer-workers {t.workers}: several workers train as a Vertex AI custom job; "
+            "--trainer-workers", f"{t.workers} workers train as a Vertex AI custom job; "
             f"set --vertex-project and --vertex-region")
 
 
@@ -146,7 +145,7 @@ def build(options: CompileOptions):
     """The TFX pipeline object for Kubeflow (the local DAG, with run-time parameters)."""
     from tfx import v1 as tfx
 
-    from tfx_mtl.pipeline import local_run
+    from tfx_mtl.models.trainer_config import checked_trainer_config
     from tfx_mtl.pipeline import pipeline as pipeline_lib
 
     check_options(options)
@@ -154,19 +153,19 @@ def build(options: CompileOptions):
     spec = task_spec.load(spec_path)
     if spec.evaluation.baselines == "reuse":
         raise CompileError(
-            f"{spec_path}: evaluation.baselines: reuse cannot compile for Kubeflow: KFP v2's "
-            f"resolver picks the latest Model of any producer, not the task's baseline")
-    trainer_config = local_run.checked_trainer_config(dict(options.trainer_options), spec)
+            spec_path, "evaluation.baselines: reuse cannot compile for Kubeflow: KFP v2's "
+            "resolver picks the latest Model of any producer, not the task's baseline")
+    trainer_config = checked_trainer_config(dict(options.trainer_options), spec)
     try:
         image_beam_args = beam_args.distributed(options.beam_args, options.image) \
             if options.beam_args else ()
     except beam_args.BeamArgsError as e:
-        raise CompileError(f"--beam-arg: {e}") from None
+        raise CompileError("--beam-arg", str(e)) from None
 
     def parameter(name, ptype, default):
         return tfx.dsl.experimental.RuntimeParameter(name=name, ptype=ptype, default=default)
 
-    name = local_run.pipeline_name(spec)
+    name = naming.pipeline_name(spec.name)
     return pipeline_lib.create_pipeline(
         pipeline_name=name,
         pipeline_root=options.pipeline_root,
@@ -185,7 +184,6 @@ def build(options: CompileOptions):
             beam_args=image_beam_args,
             trainer_resources=trainer_resources(options.trainer),
             vertex_training=vertex_training(options.trainer, options.image)),
-        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
         enable_cache=options.enable_cache)
 
 
@@ -201,7 +199,7 @@ def compile_pipeline(options: CompileOptions, output: str) -> dict[str, Any]:
     from tfx import v1 as tfx
 
     if not output.endswith((".json", ".yaml", ".yml")):
-        raise CompileError(f"--output: {output!r} must end in .json, .yaml or .yml")
+        raise CompileError("--output", f"{output!r} must end in .json, .yaml or .yml")
     pipeline = build(options)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
@@ -265,9 +263,11 @@ def run_value_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     problems = [(name, f"{values[name]!r} is not one of {', '.join(allowed)}")
                 for name, allowed in choices.items()
                 if name in values and values[name] not in allowed]
-    steps = values.get(TRAIN_STEPS)
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        problems.append((TRAIN_STEPS, f"must be a positive integer, got {steps!r}"))
+    if values.get(TRAIN_STEPS) is not None:
+        try:
+            run_parameters.check_train_steps(values[TRAIN_STEPS])
+        except InputError as e:
+            problems.append((e.field, e.message))
     return problems
 
 

@@ -1,27 +1,24 @@
 """``tfx-mtl compile``: the pipeline as a KFP v2 spec for Kubeflow Pipelines (or Vertex AI).
 
-Register with ``add_parser(subparsers)``. The model and optimiser options are
-``tfx-mtl run``'s; the data location, train steps, architecture, weighting and
-gradient combination become run-time parameters whose defaults they set. Bad
-options exit 2 with a message naming the option.
+The model and optimiser options are ``tfx-mtl run``'s; the data location, train
+steps, architecture, weighting and gradient combination become run-time
+parameters whose defaults they set.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 
-from tfx_mtl import arg_types
+from tfx_mtl import run_parameters
+from tfx_mtl.cli import options
+from tfx_mtl.runners import kubeflow as compiler
 
 
 def add_parser(subparsers) -> None:
-    from tfx_mtl import cli
-    from tfx_mtl.kubeflow import compiler
-
     p = subparsers.add_parser(
         "compile", help="compile the pipeline for Kubeflow Pipelines (KFP v2), no cluster needed",
         description="Compiles the DAG that `tfx-mtl run` runs with TFX's KubeflowV2DagRunner. "
                     f"Run-time parameters (set per run with `tfx-mtl submit --param`): "
-                    f"{', '.join(compiler.PARAMETERS)}.")
+                    f"{', '.join(run_parameters.PARAMETERS)}.")
     p.add_argument("--image", required=True,
                    help="the pipeline image every component runs (built from kubeflow/Dockerfile)")
     p.add_argument("--output", required=True, metavar="FILE",
@@ -29,34 +26,29 @@ def add_parser(subparsers) -> None:
                         "(PipelineJob, for Vertex AI)")
     p.add_argument("--pipeline-root", required=True, metavar="URI",
                    help="where artifacts go, reachable from every pod (gs://bucket/path)")
-    p.add_argument("--spec", help="task spec YAML (default: the bundled taxi spec)")
+    options.add_spec(p)
     p.add_argument("--data-root", default=compiler.IMAGE_DATA_ROOT, metavar="URI",
                    help="default of the data_root parameter: a directory of CSV files "
                         "(default: the taxi sample inside the image)")
     p.add_argument("--serving-model-dir", metavar="URI",
                    help="where Pusher writes blessed models (default: "
                         "<pipeline-root>/serving_model/<pipeline name>)")
-    p.add_argument("--train-steps", type=arg_types.positive_int, default=1000,
-                   help="default of the train_steps parameter (default: 1000)")
-    p.add_argument("--eval-steps", type=arg_types.positive_int, default=50,
-                   help="Trainer eval batches (default: 50)")
-    p.add_argument("--batch-size", type=arg_types.positive_int, default=128,
-                   help="global training batch size (default: 128)")
+    options.add_steps_and_batch(p, "default of the train_steps parameter")
     p.add_argument("--no-cache", action="store_true", help="disable KFP's step caching")
-    cli._add_training_options(p)
+    options.add_training_options(p)
 
     scale = p.add_argument_group("scale (compiled into the spec when set)")
     scale.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                        help="a Beam option for ExampleGen, StatisticsGen, Transform and the "
                             "Evaluators, e.g. --beam-arg=--runner=DataflowRunner (repeat)")
-    scale.add_argument("--trainer-gpus", type=arg_types.non_negative_int, default=0,
+    scale.add_argument("--trainer-gpus", type=options.non_negative_int, default=0,
                        help="GPUs per Trainer (several: MirroredStrategy)")
     scale.add_argument("--gpu-type", help="accelerator: nvidia.com/gpu on Kubeflow (default), "
                                           "e.g. NVIDIA_TESLA_T4 with --trainer-workers")
-    scale.add_argument("--trainer-cpu", type=arg_types.positive_number, help="CPU limit (cores)")
-    scale.add_argument("--trainer-memory-gb", type=arg_types.positive_number,
+    scale.add_argument("--trainer-cpu", type=options.positive_number, help="CPU limit (cores)")
+    scale.add_argument("--trainer-memory-gb", type=options.positive_number,
                        help="memory limit (GB)")
-    scale.add_argument("--trainer-workers", type=arg_types.positive_int, default=1,
+    scale.add_argument("--trainer-workers", type=options.positive_int, default=1,
                        help="machines per Trainer: > 1 trains as a Vertex AI custom job under "
                             "MultiWorkerMirroredStrategy")
     scale.add_argument("--machine-type", default="n1-standard-8",
@@ -66,18 +58,15 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def options_from(args: argparse.Namespace):
-    from tfx_mtl import cli
-    from tfx_mtl.kubeflow import compiler
-
+def options_from(args: argparse.Namespace) -> compiler.CompileOptions:
     if args.cpu_replicas:
-        raise compiler.CompileError("--cpu-replicas splits a local CPU; on Kubeflow use "
-                                    "--trainer-gpus or --trainer-workers")
+        raise compiler.CompileError("--cpu-replicas", "splits a local CPU; on Kubeflow use "
+                                                      "--trainer-gpus or --trainer-workers")
     return compiler.CompileOptions(
         image=args.image, pipeline_root=args.pipeline_root, spec_path=args.spec,
         data_root=args.data_root, serving_model_dir=args.serving_model_dir,
         train_steps=args.train_steps, eval_steps=args.eval_steps,
-        trainer_options=cli.trainer_options(args), beam_args=tuple(args.beam_arg),
+        trainer_options=options.trainer_options(args), beam_args=tuple(args.beam_arg),
         trainer=compiler.TrainerScale(
             gpus=args.trainer_gpus, gpu_type=args.gpu_type, cpu=args.trainer_cpu,
             memory_gb=args.trainer_memory_gb, workers=args.trainer_workers,
@@ -87,18 +76,11 @@ def options_from(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfx_mtl.components.curated_schema import SchemaFileError
-    from tfx_mtl.kubeflow import compiler
-
-    try:
-        options = options_from(args)
-        job = compiler.compile_pipeline(options, args.output)
-    except (compiler.CompileError, SchemaFileError) as e:
-        print(f"tfx-mtl: error: {e}", file=sys.stderr)
-        return 2
+    compile_options = options_from(args)
+    job = compiler.compile_pipeline(compile_options, args.output)
     spec = job["pipelineSpec"]
     print(f"compiled {spec['pipelineInfo']['name']!r} ({len(spec['root']['dag']['tasks'])} tasks, "
-          f"image {options.image}) to {args.output}")
+          f"image {compile_options.image}) to {args.output}")
     for name, default in sorted(compiler.parameter_defaults(job).items()):
         print(f"  --param {name}={default}")
     return 0

@@ -1,14 +1,12 @@
-"""Runs the pipeline locally: LocalDagRunner, SQLite MLMD, Beam DirectRunner.
+"""The local runner: the pipeline on this machine with LocalDagRunner, SQLite MLMD and
+Beam's DirectRunner, then the per-task summary.
 
-Layout of an output directory (default ``./runs``):
-  ``pipeline_root/``    TFX artifacts of every component, by component and execution
-  ``metadata.sqlite``   the MLMD store (lineage, caching)
-  ``serving_model/<pipeline>/<version>/``  models pushed by Pusher
-  ``logs/run-<time>.log``  the full TFX/Beam/TensorFlow log of each run
+The output directory is laid out as :class:`tfx_mtl.results.metadata.RunPaths`
+describes. The Kubeflow runner (:mod:`tfx_mtl.runners.kubeflow`) builds the same
+DAG (:func:`tfx_mtl.pipeline.pipeline.create_pipeline`) for a cluster.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
@@ -16,32 +14,13 @@ import time
 from typing import Any, TextIO
 
 from tfx_mtl import data as data_lib
-from tfx_mtl import task_spec
+from tfx_mtl import naming, run_parameters, task_spec
+from tfx_mtl.errors import InputError
+from tfx_mtl.results.metadata import RunPaths
 
 _RUNNING = "Component %s is running."
 _FINISHED = "Component %s is finished."
 _CACHED = "A cached execution %d is used."  # TFX's launcher, on a cache hit
-
-
-@dataclasses.dataclass(frozen=True)
-class RunPaths:
-    output_dir: str
-
-    @property
-    def pipeline_root(self) -> str:
-        return os.path.join(self.output_dir, "pipeline_root")
-
-    @property
-    def metadata(self) -> str:
-        return os.path.join(self.output_dir, "metadata.sqlite")
-
-    @property
-    def serving_model_dir(self) -> str:
-        return os.path.join(self.output_dir, "serving_model")
-
-    @property
-    def logs(self) -> str:
-        return os.path.join(self.output_dir, "logs")
 
 
 class PipelineFailed(RuntimeError):
@@ -88,14 +67,6 @@ class ComponentProgress(logging.Handler):
         self.out.flush()
 
 
-def pipeline_name(spec: task_spec.TaskSpec) -> str:
-    return f"tfx-mtl-{spec.name}".replace("_", "-")
-
-
-class OptionsError(ValueError):
-    """The Trainer options do not fit together or with the spec; names the option."""
-
-
 def run(*, spec_path: str | None = None, data: str | None = None, output_dir: str = "runs",
         train_steps: int = 1000, eval_steps: int = 50,
         trainer_options: dict[str, Any] | None = None, cpu_replicas: int | None = None,
@@ -110,15 +81,14 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     out = out or sys.stdout
     data = data or data_lib.bundled_taxi_csv()
     spec_path = spec_path or data_lib.bundled_spec()
-    if train_steps < 1:
-        raise ValueError(f"--train-steps must be at least 1, got {train_steps}")
+    run_parameters.check_train_steps(train_steps, "--train-steps")
     # Refuse a bad spec or data before anything heavy is imported or run.
     spec = task_spec.load(spec_path, columns=data_lib.csv_columns(data))
 
     paths = RunPaths(os.path.abspath(output_dir))
     os.makedirs(paths.logs, exist_ok=True)
     log_file = os.path.join(paths.logs, time.strftime("run-%Y%m%d-%H%M%S.log"))
-    name = pipeline_name(spec)
+    name = naming.pipeline_name(spec.name)
     out.write(f"tfx-mtl: pipeline {name!r} on {data}\n"
               f"  spec {spec_path}: tasks {', '.join(spec.task_names)}\n"
               f"  output {paths.output_dir} (full log: {log_file})\n")
@@ -127,6 +97,8 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     # Heavy imports only once the spec and data are known good, and inside the log
     # context: TensorFlow's start-up messages belong in the log, not the terminal.
     with _logging_to(log_file, progress):
+        from tfx_mtl.models.trainer_config import checked_trainer_config
+
         trainer_config = checked_trainer_config(trainer_options, spec)
         baselines = baselines or spec.evaluation.baselines
         if baselines == "reuse":
@@ -156,16 +128,18 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
                 trainer_config=trainer_config,
                 baselines=baselines,
                 metadata_connection_config=(
-                    tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata)),
-                beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+                    tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata)))
             tfx.orchestration.LocalDagRunner().run(pipeline)
+    except InputError as e:  # a component refused the input (e.g. the data's anomalies)
+        raise InputError(e.field, f"{e.message}\n  (refused by component {progress.running}; "
+                                  f"full log in {log_file})") from e
     except Exception as e:
         raise PipelineFailed(progress.running, e, log_file) from e
     out.write(f"  pipeline finished in {time.monotonic() - started:.1f}s\n")
 
     with _logging_to(log_file, progress):  # TFMA's readers warn about deprecations
-        from tfx_mtl.pipeline import summary as summary_lib
-        summary = summary_lib.collect(paths.metadata, name, paths.output_dir)
+        from tfx_mtl.results import summary as summary_lib
+        summary = summary_lib.collect(paths.output_dir, name)
     summary_lib.render(summary, spec, out)
     return summary
 
@@ -175,28 +149,14 @@ def _check_reusable_baselines(metadata: str, name: str, spec: task_spec.TaskSpec
     """Refuses ``reuse`` before the run when a task has no baseline to reuse: TFMA would
     silently skip the comparison (and the gate would then refuse the task)."""
     from tfx_mtl.models.architecture import trained_spec
-    from tfx_mtl.pipeline.pipeline import baseline_node
-    from tfx_mtl.pipeline.summary import tasks_without_baseline
+    from tfx_mtl.results.metadata import tasks_without_baseline
 
     tasks = trained_spec(spec, trainer_config.architecture).task_names
-    missing = tasks_without_baseline(metadata, name, tasks, baseline_node)
+    missing = tasks_without_baseline(metadata, name, tasks)
     if missing:
-        raise OptionsError(
-            f"baselines: reuse: no trained single-task baseline for task(s) "
+        raise InputError(
+            "baselines: reuse", f"no trained single-task baseline for task(s) "
             f"{', '.join(missing)} in {metadata}; run once with baselines: train")
-
-
-def checked_trainer_config(options: dict[str, Any] | None, spec: task_spec.TaskSpec):
-    """The TrainerConfig of ``options``, checked against ``spec``; OptionsError names the field."""
-    from tfx_mtl.models.architecture import ArchitectureError
-    from tfx_mtl.models.trainer_config import TrainerConfig, TrainerConfigError
-
-    try:
-        config = TrainerConfig.from_dict(options)
-        config.architecture.validate(spec)
-    except (TrainerConfigError, ArchitectureError) as e:
-        raise OptionsError(str(e)) from None
-    return config
 
 
 class _logging_to:

@@ -15,7 +15,7 @@ from typing import Any
 
 import tensorflow_model_analysis as tfma
 
-from tfx_mtl.pipeline.eval_config import BASELINE, CANDIDATE
+from tfx_mtl.naming import BASELINE, CANDIDATE
 from tfx_mtl.task_spec import Task
 
 EXAMPLE_COUNT = "example_count"

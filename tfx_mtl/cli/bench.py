@@ -1,8 +1,7 @@
 """``tfx-mtl bench train``: time the multi-task training loop against Keras fit and its methods.
 
-Register with ``add_parser(subparsers)``. Argument syntax errors exit 2 through
-argparse; a combination the benchmark refuses (e.g. more tasks than features)
-makes :func:`run_train` print a message naming the option and return 2.
+A combination a benchmark refuses (e.g. more tasks than features) is bad input;
+``TRAIN_FIELDS`` / ``SERVING_FIELDS`` map its settings to their options.
 Progress goes to stderr, the table to stdout. What is measured and how:
 :mod:`tfx_mtl.bench.train_bench` and docs/BENCHMARKS.md.
 """
@@ -12,10 +11,11 @@ import argparse
 import json
 import sys
 
-from tfx_mtl import arg_types
+from tfx_mtl.cli import options
+from tfx_mtl.errors import InputError
 
 # BenchSettings field -> the option that sets it, for error messages.
-_OPTIONS = {"tasks": "--tasks", "batch_size": "--batch-size", "hidden_units": "--hidden-units",
+TRAIN_FIELDS = {"tasks": "--tasks", "batch_size": "--batch-size", "hidden_units": "--hidden-units",
             "tower_units": "--tower-units", "steps": "--steps", "warmup": "--warmup",
             "rounds": "--rounds", "rows": "--rows", "features": "--features",
             "learning_rate": "--learning-rate", "seed": "--seed"}
@@ -34,49 +34,44 @@ def add_parser(subparsers) -> None:
                     "and in-memory synthetic data, and every weighting / combination method "
                     "against sum + uniform, for each K. Prints a table; --json also writes "
                     "the ratios, the raw medians and the command line.")
-    p.add_argument("--tasks", type=arg_types.positive_int, nargs="+", default=[2, 3, 5],
+    p.add_argument("--tasks", type=options.positive_int, nargs="+", default=[2, 3, 5],
                    metavar="K",
                    help="numbers of tasks to benchmark, each >= 2 (default: 2 3 5)")
-    p.add_argument("--batch-size", type=arg_types.positive_int, default=512, metavar="B",
+    p.add_argument("--batch-size", type=options.positive_int, default=512, metavar="B",
                    help="global batch size (default: 512)")
-    p.add_argument("--hidden-units", type=arg_types.units, default=(256, 256),
+    p.add_argument("--hidden-units", type=options.units, default=(256, 256),
                    metavar="W1,W2,...",
                    help="widths of the shared trunk (default: 256,256)")
-    p.add_argument("--tower-units", type=arg_types.units, default=(64,), metavar="W1,...",
+    p.add_argument("--tower-units", type=options.units, default=(64,), metavar="W1,...",
                    help="widths of each task tower (default: 64)")
-    p.add_argument("--steps", type=arg_types.positive_int, default=50, metavar="N",
+    p.add_argument("--steps", type=options.positive_int, default=50, metavar="N",
                    help="timed steps per configuration per round (default: 50)")
-    p.add_argument("--warmup", type=arg_types.positive_int, default=10, metavar="W",
+    p.add_argument("--warmup", type=options.positive_int, default=10, metavar="W",
                    help="untimed steps per configuration after tracing (default: 10)")
-    p.add_argument("--rounds", type=arg_types.positive_int, default=9, metavar="R",
+    p.add_argument("--rounds", type=options.positive_int, default=9, metavar="R",
                    help="interleaved timing rounds; the median is reported (default: 9)")
-    p.add_argument("--rows", type=arg_types.positive_int, default=20_000, metavar="N",
+    p.add_argument("--rows", type=options.positive_int, default=20_000, metavar="N",
                    help="synthetic rows held in memory (default: 20000)")
-    p.add_argument("--features", type=arg_types.positive_int, default=100, metavar="D",
+    p.add_argument("--features", type=options.positive_int, default=100, metavar="D",
                    help="numeric input features (default: 100)")
-    p.add_argument("--learning-rate", type=arg_types.positive_number, default=1e-3,
+    p.add_argument("--learning-rate", type=options.positive_number, default=1e-3,
                    metavar="LR",
                    help="Adam's learning rate, for both the loop and fit (default: 0.001)")
-    p.add_argument("--seed", type=arg_types.non_negative_int, default=0, metavar="S",
+    p.add_argument("--seed", type=options.non_negative_int, default=0, metavar="S",
                    help="seed of the data and of the model initialisation (default: 0)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=run_train, fields=TRAIN_FIELDS)
     _add_serving(which)
 
 
 def run_train(args: argparse.Namespace) -> int:
     from tfx_mtl.bench import train_bench
 
-    try:
-        settings = train_bench.BenchSettings(
-            tasks=tuple(args.tasks), batch_size=args.batch_size,
-            hidden_units=tuple(args.hidden_units), tower_units=tuple(args.tower_units),
-            steps=args.steps, warmup=args.warmup, rounds=args.rounds, rows=args.rows,
-            features=args.features, learning_rate=args.learning_rate, seed=args.seed)
-    except train_bench.BenchError as e:
-        print(f"tfx-mtl bench train: error: {_OPTIONS.get(e.field, e.field)}: {e.message}",
-              file=sys.stderr)
-        return 2
+    settings = train_bench.BenchSettings(
+        tasks=tuple(args.tasks), batch_size=args.batch_size,
+        hidden_units=tuple(args.hidden_units), tower_units=tuple(args.tower_units),
+        steps=args.steps, warmup=args.warmup, rounds=args.rounds, rows=args.rows,
+        features=args.features, learning_rate=args.learning_rate, seed=args.seed)
 
     def progress(message: str) -> None:
         print(f"[bench] {message}", file=sys.stderr, flush=True)
@@ -98,7 +93,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 # serving_bench.BenchSettings field -> its option.
-_SERVING_OPTIONS = {"model_base": "--model-base", "single_task_bases": "--single-task-base",
+SERVING_FIELDS = {"model_base": "--model-base", "single_task_bases": "--single-task-base",
                     "rows_per_request": "--rows", "units": "--units", "warmup": "--warmup",
                     "rounds": "--rounds", "input": "--input", "schema": "--schema",
                     "servers": "--servers", "timeout": "--timeout", "model": "--model-base",
@@ -128,13 +123,13 @@ def _add_serving(which) -> None:
     p.add_argument("--single-task-base", action="append", default=[], metavar="TASK=DIR",
                    help="a single-task model for TASK (base or SavedModel dir); repeat per "
                         "task; with --model-base")
-    p.add_argument("--rows", type=arg_types.positive_int, nargs="+", default=[1, 64],
+    p.add_argument("--rows", type=options.positive_int, nargs="+", default=[1, 64],
                    metavar="N", help="rows per request (default: 1 64)")
-    p.add_argument("--units", type=arg_types.positive_int, default=50, metavar="N",
+    p.add_argument("--units", type=options.positive_int, default=50, metavar="N",
                    help="timed units (all tasks answered) per cell per round (default: 50)")
-    p.add_argument("--warmup", type=arg_types.positive_int, default=10, metavar="N",
+    p.add_argument("--warmup", type=options.positive_int, default=10, metavar="N",
                    help="untimed units per cell before timing (default: 10)")
-    p.add_argument("--rounds", type=arg_types.positive_int, default=7, metavar="R",
+    p.add_argument("--rounds", type=options.positive_int, default=7, metavar="R",
                    help="interleaved timing rounds (default: 7)")
     p.add_argument("--input", metavar="FILE",
                    help="rows to send, .jsonl or .csv (default: the bundled taxi CSV)")
@@ -144,43 +139,35 @@ def _add_serving(which) -> None:
     p.add_argument("--servers", choices=("subprocess", "inprocess"), default="subprocess",
                    help="run each dev server as a `tfx-mtl serve` process (default; RSS "
                         "measured) or in this process")
-    p.add_argument("--timeout", type=arg_types.positive_number, default=30.0, metavar="S",
+    p.add_argument("--timeout", type=options.positive_number, default=30.0, metavar="S",
                    help="per-call deadline in seconds (default: 30)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    p.set_defaults(func=run_serving)
+    p.set_defaults(func=run_serving, fields=SERVING_FIELDS)
 
 
 def run_serving(args: argparse.Namespace) -> int:
     from tfx_mtl.bench import serving_bench as sb
 
-    def fail(field: str, message: str) -> int:
-        print(f"tfx-mtl bench serving: error: {_SERVING_OPTIONS.get(field, field)}: {message}",
-              file=sys.stderr)
-        return 2
-
     if args.run_dir:
         if args.single_task_base:
-            return fail("single_task_bases", "not with --run-dir (it finds the baselines)")
+            raise InputError("single_task_bases", "not with --run-dir (it finds the baselines)")
         try:
             model_base, singles = sb.models_from_run(args.run_dir)
         except (OSError, LookupError, ValueError) as e:
-            return fail("run_dir", str(e))
+            raise InputError("run_dir", str(e)) from None
     else:
         model_base, singles = args.model_base, []
         for item in args.single_task_base:
             task, sep, path = item.partition("=")
             if not sep or not task or not path:
-                return fail("single_task_bases", f"expected TASK=DIR, got {item!r}")
+                raise InputError("single_task_bases", f"expected TASK=DIR, got {item!r}")
             singles.append((task, path))
-    try:
-        settings = sb.BenchSettings(
-            model_base=model_base, single_task_bases=tuple(singles),
-            rows_per_request=tuple(args.rows), units=args.units, warmup=args.warmup,
-            rounds=args.rounds, input=args.input, schema=args.schema, servers=args.servers,
-            timeout=args.timeout, run_dir=args.run_dir)
-        report = sb.run(settings, lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True))
-    except sb.BenchError as e:
-        return fail(e.field, e.message)
+    settings = sb.BenchSettings(
+        model_base=model_base, single_task_bases=tuple(singles),
+        rows_per_request=tuple(args.rows), units=args.units, warmup=args.warmup,
+        rounds=args.rounds, input=args.input, schema=args.schema, servers=args.servers,
+        timeout=args.timeout, run_dir=args.run_dir)
+    report = sb.run(settings, lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True))
     m = report.machine
     print(f"tfx-mtl bench serving: tasks {', '.join(settings.tasks)}; {settings.rounds} "
           f"interleaved rounds of {settings.units} units per cell; dev servers "

@@ -1,8 +1,8 @@
 """``tfx-mtl submit``: submit a compiled KFP v2 pipeline package as a run or recurring run.
 
-Register with ``add_parser(subparsers)``. Bad input (package, ``--param``, ``--recurring``,
-...) prints a message naming it and returns 2 before any request is made; an error from the
-KFP API prints its HTTP status and the server's message and returns 1. Credentials: see
+Bad input (package, ``--param``, ``--recurring``, ...) is refused before any request is
+made; an error from the KFP API prints its HTTP status and the server's message and
+returns 1. Credentials: see
 ``tfx_mtl.kubeflow.submit`` (``KFP_BEARER_TOKEN`` and what ``kfp.Client`` reads itself).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from tfx_mtl import arg_types
+from tfx_mtl.cli import options
 
 _CREDENTIALS = """\
 credentials (never written nor printed):
@@ -57,7 +57,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--recurring", metavar="CRON",
                    help="create a recurring run on this cron schedule: 5 fields "
                         "('0 3 * * *') or KFP's 6 with seconds first ('0 0 3 * * *')")
-    p.add_argument("--max-concurrency", type=arg_types.positive_int, metavar="N",
+    p.add_argument("--max-concurrency", type=options.positive_int, metavar="N",
                    help="recurring runs allowed at once, 1-10 (default: 1)")
     p.set_defaults(func=run)
 
@@ -65,8 +65,7 @@ def add_parser(subparsers) -> None:
 def _submission(args: argparse.Namespace):
     """Validates every input (no request made); raises submit.SubmitError."""
     from tfx_mtl.kubeflow import submit
-
-    from tfx_mtl.kubeflow import compiler
+    from tfx_mtl.runners import kubeflow as compiler
 
     package = submit.load_package(args.package)
     parameters = submit.run_parameters(package, args.param)
@@ -108,25 +107,23 @@ def run(args: argparse.Namespace) -> int:
 
     from tfx_mtl.kubeflow import submit
 
-    def fail(code: int, message: str) -> int:
+    def fail(message: str) -> int:
         print(f"tfx-mtl submit: error: {message}", file=sys.stderr)
-        return code
+        return 1
 
     host = args.host or os.environ.get(submit.ENDPOINT_ENV) or None
+    sub = _submission(args)
     try:
-        sub = _submission(args)
         with _short_client_logs():
             client = submit.make_client(host)
             done = submit.submit(client, sub)
-    except submit.SubmitError as e:
-        return fail(2, str(e))
     except kfp_server_api.ApiException as e:
-        return fail(1, f"KFP API: HTTP {e.status}: {submit.api_error_message(e.body, e.reason)}")
+        return fail(f"KFP API: HTTP {e.status}: {submit.api_error_message(e.body, e.reason)}")
     except urllib3.exceptions.HTTPError as e:
         reason = getattr(e, "reason", None) or e
-        return fail(1, f"KFP API at {host or '(kfp default)'} unreachable: {reason}")
+        return fail(f"KFP API at {host or '(kfp default)'} unreachable: {reason}")
     except (TimeoutError, ValueError) as e:  # healthz retries exhausted; ambiguous experiment
-        return fail(1, f"KFP API: {e}")
+        return fail(f"KFP API: {e}")
     print(f"experiment: {sub.experiment} ({done.experiment_id})")
     print(f"{done.kind} id: {done.id}")
     url = submit.ui_url(submit.ui_base(host, os.environ), done.kind, done.id)

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from tfx_mtl import cli
+from tfx_mtl.cli import options as cli_options
 
 BIN = os.path.join(os.path.dirname(sys.executable), "tfx-mtl")
 
@@ -57,7 +58,7 @@ def test_training_options_become_trainer_config_fields():
         "run", "--model", "mmoe", "--experts", "8", "--hidden-units", "256,256",
         "--weighting", "gradnorm", "--gradnorm-alpha", "0.5", "--combine", "pcgrad",
         "--checkpoint-every", "0", "--eval-every", "100", "--early-stopping", "3"])
-    options = cli.trainer_options(args)
+    options = cli_options.trainer_options(args)
     assert options == {"batch_size": 128, "weighting": "gradnorm", "combine": "pcgrad",
                        "checkpoint_every": 0, "eval_every": 100, "early_stopping_patience": 3,
                        "weighting_params": {"alpha": 0.5},

@@ -1,0 +1,142 @@
+"""What several ``tfx-mtl`` commands share: argparse value types and options declared once.
+
+The value types raise ``argparse.ArgumentTypeError`` with the offending text, so
+argparse reports the option by name and exits with status 2. The options
+(steps, batch size, the spec, the model and the multi-task method) are added by
+one function each; :func:`trainer_options` turns the model and method options
+into :class:`~tfx_mtl.models.trainer_config.TrainerConfig` fields.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def _int(text: str, minimum: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _int(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    return _int(text, 0, "a non-negative integer")
+
+
+def number(text: str) -> float:
+    """A finite float."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    value = number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def number_list(text: str) -> tuple[float, ...]:
+    """Comma-separated finite floats: ``1,1000``."""
+    return tuple(number(part.strip()) for part in text.split(","))
+
+
+def word_list(text: str) -> tuple[str, ...]:
+    """Comma-separated words: ``regression,binary``."""
+    return tuple(part.strip() for part in text.split(","))
+
+
+def units(text: str) -> tuple[int, ...]:
+    """Comma-separated layer widths: ``256,256``."""
+    try:
+        widths = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer widths, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive layer widths, got {text!r}")
+    return widths
+
+
+# -- options -------------------------------------------------------------------
+def add_spec(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--spec", help="task spec YAML (default: the bundled taxi spec)")
+
+
+def add_steps_and_batch(p: argparse.ArgumentParser, train_steps_help: str) -> None:
+    """--train-steps, --eval-steps and --batch-size."""
+    p.add_argument("--train-steps", type=positive_int, default=1000,
+                   help=f"{train_steps_help} (default: 1000)")
+    p.add_argument("--eval-steps", type=positive_int, default=50,
+                   help="Trainer eval batches (default: 50)")
+    p.add_argument("--batch-size", type=positive_int, default=128,
+                   help="global training batch size (default: 128)")
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """Model and optimiser options; unset ones keep the TrainerConfig defaults."""
+    g = p.add_argument_group("model and multi-task optimiser")
+    g.add_argument("--model", dest="arch_name",
+                   help="shared_bottom (default), mmoe, ple, cross_stitch or single_task")
+    g.add_argument("--experts", dest="arch_experts", type=positive_int,
+                   help="MMoE experts / PLE shared experts per level")
+    g.add_argument("--task-experts", dest="arch_task_experts", type=positive_int,
+                   help="PLE task-specific experts per task and level")
+    g.add_argument("--levels", dest="arch_levels", type=positive_int,
+                   help="PLE extraction levels (1 = CGC)")
+    g.add_argument("--hidden-units", dest="arch_hidden_units", type=units,
+                   help="widths of the trunk / each expert / each column, e.g. 256,256")
+    g.add_argument("--tower-units", dest="arch_tower_units", type=units,
+                   help="widths of each task tower, e.g. 32")
+    g.add_argument("--dropout", dest="arch_dropout", type=number, help="dropout rate")
+    g.add_argument("--family", dest="arch_family",
+                   help="single_task: the architecture family of the one-task model")
+    g.add_argument("--task", dest="arch_task", help="single_task: the task it learns")
+    g.add_argument("--weighting", help="uniform (default), uncertainty, gradnorm or dwa")
+    g.add_argument("--gradnorm-alpha", type=number,
+                   help="GradNorm's alpha (default 1.5; only with --weighting gradnorm)")
+    g.add_argument("--combine", help="sum (default), pcgrad, cagrad, mgda or mgda_ub")
+    g.add_argument("--cagrad-c", type=number, help="CAGrad's c (default 0.5)")
+    g.add_argument("--learning-rate", type=positive_number,
+                   help="Adam's learning rate (default 1e-3)")
+    g.add_argument("--seed", type=non_negative_int, help="random seed (default 42)")
+    g.add_argument("--checkpoint-every", type=non_negative_int,
+                   help="steps between checkpoints in the Trainer's run directory (default 500)")
+    g.add_argument("--log-every", type=positive_int,
+                   help="steps between log lines and TensorBoard points (default 50)")
+    g.add_argument("--eval-every", type=non_negative_int,
+                   help="steps between in-loop evaluations on the eval split (default: never)")
+    g.add_argument("--cpu-replicas", type=positive_int,
+                   help="split the CPU into N logical devices and train under MirroredStrategy")
+    g.add_argument("--early-stopping", dest="early_stopping_patience",
+                   type=positive_int,
+                   help="stop after this many evaluations without improvement of the primary "
+                        "task's first metric (needs --eval-every)")
+
+
+def trainer_options(args: argparse.Namespace) -> dict:
+    """The TrainerConfig fields set on the command line."""
+    options = {"batch_size": args.batch_size}
+    arch = {key[len("arch_"):]: value for key, value in vars(args).items()
+            if key.startswith("arch_") and value is not None}
+    if arch:
+        options["architecture"] = arch
+    for key in ("weighting", "combine", "cagrad_c", "learning_rate", "seed", "checkpoint_every",
+                "log_every", "eval_every", "early_stopping_patience"):
+        if getattr(args, key, None) is not None:
+            options[key] = getattr(args, key)
+    if getattr(args, "gradnorm_alpha", None) is not None:
+        options["weighting_params"] = {"alpha": args.gradnorm_alpha}
+    return options

@@ -1,0 +1,1 @@
+"""Reading finished runs back: ML Metadata records, TFMA evaluations, the summary, review tables."""

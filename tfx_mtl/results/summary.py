@@ -1,0 +1,93 @@
+"""The run summary, read back from MLMD and TFMA after a run.
+
+Everything comes from the pipeline's own records, not from the process that
+ran it: the latest pipeline run's executions (COMPLETE or CACHED, with wall
+times), the blessing gate's transfer report (per task: multi-task and baseline
+metrics, changes, bounds, verdict), and the Pusher's destination. The JSON
+shape is a contract (see README): ``{"tasks": {"<task>": {"type", "metrics",
+"baseline_metrics", "blessed", ...}}, "policy", "decision", "pushed",
+"output_dir", ...}`` -- later versions add fields, never rename these.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, TextIO
+
+from tfx_mtl import naming
+from tfx_mtl.results import metadata
+from tfx_mtl.task_spec import TaskSpec
+
+
+def collect(output_dir: str, pipeline_name: str) -> dict[str, Any]:
+    """The run summary: the gate's transfer report, component runs and the push."""
+    run = metadata.find_run(output_dir, pipeline_name=pipeline_name)
+    transfer = run.require_report()
+    return {
+        "tasks": transfer["tasks"],
+        "policy": transfer["policy"],
+        "decision": transfer["decision"],
+        "blocking": transfer["blocking"],
+        "model_blessed": transfer["blessed"],
+        "pushed": run.pushed,
+        "output_dir": output_dir,
+        "pipeline": pipeline_name,
+        "run_id": run.run_id,
+        "transfer_report": metadata.report_path(run.output(naming.BLESSING_GATE, "report")),
+        "components": [dataclasses.asdict(c) for c in run.components],
+    }
+
+
+def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
+    """The transfer report as printed at the end of ``tfx-mtl run``: one row per metric."""
+    header = ["task", "role", "labelled", "metric", "multi-task", "baseline", "change",
+              "bound", "blessed"]
+    rows = []
+    for name, info in summary["tasks"].items():
+        task = spec.task(name)
+        m, b, changes = info["metrics"], info["baseline_metrics"], info["changes"]
+        for i, metric in enumerate(task.metrics):
+            first = i == 0
+            change = changes.get(metric.name)
+            rel = ""
+            if change is not None and b.get(metric.name):
+                rel = f" ({change / b[metric.name] * 100:+.1f}%)"
+            rows.append([
+                name if first else "", info["role"] if first else "",
+                _fmt(m.get("labelled_count"), 0) if first else "", metric.name,
+                _fmt(m.get(metric.name)), _fmt(b.get(metric.name)),
+                ("-" if change is None else f"{change:+.4f}") + rel,
+                "; ".join(info["bounds"].get(metric.name, [])).replace(" vs the baseline", "")
+                or "-",
+                ("yes" if info["blessed"] else "NO") if first else ""])
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()
+    out.write("\n" + line + "\n" + "-" * len(line) + "\n")
+    for row in rows:
+        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+    out.write("\n")
+    for name, info in summary["tasks"].items():
+        for failure in info["failures"]:
+            extra = "" if info["must_bless"] else " (auxiliary: does not block the push)"
+            out.write(f"  task {name!r} not blessed{extra}: {failure}\n")
+    out.write(f"gate: {summary['decision']}\n")
+    if summary["pushed"]:
+        out.write(f"model pushed to {summary['pushed']}\n")
+    else:
+        out.write("model NOT pushed: the blessing gate refused it\n")
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return f"{value:.{digits}f}" if digits else f"{value:.0f}"
+
+
+def write_json(summary: dict[str, Any], path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=2, sort_keys=False)
+        f.write("\n")
+
