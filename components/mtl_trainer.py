@@ -8,10 +8,9 @@ plain values in a local run, ``RuntimeParameter``s in a compiled one. Its
 executor folds them into ``train_args``/``custom_config`` (:func:`fold_run_options`)
 and is otherwise TFX's ``GenericExecutor``, calling the same ``run_fn``.
 
-On a single-task baseline (``architecture.name == single_task`` in its config)
-``architecture`` names the family, so a baseline follows the multi-task model's
-architecture; it gets no weighting or combine parameter (one task has nothing to
-balance), which also keeps its cache when only those change.
+A single-task baseline takes ``architecture`` too, so it follows the multi-task
+model's family; it gets no weighting or combine parameter (one task has nothing
+to balance), which also keeps its cache when only those change.
 """
 from __future__ import annotations
 
@@ -26,8 +25,9 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils, proto_utils
 
+from tfx_mtl import run_parameters
 from tfx_mtl.errors import InputError
-from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig, TrainerConfigError
+from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
 from tfx_mtl.run_parameters import ARCHITECTURE, COMBINE, TRAIN_STEPS, TRAINER_OPTIONS, WEIGHTING
 
 
@@ -49,44 +49,31 @@ def fold_run_options(exec_properties: Mapping[str, Any]) -> dict[str, Any]:
     """``exec_properties`` with the run options written into ``train_args`` and the
     Trainer config in ``custom_config`` (both JSON strings, as executors get them).
 
-    A weighting or combine that differs from the compiled one drops the compiled
-    one's parameters (GradNorm's alpha means nothing to DWA). Raises
-    :class:`RunOptionError` naming the parameter when a value does not fit.
+    The options are set over the compiled config as the command line sets its own
+    over the spec (:meth:`TrainerConfig.with_options`). Raises :class:`RunOptionError`
+    naming the parameter when a value does not fit.
     """
     result = dict(exec_properties)
     custom_config = json.loads(result.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
-    options = dict(custom_config.get(TRAINER_CONFIG_KEY) or {})
-    arch = dict(options.get("architecture") or {})
-    baseline = arch.get("name") == "single_task"
-
-    architecture = result.get(ARCHITECTURE)
-    if architecture is not None:
-        if architecture == "single_task" and not baseline:
-            raise RunOptionError(
-                ARCHITECTURE, "single_task cannot be chosen per run: it changes which tasks "
-                "the pipeline evaluates; compile the pipeline with --model single_task instead")
-        arch["family" if baseline else "name"] = architecture
-        options["architecture"] = arch
-    for key, params in ((WEIGHTING, "weighting_params"), (COMBINE, None)):
-        value = result.get(key)
-        if value is None:
-            continue
-        if baseline:
-            raise RunOptionError(key, "a single-task baseline has nothing to balance")
-        if value != options.get(key) and params:
-            options[params] = {}
-        options[key] = value
+    options = {}
+    if result.get(ARCHITECTURE) is not None:
+        options["architecture"] = {"name": result[ARCHITECTURE]}
+    for key in (WEIGHTING, COMBINE):
+        if result.get(key) is not None:
+            options[key] = result[key]
     try:
-        config = TrainerConfig.from_dict(options)
-    except (TrainerConfigError, ValueError) as e:
+        config = TrainerConfig.from_dict(custom_config.get(TRAINER_CONFIG_KEY)).with_options(options)
+    except InputError as e:
         raise RunOptionError(f"run-time parameters {_set(result)}", str(e)) from None
     custom_config[TRAINER_CONFIG_KEY] = config.to_dict()
     result[standard_component_specs.CUSTOM_CONFIG_KEY] = json_utils.dumps(custom_config)
 
     steps = result.get(TRAIN_STEPS)
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise RunOptionError(TRAIN_STEPS, f"must be a positive integer, got {steps!r}")
+        try:
+            run_parameters.check_train_steps(steps)
+        except InputError as e:
+            raise RunOptionError(e.field, e.message) from None
         train_args = trainer_pb2.TrainArgs()
         proto_utils.json_to_proto(result.get(standard_component_specs.TRAIN_ARGS_KEY) or "{}",
                                   train_args)

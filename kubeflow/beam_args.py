@@ -53,7 +53,7 @@ def distributed(args: Sequence[str], image: str) -> tuple[str, ...]:
         options.setdefault("sdk_container_image", image)
         if not str(options.get("temp_location", "")).startswith("gs://"):
             raise BeamArgsError(f"--temp_location={options['temp_location']}", "Dataflow needs a "
-                                f"gs:// location")
+                                "gs:// location")
     elif runner in PORTABLE:
         if "environment_type" not in options:
             options["environment_type"] = "DOCKER"

@@ -1,10 +1,11 @@
-"""Which multi-task architecture to build, checked against the spec before anything runs.
+"""Which multi-task architecture to build, checked before anything runs.
 
 One :class:`ArchitectureConfig` describes every family; each family reads the
 fields it needs (see the field comments). :func:`build` is the registry: it
-validates the config and calls ``build_network`` of the module named like the
-architecture (``tfx_mtl.models.<name>``), so the family modules can import this
-one without a cycle.
+calls ``build_network`` of the module named like the architecture
+(``tfx_mtl.models.<name>``), so the family modules can import this one without
+a cycle. A single-task baseline is a family built for one task
+(``TrainerConfig.tasks``), nothing of its own.
 """
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ from tfx_mtl.errors import InputProblems
 from tfx_mtl.models.network import Network
 from tfx_mtl.task_spec import TaskSpec
 
-FAMILIES = ("shared_bottom", "mmoe", "ple", "cross_stitch")
-ARCHITECTURES = FAMILIES + ("single_task",)
+ARCHITECTURES = ("shared_bottom", "mmoe", "ple", "cross_stitch")
 
 
 class ArchitectureError(InputProblems):
@@ -32,6 +32,8 @@ class ArchitectureError(InputProblems):
 
 @dataclasses.dataclass(frozen=True)
 class ArchitectureConfig:
+    """Checked when made: :class:`ArchitectureError` names every bad field."""
+
     hidden_units: tuple[int, ...] = (128, 64)  # shared trunk / each expert / each column
     tower_units: tuple[int, ...] = (32,)  # per task, before its head
     activation: str = "relu"  # of every hidden layer
@@ -40,17 +42,18 @@ class ArchitectureConfig:
     experts: int = 4  # mmoe: experts; ple: shared experts per level
     task_experts: int = 1  # ple: experts of each task per level
     levels: int = 1  # ple: extraction levels (1 = CGC)
-    family: str = "shared_bottom"  # single_task: the family built with one head
-    task: str | None = None  # single_task: the task (None if the spec has just one)
 
     def __post_init__(self):
         for field in ("hidden_units", "tower_units"):  # lists (from YAML/JSON) -> tuples
             if isinstance(getattr(self, field), list):
                 object.__setattr__(self, field, tuple(getattr(self, field)))
+        problems = self._problems()
+        if problems:
+            raise ArchitectureError(problems)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "ArchitectureConfig":
-        """From JSON/YAML data (lists become tuples); spec-independent fields are checked."""
+        """From JSON/YAML data (lists become tuples)."""
         if data is None:
             return cls()
         if not isinstance(data, Mapping):
@@ -60,16 +63,9 @@ class ArchitectureConfig:
                    for key in data if key not in allowed]
         if unknown:
             raise ArchitectureError(unknown)
-        config = cls(**data)
-        config._raise(config._problems(None))
-        return config
+        return cls(**data)
 
-    def validate(self, spec: TaskSpec) -> "ArchitectureConfig":
-        """Raises :class:`ArchitectureError` naming every bad field; returns self."""
-        self._raise(self._problems(spec))
-        return self
-
-    def _problems(self, spec: TaskSpec | None) -> list[tuple[str, str]]:
+    def _problems(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
 
         def add(field: str, message: str) -> None:
@@ -77,8 +73,6 @@ class ArchitectureConfig:
 
         if self.name not in ARCHITECTURES:
             add("name", f"unknown architecture {self.name!r} (one of: {', '.join(ARCHITECTURES)})")
-        if self.family not in FAMILIES:
-            add("family", f"unknown family {self.family!r} (one of: {', '.join(FAMILIES)})")
         for field, allow_empty in (("hidden_units", False), ("tower_units", True)):
             units = getattr(self, field)
             if (not isinstance(units, tuple) or not all(_positive_int(u) for u in units)
@@ -93,23 +87,7 @@ class ArchitectureConfig:
         if (isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real)
                 or not 0 <= self.dropout < 1):
             add("dropout", f"must be a number in [0, 1), got {self.dropout!r}")
-        if self.task is not None and not isinstance(self.task, str):
-            add("task", f"must be a task name, got {self.task!r}")
-        elif self.task is not None and self.name != "single_task":
-            add("task", f"only single_task trains one task; drop it or set name: single_task "
-                        f"(name is {self.name!r})")
-        elif spec is not None and self.name == "single_task":
-            tasks = ", ".join(spec.task_names)
-            if self.task is None and len(spec.tasks) > 1:
-                add("task", f"single_task needs the task to train (tasks: {tasks})")
-            elif self.task is not None and self.task not in spec.task_names:
-                add("task", f"{self.task!r} is not a task of the spec (tasks: {tasks})")
         return problems
-
-    @staticmethod
-    def _raise(problems: list[tuple[str, str]]) -> None:
-        if problems:
-            raise ArchitectureError(problems)
 
 
 def _positive_int(value: Any) -> bool:
@@ -126,18 +104,9 @@ def _is_activation(name: Any) -> bool:
     return True
 
 
-def trained_spec(spec: TaskSpec, config: ArchitectureConfig) -> TaskSpec:
-    """The tasks the network has heads for: all of them, or single_task's one task."""
-    config.validate(spec)
-    if config.name != "single_task":
-        return spec
-    return spec.restricted_to([config.task or spec.task_names[0]])
-
-
 def build(spec: TaskSpec, cardinalities: Mapping[str, int],
           num_classes: Mapping[str, int] | None = None,
           config: ArchitectureConfig = ArchitectureConfig()) -> Network:
     """The network ``config`` names, for ``spec``; ``num_classes`` is needed for multiclass tasks."""
-    config.validate(spec)
     module = importlib.import_module(f"tfx_mtl.models.{config.name}")
     return module.build_network(spec, cardinalities, num_classes, config)

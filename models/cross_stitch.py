@@ -62,19 +62,14 @@ class CrossStitch(tf.keras.layers.Layer):
 def build_network(spec: TaskSpec, cardinalities: Mapping[str, int],
                   num_classes: Mapping[str, int] | None = None,
                   config: ArchitectureConfig = ArchitectureConfig(name=NAME)) -> Network:
-    config.validate(spec)
     inputs, x = features.input_layer(spec, cardinalities)
     columns = [x] * len(spec.tasks)
     for i, width in enumerate(config.hidden_units):
-        layer_out = []
-        for task, column in zip(spec.tasks, columns):
-            out, _ = blocks.hidden_dense(column, width, config, f"{task.name}_column_{i}")
-            layer_out.append(out)
+        layer_out = [blocks.hidden_dense(column, width, config, f"{task.name}_column_{i}")
+                     for task, column in zip(spec.tasks, columns)]
         columns = CrossStitch(name=f"cross_stitch_{i}")(layer_out)
-    outputs, task_layers = {}, {}
-    for task, column in zip(spec.tasks, columns):
-        outputs[task.name], task_layers[task.name] = blocks.tower_and_head(
-            column, task, config, num_classes or {})
+    outputs = {task.name: blocks.tower_and_head(column, task, config, num_classes or {})
+               for task, column in zip(spec.tasks, columns)}
     last = len(config.hidden_units) - 1
     return Network.from_tensors(NAME, inputs, outputs, list(columns),
-                                [f"{task.name}_column_{last}" for task in spec.tasks], task_layers)
+                                [f"{task.name}_column_{last}" for task in spec.tasks])

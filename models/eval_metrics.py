@@ -4,6 +4,8 @@ TFMA computes the authoritative metrics after training; this module gives the
 loop the same metrics, by the same spec names, on the eval split while it
 trains, using Keras metric objects weighted by each task's label mask. Values
 are in label units (a regression head's output is de-standardised first).
+Each task also gets ``loss`` (:data:`LOSS`): its training loss (the masked mean
+the step minimises, in z-units for a standardised regression) on those batches.
 """
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ _FACTORIES: dict[str, Callable[[], tf.keras.metrics.Metric]] = {
 }
 
 
+LOSS = "loss"
+
+
 def metric_names(task: Task) -> tuple[str, ...]:
     return tuple(m.name for m in task.metrics)
 
@@ -47,32 +52,40 @@ class Evaluator:
 
         @tf.function
         def predict(batch):
+            """{task: (scored output, per-example training loss)}."""
             raw = model({k: batch[k] for k in keys}, training=False)
             result = {}
             for task in spec.tasks:
                 mean, std = label_stats.get(task.name, (0.0, 1.0))
                 out = heads.outputs(task, raw[task.name], mean, std)
-                result[task.name] = out[naming.SCORED_OUTPUT[task.type]]
+                loss = heads.per_example_loss(task, raw[task.name],
+                                              batch[naming.label_key(task.name)], mean, std)
+                result[task.name] = (out[naming.SCORED_OUTPUT[task.type]], loss)
             return result
 
         self._predict = predict
 
     def __call__(self, batches: Iterable[Mapping[str, tf.Tensor]]) -> dict[str, dict[str, float]]:
-        """Every spec metric of every task over ``batches``: ``{task: {metric: value}}``."""
+        """Every spec metric and the loss of every task over ``batches``:
+        ``{task: {metric: value, "loss": value}}``."""
         spec = self.spec
         metrics = {task.name: {name: _FACTORIES[name]() for name in metric_names(task)}
                    for task in spec.tasks}
+        losses = {task.name: tf.keras.metrics.Mean() for task in spec.tasks}
         for batch in batches:
-            scores = self._predict(batch)
+            predicted = self._predict(batch)
             for task in spec.tasks:
                 label = tf.reshape(batch[naming.label_key(task.name)], [-1])
                 mask = tf.reshape(tf.cast(batch[naming.mask_key(task.name)], tf.float32), [-1])
-                score = scores[task.name]
+                score, loss = predicted[task.name]
+                losses[task.name].update_state(loss, sample_weight=mask)
                 if task.type != "multiclass":  # Keras reduces the last axis: one value per row
                     label = tf.reshape(tf.cast(label, tf.float32), [-1, 1])
                     score = tf.reshape(score, [-1, 1])
                 for metric in metrics[task.name].values():
                     metric.update_state(label, score, sample_weight=mask)
+        for task in spec.tasks:
+            metrics[task.name][LOSS] = losses[task.name]
         return {task: {name: float(m.result()) for name, m in by_name.items()}
                 for task, by_name in metrics.items()}
 

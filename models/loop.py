@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Mapping
 import tensorflow as tf
 from absl import logging
 
-from tfx_mtl.models import distribution, eval_metrics, ownership
+from tfx_mtl.models import combination, distribution, eval_metrics, ownership
 from tfx_mtl.models import weighting as weighting_lib
 from tfx_mtl.models.diagnostics import ConflictStats
 from tfx_mtl.models.early_stopping import EarlyStopping, Monitor
@@ -65,6 +65,8 @@ class TrainingResult:
     replicas: int
     weighting: str
     combine: str
+    weighting_params: dict[str, Any]  # every parameter, defaults included
+    combine_params: dict[str, Any]
     shared_parameters: int
     conflict_fraction: float | None  # of measured steps, any pair with cosine < 0
     mean_cosine: dict[str, float]  # per task pair, over measured steps
@@ -74,6 +76,7 @@ class TrainingResult:
     eval_metrics: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
     architecture: dict[str, Any] = dataclasses.field(default_factory=dict)  # its config
+    tasks: list[str] = dataclasses.field(default_factory=list)  # the tasks it trained
     keras_version: str = dataclasses.field(default_factory=lambda: tf.keras.__version__)
 
     def write(self, directory: str) -> str:
@@ -93,21 +96,17 @@ class TrainingLoop:
     def __init__(self, network: Network, spec: TaskSpec, label_stats: Mapping[str, tuple],
                  config: TrainerConfig, strategy: tf.distribute.Strategy | None = None,
                  checkpoint_dir: str | None = None, log_dir: str | None = None):
+        config = config.for_task_count(len(spec.tasks))
         self.network, self.spec, self.config = network, spec, config
         self.label_stats = dict(label_stats)
         self.strategy = strategy or tf.distribute.get_strategy()
         self.checkpoint_dir, self.log_dir = checkpoint_dir, log_dir
-        single = len(spec.tasks) == 1
-        # One task: nothing to weigh or combine.
-        self.weighting_name = "uniform" if single else config.weighting
-        self.combine = "sum" if single else config.combine
         with self.strategy.scope():
             self.partition = ownership.partition(
-                network.model, network.layer_variables(network.last_shared_layers),
-                spec.task_names, self.strategy)
+                network.model, network.last_shared_variables(), spec.task_names, self.strategy)
             self.weighting = weighting_lib.make(
-                self.weighting_name, spec.task_names, [t.type for t in spec.tasks],
-                [t.weight for t in spec.tasks], **dict(config.weighting_params))
+                config.weighting, spec.task_names, [t.type for t in spec.tasks],
+                [t.weight for t in spec.tasks], config.weighting_params)
             self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
             self.optimizer.build(list(self.partition.shared) + list(self.partition.task_specific)
                                  + list(self.weighting.trainable_variables))
@@ -121,9 +120,10 @@ class TrainingLoop:
                 self.early_stopping = EarlyStopping(monitor, config.early_stopping_patience,
                                                     network.model.variables,
                                                     config.early_stopping_min_delta)
-        self.step = MultiTaskStep(network, spec, self.label_stats, self.weighting, self.combine,
+        self.step = MultiTaskStep(network, spec, self.label_stats, self.weighting,
+                                  combination.make(config.combine, config.combine_params),
                                   self.optimizer, self.partition, self.stats, config.seed,
-                                  config.cagrad_c, config.per_task_gradients)
+                                  config.per_task_gradients)
         # Compiled once per loop, so later ``fit`` calls (resume, benchmarks) reuse the trace.
         self._train_step = tf.function(self._distributed_step)
         self.evaluator = eval_metrics.Evaluator(network.model, spec, self.label_stats)
@@ -224,8 +224,8 @@ class TrainingLoop:
             for name, value in zip(names, loss_values):
                 if not math.isfinite(float(value)):
                     raise NonFiniteLossError(f"task {name!r}: loss is {float(value)} at step "
-                                             f"{step} (weighting {self.weighting_name}, "
-                                             f"combine {self.combine})")
+                                             f"{step} (weighting {config.weighting}, "
+                                             f"combine {config.combine})")
             losses = {n: float(v) for n, v in zip(names, loss_values)}
             weights = {n: float(v) for n, v in zip(names, weight_values.numpy())}
 
@@ -266,13 +266,14 @@ class TrainingLoop:
         return TrainingResult(
             steps=int(self.step_counter.numpy()), resumed_from=resumed_from, losses=losses,
             weights=weights, strategy=distribution.name(strategy),
-            replicas=strategy.num_replicas_in_sync, weighting=self.weighting_name,
-            combine=self.combine,
+            replicas=strategy.num_replicas_in_sync, weighting=config.weighting,
+            combine=config.combine, weighting_params=dataclasses.asdict(self.weighting.params),
+            combine_params=dataclasses.asdict(self.step.combination.params),
             shared_parameters=sum(v.shape.num_elements() for v in self.partition.shared),
             conflict_fraction=run_conflicts.fraction, mean_cosine=run_conflicts.mean_cosine,
             measured_steps=int(run_conflicts.steps), stopped_early=stopped, best_step=best_step,
             eval_metrics=evaluated, seconds=time.monotonic() - started,
-            architecture=dataclasses.asdict(self.config.architecture))
+            architecture=dataclasses.asdict(self.config.architecture), tasks=list(names))
 
 
 class _RunConflicts:

@@ -29,19 +29,15 @@ NAME = "mmoe"
 def build_network(spec: TaskSpec, cardinalities: Mapping[str, int],
                   num_classes: Mapping[str, int] | None = None,
                   config: ArchitectureConfig = ArchitectureConfig(name=NAME)) -> Network:
-    config.validate(spec)
     inputs, x = features.input_layer(spec, cardinalities)
     experts, last_dense = [], []
     for e in range(config.experts):
-        out, _, last = blocks.expert(x, config, f"expert_{e}")
+        out, last = blocks.expert(x, config, f"expert_{e}")
         experts.append(out)
         last_dense.append(last)
     gate_input = blocks.Fork(name="gate_input")(x)
-    outputs, task_layers = {}, {}
+    outputs = {}
     for task in spec.tasks:
-        mixed, gate_layers = blocks.gated_mixture(gate_input, experts, task.name)
-        outputs[task.name], head_layers = blocks.tower_and_head(
-            mixed, task, config, num_classes or {})
-        task_layers[task.name] = gate_layers + head_layers
-    return Network.from_tensors(NAME, inputs, outputs, experts + [gate_input], last_dense,
-                                task_layers)
+        mixed = blocks.gated_mixture(gate_input, experts, task.name)
+        outputs[task.name] = blocks.tower_and_head(mixed, task, config, num_classes or {})
+    return Network.from_tensors(NAME, inputs, outputs, experts + [gate_input], last_dense)

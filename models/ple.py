@@ -44,42 +44,32 @@ NAME = "ple"
 def build_network(spec: TaskSpec, cardinalities: Mapping[str, int],
                   num_classes: Mapping[str, int] | None = None,
                   config: ArchitectureConfig = ArchitectureConfig(name=NAME)) -> Network:
-    config.validate(spec)
     inputs, x = features.input_layer(spec, cardinalities)
     shared_in = x
     task_input = blocks.Fork(name="task_input")(x)
     task_in = {task.name: task_input for task in spec.tasks}
-    task_layers: dict[str, list[str]] = {task.name: [] for task in spec.tasks}
     for level in range(config.levels):
         last = level == config.levels - 1
         shared_out, last_dense = [], []
         for e in range(config.experts):
-            out, _, last_name = blocks.expert(shared_in, config, f"level_{level}_shared_expert_{e}")
+            out, last_name = blocks.expert(shared_in, config, f"level_{level}_shared_expert_{e}")
             shared_out.append(out)
             last_dense.append(last_name)
         next_task_in, level_task_experts = {}, []
         for task in spec.tasks:
-            own = []
-            for e in range(config.task_experts):
-                out, names, _ = blocks.expert(task_in[task.name], config,
-                                              f"{task.name}_level_{level}_expert_{e}")
-                own.append(out)
-                if last:
-                    task_layers[task.name] += names
+            own = [blocks.expert(task_in[task.name], config,
+                                 f"{task.name}_level_{level}_expert_{e}")[0]
+                   for e in range(config.task_experts)]
             level_task_experts += own
-            next_task_in[task.name], gate_layers = blocks.gated_mixture(
+            next_task_in[task.name] = blocks.gated_mixture(
                 task_in[task.name], own + shared_out, f"{task.name}_level_{level}")
-            if last:
-                task_layers[task.name] += gate_layers
         if last:
             boundary = list({id(t): t for t in task_in.values()}.values()) + shared_out
         else:
-            shared_in, _ = blocks.gated_mixture(shared_in, level_task_experts + shared_out,
-                                                f"level_{level}_shared")
+            shared_in = blocks.gated_mixture(shared_in, level_task_experts + shared_out,
+                                             f"level_{level}_shared")
         task_in = next_task_in
-    outputs = {}
-    for task in spec.tasks:
-        outputs[task.name], head_layers = blocks.tower_and_head(
-            task_in[task.name], task, config, num_classes or {})
-        task_layers[task.name] += head_layers
-    return Network.from_tensors(NAME, inputs, outputs, boundary, last_dense, task_layers)
+    outputs = {task.name: blocks.tower_and_head(task_in[task.name], task, config,
+                                                num_classes or {})
+               for task in spec.tasks}
+    return Network.from_tensors(NAME, inputs, outputs, boundary, last_dense)

@@ -20,13 +20,10 @@ NAME = "shared_bottom"
 def build_network(spec: TaskSpec, cardinalities: Mapping[str, int],
                   num_classes: Mapping[str, int] | None = None,
                   config: ArchitectureConfig = ArchitectureConfig()) -> Network:
-    config.validate(spec)
     inputs, x = features.input_layer(spec, cardinalities)
-    trunk, _ = blocks.hidden_stack(x, config.hidden_units, config, "shared")
-    outputs, task_layers = {}, {}
-    for task in spec.tasks:
-        outputs[task.name], task_layers[task.name] = blocks.tower_and_head(
-            trunk, task, config, num_classes or {})
+    trunk = blocks.hidden_stack(x, config.hidden_units, config, "shared")
+    outputs = {task.name: blocks.tower_and_head(trunk, task, config, num_classes or {})
+               for task in spec.tasks}
     return Network.from_tensors(NAME, inputs, outputs, [trunk],
-                                [f"shared_{len(config.hidden_units) - 1}"], task_layers)
+                                [f"shared_{len(config.hidden_units) - 1}"])
 

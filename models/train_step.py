@@ -6,18 +6,21 @@ Per step, on each replica:
    over replicas gives exactly the single-device loss);
 2. the weighting's effective losses ``l_k = w_k * L_k + r_k``;
 3. gradients: task-specific parameters get the gradient of ``sum_k l_k``
-   (only their own task reaches them); the shared parameters get the
-   combination method's gradient, computed from the per-task gradients of the
-   shared parameters: one vectorised Jacobian of the K losses (``pfor``),
-   summed across replicas *before* surgery, so surgery sees the global batch's
-   gradients and every replica computes the same update;
+   (only their own task reaches them); the shared parameters get what the
+   combination method asks for (:class:`~tfx_mtl.models.combination.base.GradientCombination`):
+   - no per-task gradients (``sum``): one backward pass of ``sum_k l_k``;
+   - per-task gradients of the shared parameters: ``G`` [K, P] from K
+     backward passes of the one recorded forward pass (or, with
+     ``per_task_gradients: jacobian``, one ``pfor`` Jacobian), summed across
+     replicas *before* surgery, so surgery sees the global batch's gradients
+     and every replica computes the same update;
+   - per-task gradients of the shared representation (``mgda_ub``): K cheap
+     backward passes through the heads, their Gram matrix summed across
+     replicas, and one backward pass of the losses weighted by the method's
+     task weights;
 4. the optimiser applies them; the weighting updates its state from the
-   global losses (and, for GradNorm, the per-task gradient norms on the last
-   shared layer).
-
-``sum`` never forms the Jacobian (one backward pass); ``mgda_ub`` forms it on
-the shared representation only (cheap) and back-propagates once with MGDA's
-task weights as the cotangent.
+   global losses (and, when it needs them, the per-task gradient norms on the
+   last shared layer).
 
 Keras' ``apply_gradients`` sums gradients over replicas when called in a
 replica context; gradients that are already global (the combined shared
@@ -30,8 +33,9 @@ from typing import Mapping, Sequence
 import tensorflow as tf
 
 from tfx_mtl import naming
-from tfx_mtl.models import gradient_combination as gc
 from tfx_mtl.models import heads
+from tfx_mtl.models.combination.base import (PARAMETERS, REPRESENTATION, GradientCombination,
+                                              cosine_matrix, flatten, unflatten)
 from tfx_mtl.models.diagnostics import ConflictStats
 from tfx_mtl.models.network import Network
 from tfx_mtl.models.ownership import Partition
@@ -45,37 +49,26 @@ def _fill(grads: Sequence, variables: Sequence) -> list[tf.Tensor]:
     return [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, variables)]
 
 
-def _flatten(jacobians: Sequence[tf.Tensor], k: int) -> tf.Tensor:
-    return tf.concat([tf.reshape(tf.cast(j, tf.float32), [k, -1]) for j in jacobians], axis=1)
-
-
-def _unflatten(vector: tf.Tensor, variables: Sequence) -> list[tf.Tensor]:
-    pieces, offset = [], 0
-    for v in variables:
-        size = v.shape.num_elements()
-        pieces.append(tf.reshape(vector[offset:offset + size], v.shape))
-        offset += size
-    return pieces
-
-
 class MultiTaskStep:
     """What a step needs; ``replica_step``, ``replica_diagnose`` run under ``strategy.run``."""
 
     def __init__(self, network: Network, spec: TaskSpec, label_stats: Mapping[str, tuple],
-                 weighting, combine: str, optimizer, partition: Partition,
-                 stats: ConflictStats, seed: int, cagrad_c: float = 0.5,
-                 per_task_gradients: str = "backward"):
+                 weighting, combination: GradientCombination, optimizer, partition: Partition,
+                 stats: ConflictStats, seed: int, per_task_gradients: str = "backward"):
         self.network, self.spec, self.label_stats = network, spec, label_stats
-        self.weighting, self.combine, self.optimizer = weighting, combine, optimizer
+        self.weighting, self.combination, self.optimizer = weighting, combination, optimizer
         self.partition, self.stats = partition, stats
-        self.seed, self.cagrad_c = seed, cagrad_c
+        self.seed = seed
         self.vectorised = per_task_gradients == "jacobian"
         self.task_names = spec.task_names
         self.k = len(self.task_names)
         self.shared = list(partition.shared)
         self.specific = list(partition.task_specific) + list(weighting.trainable_variables)
         self.variables = self.shared + self.specific
-        self.surgery = combine not in ("sum", "mgda_ub") and bool(self.shared) and self.k > 1
+        # Which per-task gradients the step forms for the combination: none, of the
+        # shared parameters, or of the shared representation.
+        self.level = (combination.level if combination.needs_task_gradients
+                      and self.shared and self.k > 1 else None)
         shared_ids = [id(v) for v in self.shared]
         # Columns of G that belong to the last shared layer (GradNorm's W).
         columns, offset = [], 0
@@ -110,7 +103,7 @@ class MultiTaskStep:
         return tf.stack(losses)
 
     def _forward(self, batch, training: bool):
-        if self.combine == "mgda_ub" and self.k > 1:
+        if self.level == REPRESENTATION:
             result = self.network.representation_model(self._inputs(batch), training=training)
             return result["outputs"], list(tf.nest.flatten(result["representation"]))
         return self.network.model(self._inputs(batch), training=training), []
@@ -138,24 +131,23 @@ class MultiTaskStep:
         global_losses = ctx.all_reduce(_SUM, losses)
         norms = None
 
-        if self.surgery:
+        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
+        if self.level == PARAMETERS:
             matrix = ctx.all_reduce(_SUM, per_task_gradients(tape, effective, self.shared,
                                                              self.k, self.vectorised))
-            self.stats.update(gc.cosine_matrix(matrix))
-            combined = gc.combine(self.combine, matrix,
-                                  seed=tf.stack([tf.constant(self.seed, tf.int64),
-                                                 tf.cast(step, tf.int64)]),
-                                  cagrad_c=self.cagrad_c)
-            shared_grads = [g / replicas for g in _unflatten(combined, self.shared)]
+            self.stats.update(cosine_matrix(matrix))
+            combined = self.combination.combine(matrix, seed)
+            shared_grads = [g / replicas
+                            for g in unflatten(combined, [v.shape for v in self.shared])]
             specific_grads = tape.gradient(total, self.specific)
             grads = shared_grads + list(specific_grads)
             if self.weighting.needs_grad_norms and self.last_columns is not None:
                 last = tf.gather(matrix, self.last_columns, axis=1)
                 norms = tf.math.divide_no_nan(tf.norm(last, axis=1), weights)
-        elif self.combine == "mgda_ub" and self.shared and self.k > 1:
+        elif self.level == REPRESENTATION:
             local = per_task_gradients(tape, effective, representation, self.k, self.vectorised)
             gram = ctx.all_reduce(_SUM, tf.matmul(local, local, transpose_b=True))
-            alpha = tf.stop_gradient(gc.mgda_weights(gram))
+            alpha = tf.stop_gradient(self.combination.task_weights(gram, seed))
             shared_grads = tape.gradient(effective, self.shared, output_gradients=alpha)
             grads = list(shared_grads) + list(tape.gradient(total, self.specific))
         else:
@@ -169,7 +161,8 @@ class MultiTaskStep:
         return global_losses, self.weighting.weights_for_logging()
 
     def replica_diagnose(self, batch):
-        """Measures gradient conflicts without training (for sum / mgda_ub, at log steps)."""
+        """Measures gradient conflicts without training (when the step does not form the
+        shared parameters' per-task gradients itself; at log steps)."""
         ctx = tf.distribute.get_replica_context()
         replicas = ctx.num_replicas_in_sync
         counts = self._labelled_counts(batch, ctx)
@@ -180,13 +173,14 @@ class MultiTaskStep:
             effective = weights * losses + regulariser / replicas
         matrix = ctx.all_reduce(_SUM, per_task_gradients(tape, effective, self.shared, self.k,
                                                          self.vectorised))
-        self.stats.update(gc.cosine_matrix(matrix))
+        self.stats.update(cosine_matrix(matrix))
         return ctx.all_reduce(_SUM, losses)
 
     @property
     def measures_on_logging_steps(self) -> bool:
-        """True when the step does not form per-task gradients itself (sum, mgda_ub)."""
-        return not self.surgery and bool(self.shared) and self.k > 1
+        """True when the step does not form the shared parameters' per-task gradients
+        itself (sum; representation-level methods), so conflicts are measured apart."""
+        return self.level != PARAMETERS and bool(self.shared) and self.k > 1
 
 
 def per_task_gradients(tape: tf.GradientTape, targets: tf.Tensor, sources: Sequence, k: int,
@@ -204,7 +198,7 @@ def per_task_gradients(tape: tf.GradientTape, targets: tf.Tensor, sources: Seque
         jacobians = [None if all(r[j] is None for r in rows) else tf.stack(
             [tf.zeros(tf.shape(s), tf.float32) if r[j] is None else tf.convert_to_tensor(r[j])
              for r in rows]) for j, s in enumerate(sources)]
-    return _flatten(_fill_jacobians(jacobians, sources, k), k)
+    return flatten(_fill_jacobians(jacobians, sources, k))
 
 
 def _fill_jacobians(jacobians: Sequence, sources: Sequence, k: int) -> list[tf.Tensor]:

@@ -13,7 +13,7 @@ directory's report and the serving model (see :mod:`distribution`).
 from __future__ import annotations
 
 import os
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -21,10 +21,10 @@ from absl import logging
 from tfx_bsl.public.tfxio import TensorFlowDatasetOptions
 
 from tfx_mtl import naming
-from tfx_mtl.models import architecture, distribution, export, features, heads
-from tfx_mtl.models.loop import NonFiniteLossError, TrainingLoop  # noqa: F401 (re-exported)
+from tfx_mtl.models import architecture, distribution, export, features
+from tfx_mtl.models.loop import TrainingLoop
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
-from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig  # noqa: F401
+from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
 from tfx_mtl.task_spec import TaskSpec
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -35,8 +35,7 @@ def run_fn(fn_args) -> None:
     # First: MultiWorkerMirroredStrategy must configure the runtime before any op runs.
     strategy = distribution.strategy()
     config = TrainerConfig.from_dict(fn_args.custom_config.get(TRAINER_CONFIG_KEY))
-    spec = architecture.trained_spec(TaskSpec.from_dict(fn_args.custom_config[SPEC_CONFIG_KEY]),
-                                     config.architecture)
+    spec = config.trained_spec(TaskSpec.from_dict(fn_args.custom_config[SPEC_CONFIG_KEY]))
     tf.keras.utils.set_random_seed(config.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     logging.info("training %s (%s) with %s, weighting %s, combine %s",
@@ -92,26 +91,3 @@ def read_label_stats(spec: TaskSpec, batch: Mapping[str, tf.Tensor]
         else:
             stats[task.name] = (0.0, 1.0)
     return stats
-
-
-def task_losses(model, spec: TaskSpec, label_stats, batch, training: bool
-                ) -> dict[str, tf.Tensor]:
-    """Each task's masked loss on one batch (single device; for evaluation and tests)."""
-    raw = model({naming.feature_key(f): batch[naming.feature_key(f)]
-                 for f in spec.feature_names}, training=training)
-    return {task.name: heads.masked_loss(
-                task, raw[task.name], batch[naming.label_key(task.name)],
-                batch[naming.mask_key(task.name)], *label_stats.get(task.name, (0.0, 1.0)))
-            for task in spec.tasks}
-
-
-def evaluate(model, spec: TaskSpec, label_stats, batches: Iterator, steps: int
-             ) -> dict[str, float]:
-    """Mean per-task loss over ``steps`` eval batches."""
-    step = tf.function(lambda batch: task_losses(model, spec, label_stats, batch, training=False))
-    totals = {task.name: 0.0 for task in spec.tasks}
-    steps = max(1, steps)
-    for _ in range(steps):
-        for name, value in step(next(batches)).items():
-            totals[name] += float(value) / steps
-    return totals

@@ -1,20 +1,25 @@
 """Every knob of a Trainer run, as one JSON-able value.
 
-The pipeline passes it to the Trainer through ``custom_config``; the CLI and
-the Kubeflow runner fill it from their options. Validation happens when it is
-made, so a typo in a method name fails before any component runs, with a
-message naming the field.
+The pipeline passes it to the Trainer through ``custom_config``; the spec's
+``trainer`` section, the command line and Kubeflow's run-time parameters fill
+it (:func:`checked_trainer_config`, :meth:`TrainerConfig.with_options`).
+Validation happens when it is made, so a typo in a method name or parameter
+fails before any component runs, with a message naming the field.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Mapping
 
-from tfx_mtl.errors import InputProblems
-from tfx_mtl.models import architecture, gradient_combination, weighting
+from tfx_mtl.errors import InputError, InputProblems
+from tfx_mtl.models import architecture, combination, weighting
+from tfx_mtl.task_spec import TaskSpec, TaskSpecError
 
 TRAINER_CONFIG_KEY = "trainer"
 PER_TASK_GRADIENTS = ("backward", "jacobian")
+# (method field, its parameters' field, the registry) for both kinds of method.
+_METHODS = (("weighting", "weighting_params", weighting.REGISTRY),
+            ("combine", "combine_params", combination.REGISTRY))
 
 
 class TrainerConfigError(InputProblems):
@@ -31,10 +36,11 @@ class TrainerConfig:
     seed: int = 42
     log_every: int = 50  # steps between log lines / TensorBoard points
     architecture: architecture.ArchitectureConfig = architecture.ArchitectureConfig()
-    weighting: str = "uniform"  # see weighting.WEIGHTINGS
+    tasks: tuple[str, ...] = ()  # the tasks this Trainer trains; (): every task of the spec
+    weighting: str = "uniform"  # a registered weighting (models/weighting/)
     weighting_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    combine: str = "sum"  # see gradient_combination.METHODS
-    cagrad_c: float = 0.5
+    combine: str = "sum"  # a registered gradient combination (models/combination/)
+    combine_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # How per-task gradients are formed: "backward" (K vector-Jacobian products of
     # one forward pass) or "jacobian" (one pfor-vectorised Jacobian); same numbers.
     per_task_gradients: str = "backward"
@@ -46,38 +52,40 @@ class TrainerConfig:
     early_stopping_min_delta: float = 0.0
 
     def __post_init__(self):
-        problems = []
+        if isinstance(self.tasks, (list, str)):  # from YAML/JSON; a lone name is one task
+            object.__setattr__(self, "tasks", (self.tasks,) if isinstance(self.tasks, str)
+                               else tuple(self.tasks))
+        problems: list[tuple[str, str]] = []
+
+        def add(field: str, message: str) -> None:
+            problems.append((f"trainer.{field}", message))
+
         for name in ("batch_size", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"trainer.{name}: must be a positive integer, got {value!r}")
+                add(name, f"must be a positive integer, got {value!r}")
         for name in ("checkpoint_every", "eval_every", "early_stopping_patience"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                problems.append(f"trainer.{name}: must be a non-negative integer, got {value!r}")
+                add(name, f"must be a non-negative integer, got {value!r}")
         if not self.learning_rate > 0:
-            problems.append(f"trainer.learning_rate: must be positive, got {self.learning_rate!r}")
-        if self.cagrad_c < 0:
-            problems.append(f"trainer.cagrad_c: must be >= 0, got {self.cagrad_c!r}")
-        if self.weighting not in weighting.WEIGHTINGS:
-            problems.append(f"trainer.weighting: unknown weighting {self.weighting!r} "
-                            f"(one of: {', '.join(weighting.WEIGHTINGS)})")
-        else:
+            add("learning_rate", f"must be positive, got {self.learning_rate!r}")
+        if not all(isinstance(t, str) and t for t in self.tasks):
+            add("tasks", f"must be a list of task names, got {list(self.tasks)!r}")
+        elif len(set(self.tasks)) != len(self.tasks):
+            add("tasks", f"names a task twice: {list(self.tasks)!r}")
+        for method, params, registry in _METHODS:
             try:
-                weighting.check_params(self.weighting, self.weighting_params)
-            except ValueError as e:
-                problems.append(f"trainer.weighting_params: {e}")
-        if self.combine not in gradient_combination.METHODS:
-            problems.append(f"trainer.combine: unknown method {self.combine!r} "
-                            f"(one of: {', '.join(gradient_combination.METHODS)})")
+                registry.params(getattr(self, method), getattr(self, params))
+            except InputError as e:  # the registry names the method or the parameter
+                add(e.field, e.message)
         if self.per_task_gradients not in PER_TASK_GRADIENTS:
-            problems.append(f"trainer.per_task_gradients: must be one of "
-                            f"{', '.join(PER_TASK_GRADIENTS)}, got {self.per_task_gradients!r}")
+            add("per_task_gradients", f"must be one of {', '.join(PER_TASK_GRADIENTS)}, "
+                                      f"got {self.per_task_gradients!r}")
         if self.early_stopping_patience and not self.eval_every:
-            problems.append("trainer.early_stopping_patience: needs trainer.eval_every > 0 "
-                            "(how often to evaluate)")
+            add("early_stopping_patience", "needs trainer.eval_every > 0 (how often to evaluate)")
         if problems:
-            raise TrainerConfigError([tuple(p.split(": ", 1)) for p in problems])
+            raise TrainerConfigError(problems)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "TrainerConfig":
@@ -87,37 +95,71 @@ class TrainerConfig:
         if unknown:
             raise TrainerConfigError([("trainer", f"unknown option(s) {', '.join(unknown)} "
                                                   f"(known: {', '.join(sorted(known))})")])
-        arch = data.pop("architecture", None)
         try:
-            arch_config = architecture.ArchitectureConfig.from_dict(arch or {})
+            arch_config = architecture.ArchitectureConfig.from_dict(data.pop("architecture", None))
         except architecture.ArchitectureError as e:
             raise TrainerConfigError(e.problems) from None
         return cls(**data, architecture=arch_config)
 
-    def baseline_for(self, task: str) -> "TrainerConfig":
-        """The single-task baseline of ``task``: the same family, widths, data, batch,
-        optimiser, seed and steps, one head. Weighting and gradient combination
-        have nothing to balance with one task (uniform, sum); early stopping, if
-        on, watches the task's own first metric."""
-        arch = self.architecture
-        family = arch.family if arch.name == "single_task" else arch.name
-        return dataclasses.replace(
-            self, architecture=dataclasses.replace(arch, name="single_task", family=family,
-                                                   task=task),
-            weighting="uniform", weighting_params={}, combine="sum",
-            early_stopping_task=None, early_stopping_metric=None)
-
     def to_dict(self) -> dict[str, Any]:
         result = dataclasses.asdict(self)
-        result["weighting_params"] = dict(self.weighting_params)
+        for _, params, _ in _METHODS:
+            result[params] = dict(getattr(self, params))
         return result
 
+    def with_options(self, options: Mapping[str, Any]) -> "TrainerConfig":
+        """This config with ``options`` (TrainerConfig fields) set over it, as the command
+        line sets options over the spec's trainer section and Kubeflow's run-time
+        parameters over the compiled config: ``architecture`` merges field by field; a
+        method's parameters merge by name, and a method that changes starts from none
+        of the old one's (GradNorm's alpha means nothing to DWA)."""
+        data, options = self.to_dict(), dict(options)
+        data["architecture"].update(options.pop("architecture", None) or {})
+        for method, params, _ in _METHODS:
+            if method in options and options[method] != data[method]:
+                data[params] = {}
+            data[params] = {**data[params], **dict(options.pop(params, None) or {})}
+        data.update(options)
+        return TrainerConfig.from_dict(data)
 
-def checked_trainer_config(options: Mapping[str, Any] | None, spec) -> TrainerConfig:
-    """The TrainerConfig of ``options``, checked against ``spec``; the error names the field."""
-    config = TrainerConfig.from_dict(options)
+    def trained_spec(self, spec: TaskSpec) -> TaskSpec:
+        """The tasks this Trainer has heads for: ``tasks``, or all of the spec's."""
+        return spec.restricted_to(self.tasks) if self.tasks else spec
+
+    def for_task_count(self, count: int) -> "TrainerConfig":
+        """The one rule for training a single task: with one task there is nothing to
+        weigh or combine, so uniform weighting and the plain sum."""
+        if count != 1:
+            return self
+        return dataclasses.replace(self, weighting="uniform", weighting_params={},
+                                   combine="sum", combine_params={})
+
+    def baseline_for(self, task: str) -> "TrainerConfig":
+        """The single-task baseline of ``task``: the same family, widths, data, batch,
+        optimiser, seed and steps, one head; early stopping, if on, watches the task's
+        own first metric."""
+        return dataclasses.replace(self, tasks=(task,), early_stopping_task=None,
+                                   early_stopping_metric=None).for_task_count(1)
+
+    def spec_problems(self, spec: TaskSpec) -> list[tuple[str, str]]:
+        """What does not fit ``spec`` (tasks it does not have), as (field, message)."""
+        unknown = [t for t in self.tasks if t not in spec.task_names]
+        if not unknown:
+            return []
+        return [("trainer.tasks", f"{', '.join(map(repr, unknown))} is not a task of the spec "
+                                  f"(tasks: {', '.join(spec.task_names)})")]
+
+
+def checked_trainer_config(options: Mapping[str, Any] | None, spec: TaskSpec) -> TrainerConfig:
+    """The spec's ``trainer`` section with ``options`` (the command line's) set over it,
+    checked against the spec. A bad trainer section is the spec's error (the file and
+    field named); a bad option is a TrainerConfigError naming the option's field."""
     try:
-        config.architecture.validate(spec)
-    except architecture.ArchitectureError as e:
-        raise TrainerConfigError(e.problems) from None
+        from_spec = TrainerConfig.from_dict(spec.trainer)
+    except TrainerConfigError as e:
+        raise TaskSpecError(spec.source, e.problems) from None
+    config = from_spec.with_options(options or {})
+    problems = config.spec_problems(spec)
+    if problems:
+        raise TrainerConfigError(problems)
     return config

@@ -37,7 +37,6 @@ from tfx_mtl.components import mtl_trainer
 from tfx_mtl.components.blessing_gate import BlessingGate
 from tfx_mtl.components.curated_schema import CuratedSchemaGen, read_schema_text
 from tfx_mtl.components.schema_gate import SchemaGate
-from tfx_mtl.models import architecture
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
 from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
 from tfx_mtl import naming
@@ -193,14 +192,14 @@ def create_pipeline(
         run_parameters_lib.WEIGHTING: trainer_config.weighting,
         run_parameters_lib.COMBINE: trainer_config.combine,
         **run_parameters}).with_id(naming.TRAINER)
-    trained = architecture.trained_spec(spec, trainer_config.architecture)
+    trained = trainer_config.trained_spec(spec)
     baseline_nodes, evaluators = [], {}
     for task in trained.task_names:
         if baselines == "train":
+            # The model's own family, for one task; it follows a run-time architecture.
             baseline = trainer(trainer_config.baseline_for(task), {
                 run_parameters_lib.ARCHITECTURE: run_parameters.get(
-                    run_parameters_lib.ARCHITECTURE,
-                    trainer_config.baseline_for(task).architecture.family)
+                    run_parameters_lib.ARCHITECTURE, trainer_config.architecture.name)
             }).with_id(naming.baseline_node(task))
         else:
             baseline = tfx.dsl.Resolver(

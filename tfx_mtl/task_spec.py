@@ -2,7 +2,10 @@
 
 A task spec is a YAML file naming the input features and, for each task, its
 type, label, loss, metrics (with bounds) and role, plus how runs are judged
-(``evaluation``: the blessing policy, baselines, slices). Heads, losses, the
+(``evaluation``: the blessing policy, baselines, slices) and, optionally, how
+the Trainer trains (``trainer``: TrainerConfig fields such as the architecture,
+the weighting and combination and their parameters; command-line options
+override them; checked by ``models/trainer_config.py`` before the run). Heads, losses, the
 Transform ``preprocessing_fn``, signatures, baselines and TFMA configs are all
 derived from a :class:`TaskSpec`, so adding a task never means editing code.
 
@@ -174,6 +177,7 @@ class TaskSpec:
     schema: str | None = None  # curated schema (absolute path) or None: infer
     source: str = "<dict>"
     evaluation: Evaluation = Evaluation()
+    trainer: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # TrainerConfig fields
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -216,11 +220,11 @@ class TaskSpec:
         tasks = tuple(dataclasses.replace(t, metrics=tuple(Metric(m.name) for m in t.metrics))
                       for t in self.tasks)
         return dataclasses.replace(self, tasks=tasks, evaluation=Evaluation(), schema=None,
-                                   source=self.name)
+                                   source=self.name, trainer={})
 
     def judging_view(self) -> "TaskSpec":
         """What the blessing gate needs: the tasks and how they are judged, no paths."""
-        return dataclasses.replace(self, schema=None, source=self.name)
+        return dataclasses.replace(self, schema=None, source=self.name, trainer={})
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form, e.g. for a TFX component's ``custom_config``."""
@@ -242,6 +246,7 @@ class TaskSpec:
             schema=data.get("schema"),
             source=data.get("source", "<dict>"),
             evaluation=_evaluation_from_dict(data.get("evaluation")),
+            trainer=dict(data.get("trainer") or {}),
         )
 
 
@@ -272,7 +277,8 @@ def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
     problems: list[tuple[str, str]] = []
     if not isinstance(data, Mapping):
         raise TaskSpecError(source, [("<root>", "must be a mapping with 'features' and 'tasks'")])
-    _unknown_keys(data, {"name", "schema", "features", "tasks", "evaluation"}, "", problems)
+    _unknown_keys(data, {"name", "schema", "features", "tasks", "evaluation", "trainer"}, "",
+                  problems)
 
     name = data.get("name", "tasks")
     if not isinstance(name, str) or not name:
@@ -291,6 +297,10 @@ def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
     features = _parse_features(data.get("features"), problems)
     tasks = _parse_tasks(data.get("tasks"), problems)
     evaluation = _parse_evaluation(data.get("evaluation"), problems)
+    trainer = data.get("trainer") or {}
+    if not isinstance(trainer, Mapping):
+        problems.append(("trainer", "must be a mapping of Trainer options (e.g. weighting: "
+                                    f"gradnorm, weighting_params: {{alpha: 1.5}}), got {trainer!r}"))
 
     feature_names = {f.name for f in features}
     for task in tasks:
@@ -316,7 +326,7 @@ def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
     if problems:
         raise TaskSpecError(source, problems)
     return TaskSpec(name=name, features=tuple(features), tasks=tuple(tasks),
-                    schema=schema, source=source, evaluation=evaluation)
+                    schema=schema, source=source, evaluation=evaluation, trainer=dict(trainer))
 
 
 def _unknown_column(column: str, columns: list[str]) -> str:

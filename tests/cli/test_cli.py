@@ -56,12 +56,14 @@ def test_console_script_is_installed_with_a_run_subcommand():
 def test_training_options_become_trainer_config_fields():
     args = cli.build_parser().parse_args([
         "run", "--model", "mmoe", "--experts", "8", "--hidden-units", "256,256",
-        "--weighting", "gradnorm", "--gradnorm-alpha", "0.5", "--combine", "pcgrad",
+        "--weighting", "gradnorm", "--weighting-param", "alpha=0.5", "--combine", "cagrad",
+        "--combine-param", "c=0.4", "--tasks", "fare,big_tipper",
         "--checkpoint-every", "0", "--eval-every", "100", "--early-stopping", "3"])
     options = cli_options.trainer_options(args)
-    assert options == {"batch_size": 128, "weighting": "gradnorm", "combine": "pcgrad",
+    assert options == {"batch_size": 128, "weighting": "gradnorm", "combine": "cagrad",
                        "checkpoint_every": 0, "eval_every": 100, "early_stopping_patience": 3,
-                       "weighting_params": {"alpha": 0.5},
+                       "weighting_params": {"alpha": 0.5}, "combine_params": {"c": 0.4},
+                       "tasks": ("fare", "big_tipper"),
                        "architecture": {"name": "mmoe", "experts": 8,
                                         "hidden_units": (256, 256)}}
     from tfx_mtl.models.trainer_config import TrainerConfig
@@ -70,10 +72,14 @@ def test_training_options_become_trainer_config_fields():
 
 
 @pytest.mark.parametrize("argv,field", [
-    (["--combine", "pcgard"], "trainer.combine: unknown method 'pcgard'"),
-    (["--weighting", "uncertainty", "--gradnorm-alpha", "1"], "unknown parameter 'alpha'"),
-    (["--model", "mmoe", "--task", "fare"], "architecture.task"),
-    (["--model", "single_task", "--task", "tip"], "'tip' is not a task"),
+    (["--combine", "pcgard"], "trainer.combine: unknown gradient combination 'pcgard'"),
+    (["--weighting", "uncertainty", "--weighting-param", "alpha=1"],
+     "trainer.weighting_params.alpha: weighting 'uncertainty': unknown parameter 'alpha'"),
+    (["--combine", "cagrad", "--combine-param", "c=-1"],
+     "parameter 'c' must be a number >= 0, got -1"),
+    (["--combine-param", "c=1", "--combine-param", "c=2"], "--combine-param: c given more"),
+    (["--model", "single_task"], "unknown architecture 'single_task'"),
+    (["--tasks", "fare,tip"], "trainer.tasks: 'tip' is not a task of the spec"),
     (["--early-stopping", "2"], "needs trainer.eval_every"),
 ])
 def test_bad_training_options_are_refused_before_the_pipeline_runs(tmp_path, capsys, argv, field):

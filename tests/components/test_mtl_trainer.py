@@ -50,29 +50,24 @@ def test_values_equal_to_the_compiled_ones_change_nothing():
     assert json.loads(fold_run_options(props)["train_args"]) == {"num_steps": 1000}
 
 
-def test_a_baselines_architecture_names_its_family():
+def test_a_baseline_follows_the_architecture_and_keeps_its_one_task():
     baseline = COMPILED.baseline_for("fare")
     config = _config(fold_run_options(_props(baseline, architecture="ple", train_steps=7)))
-    assert (config.architecture.name, config.architecture.family, config.architecture.task) == (
-        "single_task", "ple", "fare")
+    assert (config.architecture.name, config.tasks) == ("ple", ("fare",))
     assert (config.weighting, config.combine) == ("uniform", "sum")
+    assert dict(config.weighting_params) == {}
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"architecture": "single_task"}, "architecture: single_task cannot be chosen per run"),
+    ({"architecture": "single_task"}, "unknown architecture 'single_task'"),
     ({"architecture": "transformer"}, "unknown architecture 'transformer'"),
     ({"weighting": "nope"}, "trainer.weighting: unknown weighting 'nope' (one of: uniform"),
-    ({"combine": "average"}, "trainer.combine: unknown method 'average'"),
+    ({"combine": "average"}, "trainer.combine: unknown gradient combination 'average'"),
     ({"train_steps": 0}, "train_steps: must be a positive integer, got 0"),
 ])
 def test_bad_values_name_the_parameter(options, message):
     with pytest.raises(RunOptionError, match=message.replace("(", r"\(")):
         fold_run_options(_props(COMPILED, **options))
-
-
-def test_a_baseline_refuses_weighting_and_combine():
-    with pytest.raises(RunOptionError, match="weighting: a single-task baseline"):
-        fold_run_options(_props(COMPILED.baseline_for("fare"), weighting="uncertainty"))
 
 
 def test_unknown_run_options_are_refused_when_the_component_is_built():

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tfx_mtl import naming, task_spec
-from tfx_mtl.models import architecture, blocks, cross_stitch
+from tfx_mtl.models import architecture, blocks, cross_stitch, ownership
 from tfx_mtl.models.architecture import ArchitectureConfig, ArchitectureError
 
 SPEC = task_spec.parse({
@@ -90,10 +90,19 @@ def test_outputs_per_task_and_a_representation_model_on_the_same_variables(key):
     assert set(shared) == set(_ids(network.model.trainable_variables))
 
 
+def _partition(network):
+    return ownership.partition(network.model, network.last_shared_variables(), SPEC.task_names)
+
+
+def _layer(network, name):
+    return _ids(network.model.get_layer(name).trainable_variables)
+
+
 @pytest.mark.parametrize("key", CONFIGS)
-def test_task_layers_reach_their_task_only_and_last_shared_layers_reach_all(key):
+def test_each_task_owns_its_tower_and_head_and_the_last_shared_layers_reach_all(key):
     network = _network(key)
     connected = _connected(network)
+    partition = _partition(network)
     expected = {"shared_bottom": ["{t}_tower_0", "{t}_head"],
                 "mmoe": ["{t}_gate", "{t}_tower_0", "{t}_head"],
                 "ple_cgc": ["{t}_level_0_gate", "{t}_level_0_expert_0_1", "{t}_head"],
@@ -101,44 +110,44 @@ def test_task_layers_reach_their_task_only_and_last_shared_layers_reach_all(key)
                                  "{t}_level_1_expert_1_1", "{t}_tower_0", "{t}_head"],
                 "cross_stitch": ["{t}_tower_0", "{t}_head"]}[key]
     for task in SPEC.task_names:
-        names = network.task_layers[task]
-        assert {e.format(t=task) for e in expected} <= set(names)
-        assert all(name.startswith(f"{task}_") for name in names)
-        for name in names:
-            for other in SPEC.task_names:
-                reached = set(_ids(network.layer_variables([name]))) <= connected[other]
-                unreached = not set(_ids(network.layer_variables([name]))) & connected[other]
-                assert (reached if other == task else unreached), (name, other)
+        owned = set(_ids(partition.owned[task]))
+        for name in expected:
+            assert set(_layer(network, name.format(t=task))) <= owned, (name, task)
+        for other in SPEC.task_names:  # what a task owns reaches that task alone
+            assert (owned <= connected[other]) if other == task else not owned & connected[other]
     assert network.last_shared_layers
-    last_shared = _ids(network.layer_variables())  # default: last_shared_layers
+    last_shared = _ids(network.last_shared_variables())
     assert last_shared and all(set(last_shared) <= connected[t] for t in SPEC.task_names)
+    assert set(last_shared) <= set(_ids(partition.shared))
 
 
 @pytest.mark.parametrize("key", ["shared_bottom", "mmoe", "cross_stitch", "ple_cgc"])
 def test_every_shared_variable_reaches_every_task(key):
     network = _network(key)
     connected = _connected(network)
-    shared = _ids(network.shared_variables())
+    shared = _ids(_partition(network).shared)
     assert shared and all(set(shared) <= connected[t] for t in SPEC.task_names)
 
 
 def test_ple_earlier_levels_are_shared_except_the_task_gate_before_the_boundary():
     network = _network("ple_2_levels")
     connected = _connected(network)
+    partition = _partition(network)
     # b's level-0 experts feed the level-0 shared gate, hence every task.
-    b_expert = _ids(network.layer_variables(["b_level_0_expert_1_0"]))
+    b_expert = _layer(network, "b_level_0_expert_1_0")
     assert all(set(b_expert) <= connected[t] for t in SPEC.task_names)
-    # b's level-0 gate only makes b's level-1 input: upstream of the boundary, b's alone.
-    b_gate = set(_ids(network.layer_variables(["b_level_0_gate"])))
+    assert set(b_expert) <= set(_ids(partition.shared))
+    # b's level-0 gate only makes b's level-1 input: upstream of the boundary, yet b's alone.
+    b_gate = set(_layer(network, "b_level_0_gate"))
     assert b_gate <= connected["b"] and not b_gate & (connected["r"] | connected["m"])
-    assert b_gate <= set(_ids(network.shared_variables()))
+    assert b_gate <= set(_ids(partition.owned["b"]))
 
 
 def test_variables_split_into_shared_and_one_task_each():
     for key in CONFIGS:
         network = _network(key)
-        owners = [_ids(network.shared_variables())] + [
-            _ids(network.task_variables(t)) for t in SPEC.task_names]
+        partition = _partition(network)
+        owners = [_ids(partition.shared)] + [_ids(partition.owned[t]) for t in SPEC.task_names]
         flat = [i for ids in owners for i in ids]
         assert sorted(flat) == sorted(_ids(network.model.trainable_variables)), key
 
@@ -147,7 +156,7 @@ def _chain_and_direct(network, task, representation=None):
     """(d out_task / d shared via the representation's VJP, the direct gradient)."""
     inputs = _inputs()
     weights = tf.constant(np.random.default_rng(3).normal(size=(8, WIDTHS[task])), tf.float32)
-    shared = network.shared_variables()
+    shared = list(_partition(network).shared)
     with tf.GradientTape(persistent=True) as tape:
         both = network.representation_model(inputs)
         scalar = tf.reduce_sum(both["outputs"][task] * weights)
@@ -166,7 +175,7 @@ def test_shared_gradients_factor_through_the_representation(key):
     for task in SPEC.task_names:
         chain, direct, raw_direct = _chain_and_direct(network, task)
         assert sum(g is not None for g in raw_direct) > 0
-        for v, c, d in zip(network.shared_variables(), chain, direct):
+        for v, c, d in zip(_partition(network).shared, chain, direct):
             np.testing.assert_allclose(c, d, rtol=1e-4, atol=1e-6, err_msg=f"{task}: {v.name}")
 
 
@@ -175,7 +184,7 @@ def test_mmoe_expert_outputs_alone_are_no_boundary():
     # gate path into the embeddings: why the gate input belongs to the representation.
     network = _network("mmoe")
     chain, direct, _ = _chain_and_direct(network, "b", lambda both: both["representation"][:-1])
-    shared = network.shared_variables()
+    shared = _partition(network).shared
     embedding = [i for i, v in enumerate(shared) if "embedding" in v.name]
     assert embedding and any(not np.allclose(chain[i], direct[i]) for i in embedding)
 
@@ -244,32 +253,20 @@ def test_mix_experts_arithmetic():
     np.testing.assert_allclose(mixed.numpy(), [[2.5, 3.5]])
 
 
-@pytest.mark.parametrize("family", architecture.FAMILIES)
-def test_single_task_builds_the_family_with_one_head(family):
-    config = dataclasses.replace(TINY, name="single_task", family=family, task="m",
-                                 hidden_units=(3,), tower_units=())
-    network = architecture.build(SPEC, CARDINALITIES, NUM_CLASSES, config)
+@pytest.mark.parametrize("name", architecture.ARCHITECTURES)
+def test_a_family_built_for_one_task_has_one_head(name):
+    # What a single-task baseline is: the family on the spec restricted to its task.
+    config = dataclasses.replace(TINY, name=name, hidden_units=(3,), tower_units=())
+    network = architecture.build(SPEC.restricted_to(["m"]), CARDINALITIES, NUM_CLASSES, config)
     out = network.model(_inputs())
     assert list(out) == ["m"] and out["m"].shape == (8, 3)
-    assert set(network.task_layers) == {"m"}
     assert not any(layer.name.startswith(("b_", "r_")) for layer in network.model.layers)
-    assert architecture.trained_spec(SPEC, config).task_names == ("m",)
+    partition = _partition_of(network, ["m"])
+    assert not partition.shared and set(partition.owned) == {"m"}
 
 
-def test_single_task_needs_a_task_of_the_spec():
-    config = ArchitectureConfig(name="single_task")
-    with pytest.raises(ArchitectureError, match=r"^architecture.task: single_task needs the task"):
-        architecture.build(SPEC, CARDINALITIES, NUM_CLASSES, config)
-    with pytest.raises(ArchitectureError, match=r"^architecture.task: 'x' is not a task of the "
-                                                r"spec \(tasks: b, r, m\)$"):
-        config = dataclasses.replace(config, task="x")
-        architecture.build(SPEC, CARDINALITIES, NUM_CLASSES, config)
-    # With one task in the spec, the task may be left out (here an auxiliary one).
-    only_r = SPEC.restricted_to(["r"])
-    network = architecture.build(only_r, CARDINALITIES, None, ArchitectureConfig(
-        name="single_task", hidden_units=(2,), tower_units=()))
-    assert list(network.model(_inputs())) == ["r"]
-    assert architecture.trained_spec(SPEC, ArchitectureConfig()) is SPEC
+def _partition_of(network, tasks):
+    return ownership.partition(network.model, network.last_shared_variables(), tasks)
 
 
 @pytest.mark.parametrize("data, field, message", [
@@ -277,13 +274,12 @@ def test_single_task_needs_a_task_of_the_spec():
     ({"levels": True}, "levels", "must be a positive integer, got True"),
     ({"task_experts": 1.5}, "task_experts", "must be a positive integer, got 1.5"),
     ({"name": "foo"}, "name", "unknown architecture 'foo' (one of: shared_bottom, mmoe, ple, "
-                              "cross_stitch, single_task)"),
-    ({"name": "single_task", "family": "single_task"}, "family", "unknown family 'single_task'"),
+                              "cross_stitch)"),
+    ({"name": "single_task"}, "name", "unknown architecture 'single_task'"),
     ({"hidden_units": []}, "hidden_units", "must be a non-empty list of positive integers"),
     ({"tower_units": [4, 0]}, "tower_units", "must be a list of positive integers"),
     ({"dropout": 1.0}, "dropout", "must be a number in [0, 1), got 1.0"),
     ({"activation": "wiggle"}, "activation", "unknown Keras activation 'wiggle'"),
-    ({"task": "b"}, "task", "only single_task trains one task"),
     ({"towers": [4]}, "towers", "unknown field (allowed: hidden_units, tower_units"),
 ])
 def test_config_errors_name_the_field(data, field, message):
@@ -293,18 +289,16 @@ def test_config_errors_name_the_field(data, field, message):
     assert [f for f, _ in err.value.problems] == [f"architecture.{field}"]
 
 
-def test_config_from_dict_and_validate():
+def test_config_from_dict_and_checked_when_made():
     config = ArchitectureConfig.from_dict({"name": "ple", "hidden_units": [8, 4], "levels": 2})
     assert config == ArchitectureConfig(name="ple", hidden_units=(8, 4), levels=2)
     assert ArchitectureConfig.from_dict(None) == ArchitectureConfig()
     assert ArchitectureConfig(hidden_units=[8, 4], tower_units=[]).hidden_units == (8, 4)
     with pytest.raises(ArchitectureError, match=r"^architecture: must be a mapping"):
         ArchitectureConfig.from_dict([1])
-    bad = ArchitectureConfig(experts=0, dropout=-0.1)  # every problem at once
-    with pytest.raises(ArchitectureError) as err:
-        bad.validate(SPEC)
+    with pytest.raises(ArchitectureError) as err:  # every problem at once
+        ArchitectureConfig(experts=0, dropout=-0.1)
     assert [f for f, _ in err.value.problems] == ["architecture.experts", "architecture.dropout"]
-    assert ArchitectureConfig(name="mmoe").validate(SPEC).name == "mmoe"
 
 
 def test_missing_cardinality_names_the_feature():
@@ -312,7 +306,7 @@ def test_missing_cardinality_names_the_feature():
         architecture.build(SPEC, {"c": 5}, NUM_CLASSES, CONFIGS["shared_bottom"])
 
 
-@pytest.mark.parametrize("name", architecture.FAMILIES)
+@pytest.mark.parametrize("name", architecture.ARCHITECTURES)
 def test_saved_model_round_trip(name, tmp_path):
     config = ArchitectureConfig(name=name, hidden_units=(2,), tower_units=(), experts=2)
     model = architecture.build(SPEC, CARDINALITIES, NUM_CLASSES, config).model
@@ -337,9 +331,9 @@ def _legacy_keras():
 
 @pytest.mark.skipif(os.environ.get(_OTHER_KERAS) is not None, reason="this is the other-Keras run")
 def test_this_file_also_passes_under_the_other_keras():
-    # tf.keras is Keras 2 (tf_keras) once tensorflow_transform is imported first (it sets
-    # TF_USE_LEGACY_KERAS=1; the Trainer imports it), Keras 3 otherwise: the models must
-    # work in both, so run this file again under the Keras this process does not use.
+    # tfx_mtl pins tf.keras to Keras 3 only by default (os.environ.setdefault): a process
+    # started with TF_USE_LEGACY_KERAS=1 gets Keras 2 (tf_keras), and the models work there
+    # too, so run this file again under the Keras this process does not use.
     other = "0" if _legacy_keras() else "1"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"],

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from tfx_mtl import naming, synth
-from tfx_mtl.models import architecture, synthetic_input
-from tfx_mtl.models.architecture import ArchitectureConfig
+from tfx_mtl.models import architecture, combination, eval_metrics, synthetic_input
+from tfx_mtl.models import weighting as weighting_lib
 from tfx_mtl.models.loop import NonFiniteLossError, TrainingLoop
 from tfx_mtl.models.trainer_config import TrainerConfig
 
@@ -38,18 +38,18 @@ def _loop(spec, arrays, tmp_path=None, strategy=None, **options):
 
 
 def _eval_losses(loop, spec, arrays):
-    from tfx_mtl.models import trainer
+    """Each task's training loss on ``arrays`` as one batch, as the loop's evaluator reports it."""
     batch = {k: tf.constant(v) for k, v in arrays.items()}
-    return trainer.evaluate(loop.network.model, spec, loop.label_stats, iter([batch]), 1)
+    return {task: metrics[eval_metrics.LOSS] for task, metrics in loop.evaluator([batch]).items()}
 
 
 def _params(loop):
     return [v.numpy().copy() for v in loop.network.model.trainable_variables]
 
 
-COMBINATIONS = [(a, w, c) for a in architecture.ARCHITECTURES if a != "single_task"
-                for w in ("uniform", "uncertainty", "gradnorm", "dwa")
-                for c in ("sum", "pcgrad", "cagrad", "mgda", "mgda_ub")]
+# Every architecture x every registered weighting x every registered combination.
+COMBINATIONS = [(a, w, c) for a in architecture.ARCHITECTURES
+                for w in weighting_lib.names() for c in combination.names()]
 # A fast diagonal by default; the whole grid runs with --slow (as CI does).
 FAST = {("shared_bottom", "uniform", "sum"), ("mmoe", "uncertainty", "pcgrad"),
         ("ple", "gradnorm", "cagrad"), ("cross_stitch", "dwa", "mgda"),
@@ -73,10 +73,9 @@ def test_every_method_trains_and_reduces_every_task_loss(arch, weighting, combin
 
 def test_single_task_model_trains_its_one_task():
     spec, arrays = _data(tasks=2)
-    config = ArchitectureConfig(name="single_task", family="mmoe", task="task_2", **SMALL)
-    one = architecture.trained_spec(spec, config)
-    loop = _loop(one, arrays, weighting="gradnorm", combine="pcgrad",
-                 architecture={"name": "single_task", "family": "mmoe", "task": "task_2"})
+    one = TrainerConfig(tasks=("task_2",)).trained_spec(spec)
+    loop = _loop(one, arrays, weighting="gradnorm", combine="pcgrad", tasks=["task_2"],
+                 architecture={"name": "mmoe"})
     before = _eval_losses(loop, one, arrays)
     result = loop.fit(synthetic_input.dataset(arrays, 64), 30)
     assert one.task_names == ("task_2",)

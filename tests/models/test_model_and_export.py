@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tfx_mtl import naming
-from tfx_mtl.models import architecture, export, features, trainer
+from tfx_mtl.models import architecture, eval_metrics, export, features, trainer
 from tfx_mtl.models.loop import TrainingLoop
 from tfx_mtl.models.trainer_config import TrainerConfig
 
@@ -59,10 +59,14 @@ def test_training_on_transformed_rows_reduces_every_task_loss(transformed, arch,
     network = _network(tft_output, name=arch)
     config = TrainerConfig(learning_rate=0.01, log_every=1000, weighting=weighting,
                            combine=combine)
-    first = trainer.evaluate(network.model, SPEC, stats, iter([batch]), 1)
-    TrainingLoop(network, SPEC, stats, config).fit(
-        tf.data.Dataset.from_tensors(batch).repeat(), 50)
-    last = trainer.evaluate(network.model, SPEC, stats, iter([batch]), 1)
+    loop = TrainingLoop(network, SPEC, stats, config)
+
+    def losses():
+        return {t: m[eval_metrics.LOSS] for t, m in loop.evaluator([batch]).items()}
+
+    first = losses()
+    loop.fit(tf.data.Dataset.from_tensors(batch).repeat(), 50)
+    last = losses()
     assert all(last[t] < first[t] for t in SPEC.task_names), (first, last)
 
 

@@ -79,10 +79,10 @@ def test_each_baseline_is_the_same_family_and_budget_with_one_task(tmp_path):
     assert _trainer_config(by_id["Trainer"]) == config
     baseline = by_id["baseline_fare"]
     assert _trainer_config(baseline) == config.baseline_for("fare")
-    arch = _trainer_config(baseline).architecture
-    assert (arch.name, arch.family, arch.task, arch.experts, arch.hidden_units) == (
-        "single_task", "mmoe", "fare", 3, (32,))
     trained = _trainer_config(baseline)
+    arch = trained.architecture
+    assert (arch.name, trained.tasks, arch.experts, arch.hidden_units) == (
+        "mmoe", ("fare",), 3, (32,))
     assert (trained.weighting, trained.combine) == ("uniform", "sum")
     assert (trained.learning_rate, trained.batch_size, trained.seed) == (0.01, 64, 3)
     assert baseline.exec_properties["train_args"] == by_id["Trainer"].exec_properties["train_args"]
@@ -118,7 +118,7 @@ def test_judging_changes_do_not_touch_what_training_sees(tmp_path):
 
 
 def test_a_single_task_model_is_judged_on_its_one_task(tmp_path):
-    config = TrainerConfig.from_dict({"architecture": {"name": "single_task", "task": "fare"}})
+    config = TrainerConfig.from_dict({"tasks": ["fare"]})
     by_id = {c.id: c for c in _pipeline(tmp_path, trainer_config=config).components}
     assert {n for n in by_id if n.startswith(("baseline_", "evaluate_"))} == {
         "baseline_fare", "evaluate_fare"}

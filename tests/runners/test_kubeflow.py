@@ -8,7 +8,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from tfx_mtl import cli, data, task_spec
+from tfx_mtl import cli, data, run_parameters, task_spec
 from tfx_mtl.runners import kubeflow as compiler
 from tfx_mtl.pipeline import pipeline as pipeline_lib
 
@@ -91,7 +91,7 @@ def test_run_time_parameters_are_declared_with_their_defaults_and_wired(compiled
                 "train_steps": (P.NUMBER_INTEGER, 1000),
                 "architecture": (P.STRING, "shared_bottom"),
                 "weighting": (P.STRING, "uniform"), "combine": (P.STRING, "sum")}
-    assert set(declared) == set(expected) == set(compiler.PARAMETERS)
+    assert set(declared) == set(expected) == set(run_parameters.PARAMETERS)
     assert spec.default_pipeline_root == ROOT
     for name, (ptype, default) in expected.items():
         assert declared[name].parameter_type == ptype, name

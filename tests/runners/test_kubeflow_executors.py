@@ -130,6 +130,5 @@ def test_compiled_baseline_follows_the_architecture_parameter(trainer_inputs, tm
     assert os.path.isfile(os.path.join(model, "Format-Serving", "saved_model.pb"))
     report = _report(run)
     assert report["steps"] == 20
-    assert (report["architecture"]["name"], report["architecture"]["family"],
-            report["architecture"]["task"]) == ("single_task", "mmoe", task)
+    assert (report["architecture"]["name"], report["tasks"]) == ("mmoe", [task])
     assert (report["weighting"], report["combine"]) == ("uniform", "sum")  # one task

@@ -368,6 +368,5 @@ def test_cli_selects_architecture_weighting_combination_and_replicas(taxi_slice,
     baseline = json.loads((baseline_dir / "training_report.json").read_text())
     assert (baseline["weighting"], baseline["combine"]) == ("uniform", "sum")
     arch = baseline["architecture"]
-    assert (arch["name"], arch["family"], arch["task"], arch["experts"]) == (
-        "single_task", "mmoe", "fare", 3)
+    assert (arch["name"], baseline["tasks"], arch["experts"]) == ("mmoe", ["fare"], 3)
     assert set(baseline["eval_metrics"]) == {"fare"}

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from tfx_mtl.errors import InputError
+
 
 def _int(text: str, minimum: int, what: str) -> int:
     try:
@@ -58,6 +60,22 @@ def word_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(","))
 
 
+def assignment(text: str) -> tuple[str, object]:
+    """``NAME=VALUE``: VALUE as an int, else a float, else true/false, else the text."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    value = value.strip()
+    for convert in (int, float):
+        try:
+            return name.strip(), convert(value)
+        except ValueError:
+            pass
+    if value.lower() in ("true", "false"):
+        return name.strip(), value.lower() == "true"
+    return name.strip(), value
+
+
 def units(text: str) -> tuple[int, ...]:
     """Comma-separated layer widths: ``256,256``."""
     try:
@@ -86,10 +104,11 @@ def add_steps_and_batch(p: argparse.ArgumentParser, train_steps_help: str) -> No
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
-    """Model and optimiser options; unset ones keep the TrainerConfig defaults."""
+    """Model and optimiser options; unset ones keep the spec's trainer section, then the
+    TrainerConfig defaults (docs/models_and_methods.md lists the methods)."""
     g = p.add_argument_group("model and multi-task optimiser")
     g.add_argument("--model", dest="arch_name",
-                   help="shared_bottom (default), mmoe, ple, cross_stitch or single_task")
+                   help="shared_bottom (default), mmoe, ple or cross_stitch")
     g.add_argument("--experts", dest="arch_experts", type=positive_int,
                    help="MMoE experts / PLE shared experts per level")
     g.add_argument("--task-experts", dest="arch_task_experts", type=positive_int,
@@ -101,14 +120,19 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tower-units", dest="arch_tower_units", type=units,
                    help="widths of each task tower, e.g. 32")
     g.add_argument("--dropout", dest="arch_dropout", type=number, help="dropout rate")
-    g.add_argument("--family", dest="arch_family",
-                   help="single_task: the architecture family of the one-task model")
-    g.add_argument("--task", dest="arch_task", help="single_task: the task it learns")
-    g.add_argument("--weighting", help="uniform (default), uncertainty, gradnorm or dwa")
-    g.add_argument("--gradnorm-alpha", type=number,
-                   help="GradNorm's alpha (default 1.5; only with --weighting gradnorm)")
-    g.add_argument("--combine", help="sum (default), pcgrad, cagrad, mgda or mgda_ub")
-    g.add_argument("--cagrad-c", type=number, help="CAGrad's c (default 0.5)")
+    g.add_argument("--tasks", type=word_list, metavar="T1,T2,...",
+                   help="the tasks to train (default: every task of the spec); each is "
+                        "still compared with its single-task baseline")
+    g.add_argument("--weighting", help="a registered loss weighting: uniform (default), "
+                                       "uncertainty, gradnorm, dwa, ...")
+    g.add_argument("--weighting-param", dest="weighting_params", action="append",
+                   type=assignment, metavar="NAME=VALUE",
+                   help="a parameter of the weighting, e.g. alpha=1.5 (repeatable)")
+    g.add_argument("--combine", help="a registered gradient combination: sum (default), "
+                                     "pcgrad, cagrad, mgda, mgda_ub, ...")
+    g.add_argument("--combine-param", dest="combine_params", action="append",
+                   type=assignment, metavar="NAME=VALUE",
+                   help="a parameter of the combination, e.g. c=0.4 (repeatable)")
     g.add_argument("--learning-rate", type=positive_number,
                    help="Adam's learning rate (default 1e-3)")
     g.add_argument("--seed", type=non_negative_int, help="random seed (default 42)")
@@ -133,10 +157,17 @@ def trainer_options(args: argparse.Namespace) -> dict:
             if key.startswith("arch_") and value is not None}
     if arch:
         options["architecture"] = arch
-    for key in ("weighting", "combine", "cagrad_c", "learning_rate", "seed", "checkpoint_every",
+    for key in ("tasks", "weighting", "combine", "learning_rate", "seed", "checkpoint_every",
                 "log_every", "eval_every", "early_stopping_patience"):
         if getattr(args, key, None) is not None:
             options[key] = getattr(args, key)
-    if getattr(args, "gradnorm_alpha", None) is not None:
-        options["weighting_params"] = {"alpha": args.gradnorm_alpha}
+    for key, option in (("weighting_params", "--weighting-param"),
+                        ("combine_params", "--combine-param")):
+        pairs = getattr(args, key, None) or []
+        names = [name for name, _ in pairs]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise InputError(option, f"{', '.join(repeated)} given more than once")
+        if pairs:
+            options[key] = dict(pairs)
     return options

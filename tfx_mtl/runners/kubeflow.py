@@ -26,7 +26,7 @@ from tfx_mtl import data as data_lib
 from tfx_mtl import naming, run_parameters, task_spec
 from tfx_mtl.errors import InputError
 from tfx_mtl.kubeflow import beam_args
-from tfx_mtl.run_parameters import ARCHITECTURE, COMBINE, DATA_ROOT, PARAMETERS, TRAIN_STEPS, WEIGHTING
+from tfx_mtl.run_parameters import ARCHITECTURE, COMBINE, DATA_ROOT, TRAIN_STEPS, WEIGHTING
 
 # Where kubeflow/Dockerfile puts the bundled taxi data inside the image: the default
 # data location, so a fresh cluster can run the pipeline before any data is uploaded.
@@ -256,10 +256,10 @@ def run_value_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(parameter, problem) for each run-time value the Trainer would refuse, so that
     submit refuses it before the run starts (KFP only checks types). Other parameters,
     and other pipelines', pass through."""
-    from tfx_mtl.models import architecture, gradient_combination, weighting
+    from tfx_mtl.models import architecture, combination, weighting
 
-    choices = {ARCHITECTURE: architecture.FAMILIES, WEIGHTING: weighting.WEIGHTINGS,
-               COMBINE: gradient_combination.METHODS}
+    choices = {ARCHITECTURE: architecture.ARCHITECTURES, WEIGHTING: weighting.names(),
+               COMBINE: combination.names()}
     problems = [(name, f"{values[name]!r} is not one of {', '.join(allowed)}")
                 for name, allowed in choices.items()
                 if name in values and values[name] not in allowed]

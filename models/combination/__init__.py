@@ -1,0 +1,33 @@
+"""How per-task gradients become one update: one module per method, registered by name.
+
+Registered (in this order): ``sum``, ``pcgrad`` (Yu et al., 2020), ``cagrad``
+(Liu et al., 2021), ``mgda`` and ``mgda_ub`` (Sener & Koltun, 2018). Adding one
+is a module beside these, its import below, and its test: docs/development.md.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import tensorflow as tf
+
+# Importing a method's module registers it; names() lists them in this order.
+from tfx_mtl.models.combination import plain_sum  # noqa: F401,I001
+from tfx_mtl.models.combination import pcgrad  # noqa: F401
+from tfx_mtl.models.combination import cagrad  # noqa: F401
+from tfx_mtl.models.combination import mgda  # noqa: F401
+from tfx_mtl.models.combination.base import REGISTRY, GradientCombination
+
+
+def names() -> tuple[str, ...]:
+    return REGISTRY.names()
+
+
+def make(name: str, params: Mapping[str, Any] | None = None, **more_params
+         ) -> GradientCombination:
+    """The combination ``name`` with its parameters (a mapping, or keywords)."""
+    return REGISTRY.get(name)({**dict(params or {}), **more_params})
+
+
+def combine(name: str, G: tf.Tensor, *, seed: tf.Tensor | None = None, **params) -> tf.Tensor:
+    """[P] ``name``'s update from ``G`` [K, P], as the step computes it at parameter level."""
+    return make(name, params).combine(G, seed)
