@@ -71,8 +71,9 @@ def _private_uses(modules):
         def module_of(node):
             if isinstance(node, ast.Name):
                 return bound.get(node.id)
-            if isinstance(node, ast.Attribute) and module_of(node.value):
-                return f"{module_of(node.value)}.{node.attr}"
+            if isinstance(node, ast.Attribute):
+                base = module_of(node.value)
+                return base and f"{base}.{node.attr}"
             return None
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and _private(node.attr):
