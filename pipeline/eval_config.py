@@ -12,12 +12,22 @@ Bounds apply to the overall slice only (a rare ``payment_type`` must not block
 a push); the spec's slices are computed for review. Every task also carries one
 bound TFMA always checks: at least one labelled eval example, so an Evaluator
 always validates (TFX skips validation, and writes no verdict, without bounds).
+
+The only project code an Evaluator runs is a metric this project implements
+(``MetricConfig.module``, e.g. RMSE). TFX keys its cache on the component's
+parameters, the EvalConfig among them, not on that module's code; so such a
+metric's ``config`` carries the module's code version
+(:func:`tfx_mtl.module_graph.code_version`): TFMA passes ``config`` to the
+metric's constructor as keyword arguments, and the metric accepts and ignores
+``code_version``. An Evaluator with no such metric keys on no project code.
 """
 from __future__ import annotations
 
+import json
+
 from tensorflow_model_analysis.proto import config_pb2 as tfma
 
-from tfx_mtl import naming
+from tfx_mtl import module_graph, naming
 from tfx_mtl.task_spec import Metric, Task, TaskSpec
 
 _OVERALL = tfma.SlicingSpec()
@@ -67,7 +77,10 @@ def _metrics_specs(task: Task) -> list[tfma.MetricsSpec]:
 
 def _metric_config(task: Task, metric: Metric) -> tfma.MetricConfig:
     definition = metric.definition(task.type)
-    config = tfma.MetricConfig(class_name=definition.tfma_class, module=definition.module or "")
+    config = tfma.MetricConfig(class_name=definition.tfma_class)
+    if definition.module:
+        config.module = definition.module
+        config.config = json.dumps({"code_version": module_graph.code_version([definition.module])})
     if metric.threshold is not None:
         bounds = {k: {"value": v} for k, v in (("lower_bound", metric.threshold.lower_bound),
                                                ("upper_bound", metric.threshold.upper_bound))

@@ -14,8 +14,11 @@ re-runs the Evaluators and the gate, never the training.
 Module code is referenced by import path (``tfx_mtl.models...``) and the curated
 schema travels by value, so a compiled pipeline carries no local file path and
 runs wherever the package is installed. Because TFX then cannot hash a module
-file, the components' ``custom_config`` carries a hash of the package's source:
-changing the code invalidates the cache.
+file, each component that runs project code carries the code version
+(:mod:`tfx_mtl.module_graph`) of exactly that code in a parameter of its own:
+Transform and each Trainer in ``custom_config``, BlessingGate in
+``code_version``, the Evaluators in their EvalConfig (see :mod:`eval_config`).
+Changing that code re-runs the component; changing other code re-runs nothing.
 
 The same DAG runs locally (plain values) and on Kubeflow, where the data
 location, the train steps, the architecture, the weighting and the gradient
@@ -26,8 +29,6 @@ several workers.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib
 import os
 from typing import Any, Mapping, Sequence
 
@@ -39,7 +40,7 @@ from tfx_mtl.components.curated_schema import CuratedSchemaGen, read_schema_text
 from tfx_mtl.components.schema_gate import SchemaGate
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
 from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
-from tfx_mtl import naming
+from tfx_mtl import module_graph, naming
 from tfx_mtl import run_parameters as run_parameters_lib
 from tfx_mtl.pipeline import eval_config
 from tfx_mtl.task_spec import TaskSpec
@@ -51,10 +52,7 @@ BASELINE_OUTPUT = "model"  # the Trainer output a reused baseline is resolved fr
 # Scale.beam_args says otherwise, the heavy ones): in this process, one worker. Pinned,
 # so a run never picks another runner on its own.
 DIRECT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-# The packages whose code runs inside Transform and Trainer (spec, labels, models).
-_CODE_PACKAGES = ("tfx_mtl", "tfx_mtl.models")
-# ... and inside BlessingGate (reading evaluations, the decision, the report).
-_GATE_CODE_PACKAGES = ("tfx_mtl", "tfx_mtl.components", "tfx_mtl.pipeline")
+CODE_VERSION_KEY = "code_version"  # in Transform's and the Trainers' custom_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,17 +71,13 @@ class DataSource:
         return cls(os.path.dirname(path), os.path.basename(path))
 
 
-def code_version(packages: Sequence[str] = _CODE_PACKAGES) -> str:
-    """A short hash of the modules of ``packages`` (default: what Transform and Trainer run)."""
-    digest = hashlib.sha256()
-    for name in packages:
-        directory = importlib.import_module(name).__path__[0]
-        for filename in sorted(os.listdir(directory)):
-            if filename.endswith(".py"):
-                digest.update(filename.encode())
-                with open(os.path.join(directory, filename), "rb") as f:
-                    digest.update(f.read())
-    return digest.hexdigest()[:16]
+def _code_version(component_class: type, module_fn: str | None = None) -> str:
+    """The code version of what a component runs: its executor's module when the executor
+    is ours, and ``module_fn``'s (a dotted path to a function), with all they import."""
+    modules = [component_class.EXECUTOR_SPEC.executor_class.__module__]
+    if module_fn:
+        modules.append(module_fn.rpartition(".")[0])
+    return module_graph.code_version(m for m in modules if m.startswith(f"{module_graph.ROOT}."))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,8 +131,7 @@ def create_pipeline(
                                             run_parameters_lib.COMBINE})
     if unknown:
         raise ValueError(f"run_parameters: unknown {', '.join(unknown)}")
-    custom_config = {SPEC_CONFIG_KEY: spec.training_view().to_dict(),
-                     "code_version": code_version()}
+    spec_config = {SPEC_CONFIG_KEY: spec.training_view().to_dict()}
     heavy_beam_args = list(scale.beam_args)
 
     def heavy(component):
@@ -166,7 +159,8 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=custom_config))
+        custom_config={**spec_config, CODE_VERSION_KEY: _code_version(
+            tfx.components.Transform, PREPROCESSING_FN)}))
 
     def trainer(config: TrainerConfig, run_options: Mapping[str, Any]) -> mtl_trainer.MtlTrainer:
         component_class = mtl_trainer.MtlTrainer
@@ -180,7 +174,8 @@ def create_pipeline(
             train_args=tfx.proto.TrainArgs(
                 num_steps=train_steps if isinstance(train_steps, int) else None),
             eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
-            custom_config={**custom_config, TRAINER_CONFIG_KEY: config.to_dict(),
+            custom_config={**spec_config, CODE_VERSION_KEY: _code_version(component_class, RUN_FN),
+                           TRAINER_CONFIG_KEY: config.to_dict(),
                            **(scale.vertex_training or {})},
             run_options={run_parameters_lib.TRAIN_STEPS: train_steps, **run_options})
         if scale.trainer_resources is not None:
@@ -219,7 +214,7 @@ def create_pipeline(
         evaluations={t: e.outputs["evaluation"] for t, e in evaluators.items()},
         blessings={t: e.outputs["blessing"] for t, e in evaluators.items()},
         spec=trained.judging_view(),
-        code_version=code_version(_GATE_CODE_PACKAGES))
+        code_version=_code_version(BlessingGate))
     pusher = tfx.components.Pusher(
         model=multi_task.outputs["model"],
         model_blessing=gate.outputs["blessing"],

@@ -3,7 +3,9 @@
 RMSE is the regression metric people set thresholds on ("may not rise by more
 than 1%"), in the label's units; TFMA 0.52 only ships MSE and MAE natively.
 Referenced from an EvalConfig as ``class_name: RootMeanSquaredError`` with
-``module: tfx_mtl.pipeline.tfma_metrics``.
+``module: tfx_mtl.pipeline.tfma_metrics``, and a ``config`` with the module's
+``code_version`` so that the Evaluator's cache key follows this code (see
+:mod:`tfx_mtl.pipeline.eval_config`).
 """
 from __future__ import annotations
 
@@ -15,9 +17,13 @@ ROOT_MEAN_SQUARED_ERROR_NAME = "root_mean_squared_error"
 
 
 class RootMeanSquaredError(metric_types.Metric):
-    """sqrt(weighted mean of (label - prediction)^2)."""
+    """sqrt(weighted mean of (label - prediction)^2).
 
-    def __init__(self, name: str = ROOT_MEAN_SQUARED_ERROR_NAME, **kwargs):
+    ``code_version`` is only there for the Evaluator's cache key; it changes nothing.
+    """
+
+    def __init__(self, name: str = ROOT_MEAN_SQUARED_ERROR_NAME, code_version: str = "",
+                 **kwargs):
         super().__init__(metric_util.merge_per_key_computations(_rmse_computations),
                          name=name, **kwargs)
 

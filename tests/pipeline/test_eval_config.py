@@ -1,8 +1,10 @@
 """Each task's TFMA EvalConfig is derived from the spec: candidate vs baseline, bounds, slices."""
+import json
+
 import pytest
 from tensorflow_model_analysis.proto import config_pb2
 
-from tfx_mtl import task_spec
+from tfx_mtl import module_graph, task_spec
 from tfx_mtl.pipeline import eval_config
 
 SPEC = task_spec.parse({
@@ -66,6 +68,15 @@ def test_value_and_change_bounds_come_from_the_spec_and_apply_to_the_overall_sli
     assert change.threshold.change_threshold.relative.value == pytest.approx(0.01)
     accuracy = _metric(eval_config.for_task(SPEC, "big_tipper"), "BinaryAccuracy")
     assert not accuracy.per_slice_thresholds and not accuracy.HasField("threshold")
+
+
+def test_a_custom_metric_carries_its_module_code_version_for_the_evaluator_cache_key():
+    """RMSE runs this project's module inside the Evaluator: its config holds that module's
+    code version (TFMA passes it to the metric, which ignores it). AUC & co. carry none."""
+    rmse = _metric(eval_config.for_task(SPEC, "fare"), "RootMeanSquaredError")
+    assert json.loads(rmse.config) == {
+        "code_version": module_graph.code_version(["tfx_mtl.pipeline.tfma_metrics"])}
+    assert "code_version" not in str(eval_config.for_task(SPEC, "big_tipper"))
 
 
 def test_slices_come_from_the_spec():

@@ -1,11 +1,10 @@
 """The pipeline definition: one DAG from the spec, with cache keys that follow content."""
 import dataclasses
 import json
-import os
 
 import pytest
 
-from tfx_mtl import data, task_spec
+from tfx_mtl import data, module_graph, task_spec
 from tfx_mtl.models.trainer_config import TrainerConfig
 from tfx_mtl.pipeline import pipeline as pipeline_lib
 
@@ -64,9 +63,6 @@ def test_the_dag_has_every_component_wired_from_the_spec(tmp_path):
         assert gate_inputs[f"{task}_evaluation"].producer_component_id == f"evaluate_{task}"
         assert gate_inputs[f"{task}_blessing"].producer_component_id == f"evaluate_{task}"
     assert by_id["Pusher"].inputs["model_blessing"].producer_component_id == "BlessingGate"
-    # The gate's cache follows its code too.
-    assert by_id["BlessingGate"].exec_properties["code_version"] == pipeline_lib.code_version(
-        ("tfx_mtl", "tfx_mtl.components", "tfx_mtl.pipeline"))
     assert by_id["Pusher"].inputs["model"].producer_component_id == "Trainer"
 
 
@@ -124,17 +120,27 @@ def test_a_single_task_model_is_judged_on_its_one_task(tmp_path):
         "baseline_fare", "evaluate_fare"}
 
 
-def test_code_version_changes_with_the_module_code(tmp_path, monkeypatch):
-    before = pipeline_lib.code_version()
-    assert before == pipeline_lib.code_version() and len(before) == 16
-    import tfx_mtl.models as models_pkg
-    extra = os.path.join(models_pkg.__path__[0], "zz_test_probe.py")
-    try:
-        with open(extra, "w") as f:
-            f.write("X = 1\n")
-        assert pipeline_lib.code_version() != before
-    finally:
-        os.remove(extra)
+def _code_version(component):
+    return json.loads(component.exec_properties["custom_config"])["code_version"]
+
+
+@pytest.mark.parametrize("vertex", [False, True])
+def test_each_component_keys_on_the_code_it_runs(tmp_path, vertex):
+    """Transform: preprocessing_fn's module; each Trainer: its executor's and run_fn's; the
+    gate: its own; an Evaluator: the custom TFMA metric's, where its task uses one. Each with
+    what it imports (which edits change which key: tests/tfx_mtl/test_module_graph.py)."""
+    scale = pipeline_lib.Scale(vertex_training={"project": "p"} if vertex else None)
+    by_id = {c.id: c for c in _pipeline(tmp_path, scale=scale).components}
+    executor = "tfx_mtl.components." + ("vertex_trainer" if vertex else "mtl_trainer")
+    trainer_code = module_graph.code_version([executor, "tfx_mtl.models.trainer"])
+    assert _code_version(by_id["Trainer"]) == _code_version(by_id["baseline_fare"]) == trainer_code
+    assert _code_version(by_id["Transform"]) == module_graph.code_version(
+        ["tfx_mtl.models.preprocessing"]) != trainer_code
+    assert by_id["BlessingGate"].exec_properties["code_version"] == module_graph.code_version(
+        ["tfx_mtl.components.blessing_gate"])
+    metric_code = module_graph.code_version(["tfx_mtl.pipeline.tfma_metrics"])
+    assert metric_code in by_id["evaluate_fare"].exec_properties["eval_config"]  # RMSE
+    assert metric_code not in by_id["evaluate_big_tipper"].exec_properties["eval_config"]
 
 
 @pytest.mark.parametrize("baselines", ["train", "reuse"])
