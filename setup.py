@@ -34,6 +34,9 @@ setup(
         "tensorflow-model-analysis==0.52.*",
         "tensorflow-data-validation==1.21.*",
         "ml-metadata==1.21.*",
+        # Reading a TFRecord --data's columns before the run, without TensorFlow.
+        "tfx-bsl==1.21.*",
+        "google-crc32c>=1.5",
         "apache-beam[gcp]>=2.47,<3",
         "tensorboard==2.21.*",
         "kfp>=2.17,<3",

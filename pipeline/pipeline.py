@@ -1,7 +1,8 @@
 """The multi-task TFX pipeline, one definition for every runner.
 
-CsvExampleGen -> StatisticsGen -> SchemaGen | CuratedSchemaGen (the spec's schema)
--> ExampleValidator -> SchemaGate -> Transform -> Trainer (the multi-task model)
+CsvExampleGen | ImportExampleGen (CSV | TFRecord data) -> StatisticsGen
+-> SchemaGen | CuratedSchemaGen (the spec's schema) -> ExampleValidator -> SchemaGate
+-> Transform -> Trainer (the multi-task model)
    and, per task, ``baseline_<task>`` (a single-task Trainer of the same family
    and budget, or the latest one already trained: ``latest_baseline_<task>``)
 -> per task, ``evaluate_<task>`` (TFMA: multi-task vs that task's baseline)
@@ -34,6 +35,7 @@ from typing import Any, Mapping, Sequence
 
 from tfx import v1 as tfx
 
+from tfx_mtl import data as data_lib
 from tfx_mtl.components import mtl_trainer
 from tfx_mtl.components.blessing_gate import BlessingGate
 from tfx_mtl.components.curated_schema import CuratedSchemaGen, read_schema_text
@@ -57,18 +59,22 @@ CODE_VERSION_KEY = "code_version"  # in Transform's and the Trainers' custom_con
 
 @dataclasses.dataclass(frozen=True)
 class DataSource:
-    """Where CsvExampleGen reads: a directory (or a RuntimeParameter naming one) and a
-    file pattern inside it."""
+    """Where ExampleGen reads: a directory (or a RuntimeParameter naming one), a file
+    pattern inside it, and the files' format (:data:`tfx_mtl.data.FORMATS`): CSV
+    files (CsvExampleGen) or TFRecord files of serialized tf.Example (ImportExampleGen)."""
 
     directory: Any
     pattern: str = "*"
+    format: str = "csv"
 
     @classmethod
     def from_path(cls, path: str) -> "DataSource":
+        """A --data argument: one file, or a directory's files of one format."""
+        fmt, _ = data_lib.data_files(path)
         path = os.path.abspath(path)
         if os.path.isdir(path):
-            return cls(path, "*.csv")
-        return cls(os.path.dirname(path), os.path.basename(path))
+            return cls(path, data_lib.PATTERNS[fmt], fmt)
+        return cls(os.path.dirname(path), os.path.basename(path), fmt)
 
 
 def _code_version(component_class: type, module_fn: str | None = None) -> str:
@@ -97,6 +103,20 @@ class Scale:
     beam_args: tuple[str, ...] = ()
     trainer_resources: Any = None
     vertex_training: Mapping[str, Any] | None = None
+
+
+def create_example_gen(data: DataSource):
+    """The ExampleGen for the data's format, under TFX's default id (naming.EXAMPLE_GEN):
+    all the files in one split, hashed into train (4/5) and eval (1/5)."""
+    component_class = {"csv": tfx.components.CsvExampleGen,
+                       "tfrecord": tfx.components.ImportExampleGen}[data.format]
+    return component_class(
+        input_base=data.directory,
+        input_config=tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name="single_split", pattern=data.pattern)]),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+            tfx.proto.SplitConfig.Split(name="train", hash_buckets=4),
+            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=1)])))
 
 
 def create_pipeline(
@@ -138,13 +158,7 @@ def create_pipeline(
         """A data-parallel Beam component: on the distributed runner when one is set."""
         return component.with_beam_pipeline_args(heavy_beam_args) if heavy_beam_args else component
 
-    example_gen = heavy(tfx.components.CsvExampleGen(
-        input_base=data.directory,
-        input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name="single_split", pattern=data.pattern)]),
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-            tfx.proto.SplitConfig.Split(name="train", hash_buckets=4),
-            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=1)]))))
+    example_gen = heavy(create_example_gen(data))
     statistics_gen = heavy(tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]))
     if spec.schema:
         schema_gen = CuratedSchemaGen(schema_text=read_schema_text(spec.schema))

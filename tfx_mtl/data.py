@@ -1,4 +1,11 @@
-"""Input data: the bundled dataset and reading a CSV source's columns.
+"""Input data: the bundled dataset, and the format and columns of a ``--data`` source.
+
+``--data`` names one file, or a directory of files of one format; the file names
+tell the format (:data:`PATTERNS`), and ExampleGen reads the very same files:
+
+- CSV files with a header row (CsvExampleGen);
+- TFRecord files of serialized ``tf.Example`` (ImportExampleGen), gzip-compressed
+  when the name ends in ``.gz``, as Beam's TFRecord reader decides it too.
 
 The bundled data is the Chicago taxi sample that ships inside the tfx wheel
 (15,002 rows); the bundled task spec for it lives in ``schemas/chicago_taxi``.
@@ -6,11 +13,25 @@ The bundled data is the Chicago taxi sample that ships inside the tfx wheel
 from __future__ import annotations
 
 import csv
+import fnmatch
 import glob
+import gzip
 import importlib.util
+import itertools
 import os
+import struct
+import zlib
+from typing import Iterator
 
 from tfx_mtl.errors import InputError
+
+FORMATS = ("csv", "tfrecord")
+# A format's files, as a glob on names. A TFRecord file's name has .tfrecord in it, so
+# data.tfrecord, data.tfrecords, data.tfrecord.gz and Beam's shards
+# data.tfrecord-00000-of-00004 all are one.
+PATTERNS = {"csv": "*.csv", "tfrecord": "*.tfrecord*"}
+# Examples of each TFRecord file whose keys are its columns (see _tfrecord_columns).
+SAMPLE_RECORDS = 1_000
 
 
 class DataError(InputError):
@@ -35,23 +56,44 @@ def bundled_taxi_csv() -> str:
     return path
 
 
-def csv_files(path: str) -> list[str]:
-    """The CSV files a --data argument names: one file, or a directory's *.csv."""
+def data_files(path: str) -> tuple[str, list[str]]:
+    """The format of a --data argument and the files ExampleGen reads: the one file, or
+    the directory's files of its one format (other files, e.g. a tasks.yaml, are left)."""
     if os.path.isdir(path):
-        files = sorted(glob.glob(os.path.join(path, "*.csv")))
-        if not files:
-            raise DataError(path, "the directory holds no *.csv file")
-        return files
+        found = {fmt: sorted(glob.glob(os.path.join(path, pattern)))
+                 for fmt, pattern in PATTERNS.items()}
+        if all(found.values()):
+            raise DataError(path, f"the directory mixes CSV and TFRecord files "
+                            f"({os.path.basename(found['csv'][0])}, "
+                            f"{os.path.basename(found['tfrecord'][0])}); "
+                            "keep one format per directory")
+        for fmt, files in found.items():
+            if files:
+                return fmt, files
+        raise DataError(path, "the directory holds neither a CSV (*.csv) nor a TFRecord "
+                              "(*.tfrecord*) file")
     if not os.path.isfile(path):
         raise DataError(path, "no such file or directory")
-    return [path]
+    name = os.path.basename(path)
+    formats = [fmt for fmt, pattern in PATTERNS.items() if fnmatch.fnmatchcase(name, pattern)]
+    if len(formats) != 1:
+        fits = "both *.csv and *.tfrecord*" if formats else "neither *.csv nor *.tfrecord*"
+        raise DataError(path, f"the name tells the format, and it fits {fits}: a CSV file is "
+                        "*.csv, a TFRecord file of tf.Example *.tfrecord* (gzip: *.tfrecord*.gz)")
+    return formats[0], [path]
 
 
-def csv_columns(path: str) -> list[str]:
-    """The header shared by every CSV file under ``path``; refuses mismatches."""
+def columns(path: str) -> list[str]:
+    """The data's column names: the CSV header (every file's must be the same) or the
+    feature keys of the TFRecord files' examples."""
+    fmt, files = data_files(path)
+    return _csv_columns(files) if fmt == "csv" else _tfrecord_columns(path, files)
+
+
+def _csv_columns(files: list[str]) -> list[str]:
     header: list[str] | None = None
     first = None
-    for file in csv_files(path):
+    for file in files:
         with open(file, newline="") as f:
             row = next(csv.reader(f), None)
         if not row:
@@ -62,3 +104,64 @@ def csv_columns(path: str) -> list[str]:
             raise DataError(file, f"header differs from {first}'s; all files must share one")
     assert header is not None
     return header
+
+
+def _tfrecord_columns(path: str, files: list[str]) -> list[str]:
+    """The feature keys of the first SAMPLE_RECORDS examples of every file, sorted.
+
+    A union, because a ``tf.Example`` leaves a missing value's key out: one
+    example's keys need not be every column. Of a sample, because this is a check
+    before the run, bounded whatever the data's size (ExampleGen then reads it
+    all): a column absent from the first examples of every file is taken for
+    unknown. Every file is opened and its sample read as ExampleGen and
+    StatisticsGen read it (checksums, ``tf.Example`` parsing, one type per
+    feature), so a corrupt or foreign file is refused by name before the run.
+    TensorFlow is not imported: tfx_bsl's decoder parses the examples.
+    """
+    from tfx_bsl.coders import example_coder
+
+    decoder = example_coder.ExamplesToRecordBatchDecoder()
+    keys: set[str] = set()
+    for file in files:
+        sample = list(itertools.islice(_tfrecords(file), SAMPLE_RECORDS))
+        try:
+            keys.update(decoder.DecodeBatch(sample).schema.names)
+        except RuntimeError as e:
+            raise DataError(file, f"its records are not serialized tf.Examples: {e}") from None
+    if not keys:
+        raise DataError(path, "no tf.Example with any feature in the TFRecord files")
+    return sorted(keys)
+
+
+def _tfrecords(file: str) -> Iterator[bytes]:
+    """The records of a TFRecord file, gzip-compressed when its name ends in .gz.
+
+    Each record is an 8-byte little-endian length, its masked CRC32C, the data and
+    the data's masked CRC32C; both checksums are verified, as TensorFlow and Beam do.
+    """
+    import google_crc32c
+
+    def masked_crc(data: bytes) -> bytes:
+        crc = google_crc32c.value(data)
+        return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+    compressed = file.endswith(".gz")
+    try:
+        with (gzip.open if compressed else open)(file, "rb") as f:
+            for index in itertools.count():
+                header = f.read(12)
+                if not header:
+                    return
+                if len(header) < 12 or masked_crc(header[:8]) != header[8:]:
+                    raise DataError(file, f"record {index}: corrupt or truncated" if index else
+                                    "not a TFRecord file (it does not start with a record)")
+                (length,) = struct.unpack("<Q", header[:8])
+                data, data_crc = f.read(length), f.read(4)
+                if len(data) < length or len(data_crc) < 4:
+                    raise DataError(file, f"record {index}: truncated")
+                if masked_crc(data) != data_crc:
+                    raise DataError(file, f"record {index}: corrupt (checksum mismatch)")
+                yield data
+    except (OSError, EOFError, zlib.error) as e:  # the file's, or gzip's
+        how = " as gzip (the name ends in .gz)" if compressed else ""
+        raise DataError(file, f"cannot read it{how}: {e}") from None

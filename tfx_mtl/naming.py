@@ -81,6 +81,9 @@ def output_key(task: str, output: str) -> str:
 # -- the pipeline and its records ----------------------------------------------
 # Node ids of the DAG (pipeline/pipeline.py), as ML Metadata records them. TFX names a
 # component by its class unless it is given an id; the ones that repeat per task get one.
+# ExampleGen by data format (tfx_mtl.data.FORMATS): TFX's CsvExampleGen reads CSV,
+# its ImportExampleGen TFRecord files of tf.Example.
+EXAMPLE_GEN = {"csv": "CsvExampleGen", "tfrecord": "ImportExampleGen"}
 STATISTICS_GEN = "StatisticsGen"
 SCHEMA_GEN = "SchemaGen"
 CURATED_SCHEMA_GEN = "CuratedSchemaGen"

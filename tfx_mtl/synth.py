@@ -331,7 +331,9 @@ def _write_tfrecord(config: SynthConfig, path: str, chunk_rows: int) -> None:
                         if kind == "binary" else
                         tf.train.Feature(float_list=tf.train.FloatList(value=[y[i]])))
                 example = tf.train.Example(features=tf.train.Features(feature=feature))
-                writer.write(example.SerializeToString())
+                # Deterministic: map entries in key order, else their order (and the
+                # file's bytes) varies from one process to the next.
+                writer.write(example.SerializeToString(deterministic=True))
             del x, ys, label_lists  # before the next chunk is made
 
 

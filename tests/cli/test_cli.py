@@ -40,6 +40,20 @@ def test_directory_with_mismatched_headers_is_refused(tmp_path, capsys):
     assert code == 2 and "b.csv: header differs" in capsys.readouterr().err
 
 
+def test_tfrecord_data_is_checked_against_the_spec_before_anything_runs(tmp_path, capsys):
+    from tfx_mtl import synth
+
+    synth.write(synth.SynthConfig(rows=5, tasks=1, features=2), tmp_path / "d", fmt="tfrecord")
+    spec = tmp_path / "tasks.yaml"
+    spec.write_text("features: [x_0, x_1]\ntasks: [{name: y, type: regression, label: task_2}]\n")
+    code = cli.main(["run", "--data", str(tmp_path / "d"), "--spec", str(spec),
+                     "--output-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert ("tasks.y.label: unknown column 'task_2' (the data has: task_1, x_0, x_1)"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_step_count_is_an_argument_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["run", "--train-steps", "0"])

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tfx_mtl import data, module_graph, task_spec
+from tfx_mtl import data, module_graph, naming, task_spec
 from tfx_mtl.models.trainer_config import TrainerConfig
 from tfx_mtl.pipeline import pipeline as pipeline_lib
 
@@ -27,11 +27,11 @@ def test_the_curated_schema_travels_by_content(tmp_path):
         "CuratedSchemaGen"].exec_properties["schema_text"] != text
 
 
-def _pipeline(tmp_path, spec=None, **kwargs):
+def _pipeline(tmp_path, spec=None, source=None, **kwargs):
     spec = spec or task_spec.load(data.bundled_spec())
     return pipeline_lib.create_pipeline(
         pipeline_name="p", pipeline_root=str(tmp_path), spec=spec,
-        data=pipeline_lib.DataSource.from_path(data.bundled_taxi_csv()),
+        data=source or pipeline_lib.DataSource.from_path(data.bundled_taxi_csv()),
         serving_model_dir=str(tmp_path / "serving"), train_steps=5, **kwargs)
 
 
@@ -64,6 +64,75 @@ def test_the_dag_has_every_component_wired_from_the_spec(tmp_path):
         assert gate_inputs[f"{task}_blessing"].producer_component_id == f"evaluate_{task}"
     assert by_id["Pusher"].inputs["model_blessing"].producer_component_id == "BlessingGate"
     assert by_id["Pusher"].inputs["model"].producer_component_id == "Trainer"
+
+
+@pytest.mark.parametrize("fmt, file", [("csv", "a.csv"), ("tfrecord", "a.tfrecord.gz")])
+def test_the_data_format_picks_the_example_gen_with_the_same_splits(tmp_path, fmt, file):
+    """CSV data is read by CsvExampleGen, TFRecord data by ImportExampleGen, each under
+    its default id, into the same train/eval hash split, for every downstream node."""
+    from tfx import v1 as tfx
+
+    source_dir = tmp_path / "data"
+    source_dir.mkdir()
+    (source_dir / file).write_bytes(b"")
+    (source_dir / "tasks.yaml").write_text("")  # not data
+    source = pipeline_lib.DataSource.from_path(str(source_dir))
+    assert source == pipeline_lib.DataSource(str(source_dir), data.PATTERNS[fmt], fmt)
+    by_id = {c.id: c for c in _pipeline(tmp_path, source=source).components}
+    node = naming.EXAMPLE_GEN[fmt]
+    assert set(naming.EXAMPLE_GEN.values()) & set(by_id) == {node}
+    example_gen = by_id[node]
+    assert type(example_gen) is {"csv": tfx.components.CsvExampleGen,
+                                 "tfrecord": tfx.components.ImportExampleGen}[fmt]
+    assert example_gen.exec_properties["input_base"] == str(source_dir)
+    assert json.loads(example_gen.exec_properties["input_config"]) == {
+        "splits": [{"name": "single_split", "pattern": data.PATTERNS[fmt]}]}
+    assert json.loads(example_gen.exec_properties["output_config"])["split_config"] == {
+        "splits": [{"name": "train", "hash_buckets": 4}, {"name": "eval", "hash_buckets": 1}]}
+    readers = ["StatisticsGen", "Transform", *(n for n in by_id if n.startswith("evaluate_"))]
+    for reader in readers:
+        assert by_id[reader].inputs["examples"].producer_component_id == node, reader
+
+
+@pytest.mark.slow
+def test_import_example_gen_reads_every_tfrecord_file_gzip_too(tmp_path):
+    """The files data.columns reads are those ImportExampleGen reads: every *.tfrecord*
+    file of the directory, a .gz one decompressed, all examples split train/eval."""
+    import tensorflow as tf
+    from tfx import v1 as tfx
+
+    source_dir = tmp_path / "data"
+    source_dir.mkdir()
+    examples = [tf.train.Example(features=tf.train.Features(feature={"x": tf.train.Feature(
+        float_list=tf.train.FloatList(value=[float(i)]))})) for i in range(100)]
+    for name, part, options in (("a.tfrecord", examples[:60], None),
+                                ("b.tfrecord.gz", examples[60:], "GZIP")):
+        with tf.io.TFRecordWriter(str(source_dir / name), options=options) as writer:
+            for example in part:
+                writer.write(example.SerializeToString())
+    assert data.columns(str(source_dir)) == ["x"]
+    example_gen = pipeline_lib.create_example_gen(
+        pipeline_lib.DataSource.from_path(str(source_dir)))
+    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+        pipeline_name="import", pipeline_root=str(tmp_path / "root"), components=[example_gen],
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(tmp_path / "metadata.sqlite"))))
+    (examples_dir,) = (tmp_path / "root" / example_gen.id / "examples").iterdir()
+    values = {}
+    for split in ("train", "eval"):
+        records = tf.data.TFRecordDataset(
+            [str(f) for f in (examples_dir / f"Split-{split}").iterdir()], "GZIP")
+        values[split] = [tf.train.Example.FromString(r.numpy()).features.feature["x"]
+                         .float_list.value[0] for r in records]
+    assert sorted(values["train"] + values["eval"]) == list(range(100))
+    assert 0 < len(values["eval"]) < len(values["train"])
+
+
+def test_a_single_file_is_its_own_pattern(tmp_path):
+    path = tmp_path / "part.tfrecord"
+    path.write_bytes(b"")
+    assert pipeline_lib.DataSource.from_path(str(path)) == pipeline_lib.DataSource(
+        str(tmp_path), "part.tfrecord", "tfrecord")
 
 
 def test_each_baseline_is_the_same_family_and_budget_with_one_task(tmp_path):

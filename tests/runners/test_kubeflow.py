@@ -8,7 +8,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from tfx_mtl import cli, data, run_parameters, task_spec
+from tfx_mtl import cli, data, naming, run_parameters, task_spec
 from tfx_mtl.runners import kubeflow as compiler
 from tfx_mtl.pipeline import pipeline as pipeline_lib
 
@@ -98,19 +98,47 @@ def test_run_time_parameters_are_declared_with_their_defaults_and_wired(compiled
         assert json_format.MessageToDict(declared[name].default_value) == default, name
         assert declared[name].is_optional
 
-    def users(parameter):
-        return {(task, key) for task, t in spec.root.dag.tasks.items()
-                for key, p in t.inputs.parameters.items()
-                if p.component_input_parameter == parameter}
-
     tasks = task_spec.load(data.bundled_spec()).task_names
     trainers = {"Trainer", *(f"baseline_{t}" for t in tasks)}
-    assert users("data_root") == {("CsvExampleGen", "input_base")}
-    assert users("train_steps") == {(t, "train_steps") for t in trainers}
-    assert users("architecture") == {(t, "architecture") for t in trainers}
+    assert _users(spec, "data_root") == {("CsvExampleGen", "input_base")}
+    assert _users(spec, "train_steps") == {(t, "train_steps") for t in trainers}
+    assert _users(spec, "architecture") == {(t, "architecture") for t in trainers}
     # Baselines have one task: nothing to weigh or combine, so they stay cached.
-    assert users("weighting") == {("Trainer", "weighting")}
-    assert users("combine") == {("Trainer", "combine")}
+    assert _users(spec, "weighting") == {("Trainer", "weighting")}
+    assert _users(spec, "combine") == {("Trainer", "combine")}
+
+
+def _users(spec, parameter):
+    """(task, input) pairs that read the run-time ``parameter``."""
+    return {(task, key) for task, t in spec.root.dag.tasks.items()
+            for key, p in t.inputs.parameters.items()
+            if p.component_input_parameter == parameter}
+
+
+def test_tfrecord_data_compiles_with_import_example_gen(compiled, tmp_path, capsys):
+    """--data-format tfrecord: ImportExampleGen reads data_root's *.tfrecord* files, in
+    place of CsvExampleGen and wired alike; the image's bundled data is CSV, so a
+    TFRecord pipeline needs its own --data-root."""
+    out = tmp_path / "p.yaml"
+    args = ["compile", "--image", IMAGE, "--output", str(out), "--pipeline-root", ROOT,
+            "--data-format", "tfrecord"]
+    assert cli.main(args) == 2
+    assert "--data-format: tfrecord needs --data-root" in capsys.readouterr().err
+    assert cli.main([*args, "--data-root", "gs://bucket/examples"]) == 0
+    spec, csv = _load(out), _load(compiled)
+    node, csv_node = naming.EXAMPLE_GEN["tfrecord"], naming.EXAMPLE_GEN["csv"]
+    assert set(spec.root.dag.tasks) == set(csv.root.dag.tasks) - {csv_node} | {node}
+    for name, task in csv.root.dag.tasks.items():
+        renamed = {node if t == csv_node else t for t in task.dependent_tasks}
+        assert set(spec.root.dag.tasks[name.replace(csv_node, node)].dependent_tasks) == renamed
+    assert _users(spec, "data_root") == {(node, "input_base")}
+    assert json_format.MessageToDict(
+        spec.root.input_definitions.parameters["data_root"].default_value) == "gs://bucket/examples"
+    input_config = spec.root.dag.tasks[node].inputs.parameters["input_config"]
+    assert json.loads(input_config.runtime_value.constant.string_value)["splits"] == [
+        {"name": "single_split", "pattern": "*.tfrecord*"}]
+    assert _container(spec, node)["args"][1] == (
+        "tfx.components.example_gen.import_example_gen.executor.Executor")
 
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/-])(/[\w.@-]+(?:/[\w.@-]+)+)")
@@ -215,6 +243,7 @@ def test_several_trainer_workers_train_as_a_vertex_custom_job(tmp_path):
     ({"pipeline_root": "/tmp/root"}, "--pipeline-root"),
     ({"pipeline_root": "relative/root"}, "--pipeline-root"),
     ({"data_root": "/home/me/data"}, "--data-root"),
+    ({"data_format": "parquet", "data_root": "gs://b/d"}, "--data-format"),
     ({"image": "not an image"}, "--image"),
     ({"beam_args": ("--runner=DataflowRunner", "--project=p")}, "--region, --temp_location"),
     ({"trainer": compiler.TrainerScale(workers=2)}, "--vertex-project"),

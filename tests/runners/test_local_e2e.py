@@ -34,14 +34,14 @@ def _nodes(tasks):
     return FIXED_NODES | {f"{kind}_{t}" for t in tasks for kind in ("baseline", "evaluate")}
 
 
-def _latest_executions(output_dir):
+def _latest_executions(output_dir, pipeline=PIPELINE):
     """{node id: execution} of the latest run, and the store."""
     store = metadata.open_store(str(output_dir / "metadata.sqlite"))
-    _, executions = metadata.latest_run(store, PIPELINE)
+    _, executions = metadata.latest_run(store, pipeline)
     nodes = {}
     for execution in executions:
         for ctx in store.get_contexts_by_execution(execution.id):
-            if ctx.name.startswith(PIPELINE + "."):
+            if ctx.name.startswith(pipeline + "."):
                 nodes[ctx.name.split(".", 1)[1]] = execution
     return store, nodes
 
@@ -370,3 +370,45 @@ def test_cli_selects_architecture_weighting_combination_and_replicas(taxi_slice,
     arch = baseline["architecture"]
     assert (arch["name"], baseline["tasks"], arch["experts"]) == ("mmoe", ["fare"], 3)
     assert set(baseline["eval_metrics"]) == {"fare"}
+
+
+def test_synthetic_tfrecord_data_runs_through_import_example_gen(tmp_path):
+    """`synth --format tfrecord` writes what `run` reads, with the spec as written:
+    ImportExampleGen reads it, every component completes, every task is judged
+    against its own baseline (a regression task, and a binary one of int64 labels)."""
+    data_dir = tmp_path / "synth"
+    run_tfx_mtl("synth", "--rows", "2000", "--tasks", "2", "--correlation", "0.5",
+                "--features", "8", "--task-types", "regression,binary", "--format", "tfrecord",
+                "--out", str(data_dir))
+    summary_path = tmp_path / "summary.json"
+    result = run_tfx_mtl("run", "--data", str(data_dir), "--spec", str(data_dir / "tasks.yaml"),
+                         "--output-dir", str(tmp_path / "runs"), "--train-steps", "30",
+                         "--eval-steps", "2", "--batch-size", "64",
+                         "--summary-json", str(summary_path))
+    summary = json.loads(summary_path.read_text())
+    tasks = ("task_1", "task_2")
+    example_gen = naming.EXAMPLE_GEN["tfrecord"]
+    # The synthetic spec names no curated schema: SchemaGen infers one.
+    nodes = _nodes(tasks) - {"CsvExampleGen", "CuratedSchemaGen"} | {example_gen, "SchemaGen"}
+    assert {c["id"]: c["state"] for c in summary["components"]} == dict.fromkeys(
+        nodes, "COMPLETE")
+    assert f"  {example_gen} " in result.stdout and "CsvExampleGen" not in result.stdout
+    spec = task_spec.load(data_dir / "tasks.yaml")
+    assert set(summary["tasks"]) == set(tasks)
+    for name, info in summary["tasks"].items():
+        metric_names = {m.name for m in spec.task(name).metrics}
+        assert metric_names <= set(info["metrics"]) and metric_names <= set(
+            info["baseline_metrics"]), name
+        assert info["baseline_model"]["uri"].startswith(
+            str(tmp_path / "runs" / "pipeline_root" / naming.baseline_node(name)))
+        assert info["metrics"]["example_count"] == info["baseline_metrics"]["example_count"]
+    assert summary["tasks"]["task_2"]["type"] == "binary"
+    # The node ran TFX's ImportExampleGen, which split all 2,000 examples train/eval.
+    store, executions = _latest_executions(tmp_path / "runs", "tfx-mtl-synth")
+    (execution_type,) = store.get_execution_types_by_id([executions[example_gen].type_id])
+    assert execution_type.name.endswith(".ImportExampleGen")
+    (examples,) = _artifacts(store, executions[example_gen], "OUTPUT")["examples"]
+    counts = {split: sum(1 for _ in tf.data.TFRecordDataset(
+        glob.glob(os.path.join(examples.uri, f"Split-{split}", "*")), "GZIP"))
+        for split in ("train", "eval")}
+    assert sum(counts.values()) == 2000 and 0 < counts["eval"] < counts["train"]

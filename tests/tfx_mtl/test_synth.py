@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tfx_mtl import synth, task_spec
+from tfx_mtl import data, synth, task_spec
 from tfx_mtl import cli
 
 
@@ -264,6 +264,27 @@ def test_tfrecord_parses_back_to_the_csv_values(tmp_path):
                                           .astype(np.float32))
 
 
+def test_tfrecord_is_what_run_reads_in_canonical_bytes(tmp_path):
+    """Features and regression labels are floats, binary labels int64 0/1, under the
+    names the spec uses as written; each example is serialized with its features in key
+    order (else their order, and the file's bytes, change from one process to the next)."""
+    import pyarrow as pa
+    import tensorflow as tf
+    from tfx_bsl.coders import example_coder
+
+    config = _config(rows=30, features=3, task_types=("regression", "binary"))
+    result = synth.write(config, tmp_path, fmt="tfrecord")
+    columns = data.columns(str(tmp_path))
+    assert columns == ["task_1", "task_2", "x_0", "x_1", "x_2"]
+    task_spec.load(result["spec"], columns=columns)
+    records = [r.numpy() for r in tf.data.TFRecordDataset(result["data"])]
+    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records)
+    assert {f.name: f.type.value_type for f in batch.schema} == {
+        **dict.fromkeys(["x_0", "x_1", "x_2", "task_1"], pa.float32()), "task_2": pa.int64()}
+    assert all(r == tf.train.Example.FromString(r).SerializeToString(deterministic=True)
+               for r in records)
+
+
 def test_write_streams_in_constant_memory(tmp_path):
     config = _config(rows=200_000, tasks=2, features=10)
     whole = config.rows * (config.features + config.tasks) * 8  # 19.2 MB as float64
@@ -292,6 +313,7 @@ def test_cli_writes_data_and_spec(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert str(out / "data.csv") in printed and str(out / "tasks.yaml") in printed
+    assert f"run it: tfx-mtl run --data {out / 'data.csv'} --spec {out / 'tasks.yaml'}" in printed
     header, rows = _read_csv(out / "data.csv")
     assert header == ["x_0", "x_1", "x_2", "x_3", "task_1", "task_2"] and len(rows) == 50
     expected = synth.sample(synth.SynthConfig(rows=50, tasks=2, correlation=0.3, features=4,

@@ -148,7 +148,7 @@ def test_load_names_the_file_on_bad_yaml_and_missing_schema(tmp_path):
 
 
 def test_bundled_spec_is_valid_for_the_bundled_data():
-    spec = task_spec.load(data.bundled_spec(), columns=data.csv_columns(data.bundled_taxi_csv()))
+    spec = task_spec.load(data.bundled_spec(), columns=data.columns(data.bundled_taxi_csv()))
     kinds = {t.type for t in spec.tasks}
     assert len(spec.tasks) >= 3 and {"binary", "regression"} <= kinds
     assert not set(spec.label_columns) & set(spec.feature_names)

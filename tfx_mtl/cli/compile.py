@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from tfx_mtl import run_parameters
+from tfx_mtl import data, run_parameters
 from tfx_mtl.cli import options
 from tfx_mtl.runners import kubeflow as compiler
 
@@ -28,8 +28,12 @@ def add_parser(subparsers) -> None:
                    help="where artifacts go, reachable from every pod (gs://bucket/path)")
     options.add_spec(p)
     p.add_argument("--data-root", default=compiler.IMAGE_DATA_ROOT, metavar="URI",
-                   help="default of the data_root parameter: a directory of CSV files "
+                   help="default of the data_root parameter: a directory of data files "
                         "(default: the taxi sample inside the image)")
+    p.add_argument("--data-format", choices=data.FORMATS, default="csv",
+                   help="the format of the files under data_root, fixed in the spec: csv "
+                        "(CsvExampleGen reads *.csv) or tfrecord (ImportExampleGen reads "
+                        "*.tfrecord*, tf.Examples, gzip when .gz) (default: csv)")
     p.add_argument("--serving-model-dir", metavar="URI",
                    help="where Pusher writes blessed models (default: "
                         "<pipeline-root>/serving_model/<pipeline name>)")
@@ -64,7 +68,8 @@ def options_from(args: argparse.Namespace) -> compiler.CompileOptions:
                                                       "--trainer-gpus or --trainer-workers")
     return compiler.CompileOptions(
         image=args.image, pipeline_root=args.pipeline_root, spec_path=args.spec,
-        data_root=args.data_root, serving_model_dir=args.serving_model_dir,
+        data_root=args.data_root, data_format=args.data_format,
+        serving_model_dir=args.serving_model_dir,
         train_steps=args.train_steps, eval_steps=args.eval_steps,
         trainer_options=options.trainer_options(args), beam_args=tuple(args.beam_arg),
         trainer=compiler.TrainerScale(

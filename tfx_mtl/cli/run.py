@@ -11,8 +11,9 @@ def add_parser(subparsers) -> None:
         "run", help="run the whole TFX DAG locally and print the per-task summary",
         description="Runs ExampleGen -> ... -> Pusher with LocalDagRunner, a SQLite MLMD "
                     "store and Beam's DirectRunner, then prints per-task metrics.")
-    p.add_argument("--data", help="a CSV file or a directory of CSV files "
-                                  "(default: the taxi sample bundled with tfx)")
+    p.add_argument("--data", help="a file, or a directory of files of one format: CSV (*.csv, "
+                                  "with a header row) or TFRecord of tf.Example (*.tfrecord*, "
+                                  "gzip when .gz) (default: the taxi sample bundled with tfx)")
     options.add_spec(p)
     p.add_argument("--output-dir", default="runs",
                    help="pipeline root, MLMD store, pushed models and logs (default: ./runs)")

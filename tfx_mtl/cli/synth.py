@@ -7,6 +7,7 @@ option that sets it.
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from tfx_mtl import synth
 from tfx_mtl.cli import options
@@ -62,4 +63,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {result['rows']} rows x {result['columns']} columns to {result['data']} "
           f"in {result['seconds']:.1f} s")
     print(f"task spec: {result['spec']}")
+    print(f"run it: tfx-mtl run --data {shlex.quote(result['data'])} "
+          f"--spec {shlex.quote(result['spec'])}")
     return 0

@@ -68,6 +68,7 @@ class CompileOptions:
     pipeline_root: str
     spec_path: str | None = None  # default: the bundled taxi spec
     data_root: str = IMAGE_DATA_ROOT
+    data_format: str = "csv"  # of the files under data_root, whatever a run sets it to
     serving_model_dir: str | None = None  # default: <pipeline_root>/serving_model/<name>
     train_steps: int = 1000
     eval_steps: int = 50
@@ -89,7 +90,13 @@ def check_options(options: CompileOptions) -> None:
                 f"(gs://bucket/path, s3://bucket/path); local paths do not exist on the cluster")
     if options.data_root != IMAGE_DATA_ROOT and not _URI.match(options.data_root):
         raise CompileError("--data-root", f"{options.data_root!r} is not a storage URI "
-                           f"(gs://bucket/dir of CSV files) nor the image's bundled data")
+                           f"(gs://bucket/dir of data files) nor the image's bundled data")
+    if options.data_format not in data_lib.FORMATS:
+        raise CompileError("--data-format", f"must be one of {', '.join(data_lib.FORMATS)}, "
+                           f"got {options.data_format!r}")
+    if options.data_format != "csv" and options.data_root == IMAGE_DATA_ROOT:
+        raise CompileError("--data-format", f"{options.data_format} needs --data-root: the "
+                           f"image's bundled data ({IMAGE_DATA_ROOT}) is CSV")
     run_parameters.check_train_steps(options.train_steps, "--train-steps")
     t = options.trainer
     if t.gpus < 0 or t.workers < 1:
@@ -169,7 +176,8 @@ def build(options: CompileOptions):
     return pipeline_lib.create_pipeline(
         pipeline_name=name,
         pipeline_root=options.pipeline_root,
-        data=pipeline_lib.DataSource(parameter(DATA_ROOT, str, options.data_root), "*.csv"),
+        data=pipeline_lib.DataSource(parameter(DATA_ROOT, str, options.data_root),
+                                     data_lib.PATTERNS[options.data_format], options.data_format),
         spec=spec,
         serving_model_dir=(options.serving_model_dir
                            or f"{options.pipeline_root.rstrip('/')}/serving_model/{name}"),

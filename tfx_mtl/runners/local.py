@@ -83,7 +83,7 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     spec_path = spec_path or data_lib.bundled_spec()
     run_parameters.check_train_steps(train_steps, "--train-steps")
     # Refuse a bad spec or data before anything heavy is imported or run.
-    spec = task_spec.load(spec_path, columns=data_lib.csv_columns(data))
+    spec = task_spec.load(spec_path, columns=data_lib.columns(data))
 
     paths = RunPaths(os.path.abspath(output_dir))
     os.makedirs(paths.logs, exist_ok=True)

@@ -1,0 +1,159 @@
+"""A --data source: its format from the file names, its columns from the files themselves.
+
+TFRecord files are written with TensorFlow's own writer, so the reader under test
+(which does not import TensorFlow) is checked against the real format.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from tfx_mtl import data
+
+
+def _example(**features):
+    def feature(value):
+        if isinstance(value, float):
+            return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+        if isinstance(value, int):
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    return tf.train.Example(features=tf.train.Features(
+        feature={name: feature(value) for name, value in features.items()}))
+
+
+def _tfrecord(path, examples, compression=None):
+    with tf.io.TFRecordWriter(str(path), options=compression) as writer:
+        for example in examples:
+            writer.write(example.SerializeToString())
+    return path
+
+
+def _error(path, match):
+    with pytest.raises(data.DataError, match=match) as error:
+        data.columns(str(path))
+    return error.value
+
+
+# -- format detection -------------------------------------------------------------
+
+@pytest.mark.parametrize("name, fmt", [
+    ("taxi.csv", "csv"), ("data.tfrecord", "tfrecord"), ("data.tfrecords", "tfrecord"),
+    ("data.tfrecord.gz", "tfrecord"), ("data.tfrecord-00000-of-00004", "tfrecord")])
+def test_a_file_name_tells_its_format(tmp_path, name, fmt):
+    (tmp_path / name).write_bytes(b"")
+    assert data.data_files(str(tmp_path / name)) == (fmt, [str(tmp_path / name)])
+
+
+@pytest.mark.parametrize("name, fits", [("data.txt", "fits neither"),
+                                        ("data.tfrecord.csv", "fits both")])
+def test_a_file_name_of_no_format_or_of_both_is_refused(tmp_path, name, fits):
+    (tmp_path / name).write_text("a,b\n1,2\n")
+    error = _error(tmp_path / name, fits)
+    assert error.field == str(tmp_path / name)
+
+
+def test_a_directory_holds_one_format_other_files_aside(tmp_path):
+    _tfrecord(tmp_path / "b.tfrecord", [_example(x=1.0)])
+    _tfrecord(tmp_path / "a.tfrecord.gz", [_example(x=2.0)], "GZIP")
+    (tmp_path / "tasks.yaml").write_text("name: spec\n")
+    assert data.data_files(str(tmp_path)) == (
+        "tfrecord", [str(tmp_path / "a.tfrecord.gz"), str(tmp_path / "b.tfrecord")])
+
+
+def test_a_directory_mixing_csv_and_tfrecord_is_refused_by_name(tmp_path):
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    _tfrecord(tmp_path / "b.tfrecord", [_example(x=1.0)])
+    error = _error(tmp_path, "mixes CSV and TFRecord files")
+    assert error.field == str(tmp_path) and "a.csv" in error.message
+
+
+def test_a_directory_of_neither_format_is_refused_by_name(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello\n")
+    error = _error(tmp_path, r"holds neither a CSV \(\*\.csv\) nor a TFRecord")
+    assert error.field == str(tmp_path)
+
+
+# -- columns ------------------------------------------------------------------------
+
+def test_csv_columns_are_the_shared_header(tmp_path):
+    (tmp_path / "a.csv").write_text("fare,tips\n1,2\n")
+    (tmp_path / "b.csv").write_text("fare,tips\n3,4\n")
+    assert data.columns(str(tmp_path)) == ["fare", "tips"]
+    (tmp_path / "c.csv").write_text("fare,tip\n1,2\n")
+    assert _error(tmp_path, "header differs").field == str(tmp_path / "c.csv")
+
+
+def test_tfrecord_columns_are_the_union_of_the_examples_keys(tmp_path):
+    """tf.Example leaves a missing value out: a key missing from one example, or from
+    every example of one file, is still a column. gzip files are read when .gz."""
+    _tfrecord(tmp_path / "a.tfrecord", [_example(x=1.0, label=1), _example(x=2.0, city="a")])
+    _tfrecord(tmp_path / "b.tfrecord.gz", [_example(x=3.0, fare=4.5)], "GZIP")
+    _tfrecord(tmp_path / "c.tfrecord", [])  # an empty shard is fine
+    assert data.columns(str(tmp_path)) == ["city", "fare", "label", "x"]
+    assert data.columns(str(tmp_path / "b.tfrecord.gz")) == ["fare", "x"]
+
+
+def test_tfrecord_columns_come_from_the_first_examples_of_each_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "SAMPLE_RECORDS", 2)
+    _tfrecord(tmp_path / "a.tfrecord", [_example(x=1.0), _example(x=2.0), _example(late=1.0)])
+    assert data.columns(str(tmp_path)) == ["x"]
+
+
+def test_reading_tfrecord_columns_does_not_import_tensorflow(tmp_path):
+    """The spec is checked against the data before anything heavy is imported."""
+    _tfrecord(tmp_path / "a.tfrecord", [_example(x=1.0)])
+    code = ("import sys; from tfx_mtl import data; "
+            f"print(data.columns({str(tmp_path)!r}), 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.split("\n")[0] == "['x'] False"
+
+
+def _records_bytes(tmp_path):
+    return _tfrecord(tmp_path / "good.tfrecord",
+                     [_example(x=float(i)) for i in range(3)]).read_bytes()
+
+
+def _flip_middle_byte(b):
+    """One bit of the middle record's data (three records of the same size)."""
+    return b[:len(b) // 2] + bytes([b[len(b) // 2] ^ 1]) + b[len(b) // 2 + 1:]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b"x,y\n1.0,2\n" + b, "not a TFRecord file"),  # e.g. a CSV named .tfrecord
+    (lambda b: b[:-3], "record 2: truncated"),
+    (_flip_middle_byte, r"record 1: corrupt \(checksum mismatch\)"),
+])
+def test_a_corrupt_tfrecord_file_is_refused_by_name(tmp_path, damage, message):
+    bad = tmp_path / "data" / "part.tfrecord"
+    bad.parent.mkdir()
+    bad.write_bytes(damage(_records_bytes(tmp_path)))
+    assert _error(bad.parent, message).field == str(bad)
+
+
+def test_records_that_are_not_tf_examples_are_refused_by_name(tmp_path):
+    path = tmp_path / "d" / "strings.tfrecord"
+    path.parent.mkdir()
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(b"\xff\xff not a proto")
+    assert _error(path.parent, "not serialized tf.Examples").field == str(path)
+
+
+def test_a_feature_of_two_types_is_refused_naming_the_file_and_feature(tmp_path):
+    path = _tfrecord(tmp_path / "a.tfrecord", [_example(x=1.0), _example(x=2)])
+    error = _error(path, "not serialized tf.Examples")
+    assert error.field == str(path) and '"x"' in error.message
+
+
+def test_a_gz_name_on_an_uncompressed_file_is_refused_by_name(tmp_path):
+    path = tmp_path / "a.tfrecord.gz"
+    path.write_bytes(_records_bytes(tmp_path))
+    assert _error(path, r"cannot read it as gzip").field == str(path)
+
+
+def test_tfrecord_files_without_any_feature_are_refused_naming_the_data(tmp_path):
+    _tfrecord(tmp_path / "a.tfrecord", [])
+    assert _error(tmp_path, "no tf.Example with any feature").field == str(tmp_path)
