@@ -338,13 +338,13 @@ def input_ms_per_batch(dataset, batches: int) -> float:
 def _network(spec, settings: BenchSettings):
     import tensorflow as tf
 
-    from tfx_mtl.models import architecture
+    from tfx_mtl.models import architecture, families
 
     tf.keras.utils.set_random_seed(settings.seed)
     config = architecture.ArchitectureConfig(name="shared_bottom",
                                              hidden_units=settings.hidden_units,
                                              tower_units=settings.tower_units)
-    return architecture.build(spec, {}, None, config)
+    return families.build(spec, {}, None, config)
 
 
 class _LoopRunner:

@@ -1,24 +1,19 @@
 """Which multi-task architecture to build, checked before anything runs.
 
 One :class:`ArchitectureConfig` describes every family; each family reads the
-fields it needs (see the field comments). :func:`build` is the registry: it
-calls ``build_network`` of the module named like the architecture
-(``tfx_mtl.models.<name>``), so the family modules can import this one without
-a cycle. A single-task baseline is a family built for one task
+fields it needs (see the field comments); :mod:`tfx_mtl.models.families` builds
+the one it names. A single-task baseline is a family built for one task
 (``TrainerConfig.tasks``), nothing of its own.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import numbers
 from typing import Any, Mapping
 
 import tensorflow as tf
 
 from tfx_mtl.errors import InputProblems
-from tfx_mtl.models.network import Network
-from tfx_mtl.task_spec import TaskSpec
 
 ARCHITECTURES = ("shared_bottom", "mmoe", "ple", "cross_stitch")
 
@@ -103,10 +98,3 @@ def _is_activation(name: Any) -> bool:
         return False
     return True
 
-
-def build(spec: TaskSpec, cardinalities: Mapping[str, int],
-          num_classes: Mapping[str, int] | None = None,
-          config: ArchitectureConfig = ArchitectureConfig()) -> Network:
-    """The network ``config`` names, for ``spec``; ``num_classes`` is needed for multiclass tasks."""
-    module = importlib.import_module(f"tfx_mtl.models.{config.name}")
-    return module.build_network(spec, cardinalities, num_classes, config)

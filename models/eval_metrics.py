@@ -89,8 +89,3 @@ class Evaluator:
         return {task: {name: float(m.result()) for name, m in by_name.items()}
                 for task, by_name in metrics.items()}
 
-
-def evaluate(model: tf.keras.Model, spec: TaskSpec, label_stats: Mapping[str, tuple[float, float]],
-             batches: Iterable[Mapping[str, tf.Tensor]]) -> dict[str, dict[str, float]]:
-    """One-off :class:`Evaluator` run."""
-    return Evaluator(model, spec, label_stats)(batches)

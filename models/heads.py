@@ -3,9 +3,9 @@
 A head's raw output is what the network computes: logits for classification,
 a standardised value ``z`` for regression (the served value is
 ``mean + std * z``, with mean/std of the labelled training values from
-Transform). Losses are averaged over the examples that carry a label for the
-task only (``mask``), so a missing label contributes nothing and a batch with
-no label for a task gives a loss of 0 rather than NaN.
+Transform). The training step and the evaluator average a task's loss over the
+examples that carry its label only (its ``mask``), so a missing label
+contributes nothing and a batch with no label for a task gives 0, not NaN.
 """
 from __future__ import annotations
 
@@ -22,12 +22,6 @@ def head_width(task: Task, num_classes: int | None = None) -> int:
                              f"the label vocabulary has {num_classes}")
         return num_classes
     return 1
-
-
-def masked_mean(per_example: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """Mean of ``per_example`` over the examples where ``mask`` is 1 (0 if none)."""
-    mask = tf.cast(mask, per_example.dtype)
-    return tf.math.divide_no_nan(tf.reduce_sum(per_example * mask), tf.reduce_sum(mask))
 
 
 def per_example_loss(task: Task, raw: tf.Tensor, label: tf.Tensor,
@@ -48,11 +42,6 @@ def per_example_loss(task: Task, raw: tf.Tensor, label: tf.Tensor,
         quadratic = tf.minimum(abs_error, task.huber_delta)
         return 0.5 * tf.square(quadratic) + task.huber_delta * (abs_error - quadratic)
     return tf.square(error)
-
-
-def masked_loss(task: Task, raw: tf.Tensor, label: tf.Tensor, mask: tf.Tensor,
-                mean: tf.Tensor | float = 0.0, std: tf.Tensor | float = 1.0) -> tf.Tensor:
-    return masked_mean(per_example_loss(task, raw, label, mean, std), tf.reshape(mask, [-1]))
 
 
 def outputs(task: Task, raw: tf.Tensor, mean: tf.Tensor | float = 0.0,

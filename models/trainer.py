@@ -21,7 +21,7 @@ from absl import logging
 from tfx_bsl.public.tfxio import TensorFlowDatasetOptions
 
 from tfx_mtl import naming
-from tfx_mtl.models import architecture, distribution, export, features
+from tfx_mtl.models import distribution, export, families, features
 from tfx_mtl.models.loop import TrainingLoop
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
 from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
@@ -55,7 +55,7 @@ def run_fn(fn_args) -> None:
     num_classes = {t.name: len(tf_transform_output.vocabulary_by_name(
         naming.label_vocab_name(t.name))) for t in spec.tasks if t.type == "multiclass"}
     with strategy.scope():
-        network = architecture.build(
+        network = families.build(
             spec, features.input_cardinalities(spec, tf_transform_output.vocabulary_size_by_name),
             num_classes, config.architecture)
     loop = TrainingLoop(network, spec, label_stats, config, strategy,

@@ -83,18 +83,8 @@ def _private_uses(modules):
     return found
 
 
-# Left for the models/ restructure: architecture.build and single_task.build_network import
-# a family by a computed name (an edge to every module of tfx_mtl.models), and the families
-# import architecture back. Empty this once the families are imported by their names.
-MODELS_CYCLES_THROUGH = {"tfx_mtl.models.architecture", "tfx_mtl.models.single_task"}
-
-
 def test_no_module_imports_itself_back_through_others():
-    def left_for_models(chain):
-        modules = chain.split(" -> ")
-        return all(m.startswith("tfx_mtl.models.") for m in modules) and (
-            MODELS_CYCLES_THROUGH & set(modules))
-    assert [c for c in _cycles(module_graph.import_graph()) if not left_for_models(c)] == []
+    assert _cycles(module_graph.import_graph()) == []
 
 
 def test_no_package_imports_itself_back_through_others():

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tfx_mtl import naming, task_spec
-from tfx_mtl.models import architecture, blocks, cross_stitch, ownership
+from tfx_mtl.models import architecture, blocks, cross_stitch, families, ownership
 from tfx_mtl.models.architecture import ArchitectureConfig, ArchitectureError
 
 SPEC = task_spec.parse({
@@ -47,7 +47,7 @@ def _inputs(rows=8, seed=0):
 def _network(key):
     if key not in _NETWORKS:
         tf.keras.utils.set_random_seed(1)
-        _NETWORKS[key] = architecture.build(SPEC, CARDINALITIES, NUM_CLASSES, CONFIGS[key])
+        _NETWORKS[key] = families.build(SPEC, CARDINALITIES, NUM_CLASSES, CONFIGS[key])
     return _NETWORKS[key]
 
 
@@ -257,7 +257,7 @@ def test_mix_experts_arithmetic():
 def test_a_family_built_for_one_task_has_one_head(name):
     # What a single-task baseline is: the family on the spec restricted to its task.
     config = dataclasses.replace(TINY, name=name, hidden_units=(3,), tower_units=())
-    network = architecture.build(SPEC.restricted_to(["m"]), CARDINALITIES, NUM_CLASSES, config)
+    network = families.build(SPEC.restricted_to(["m"]), CARDINALITIES, NUM_CLASSES, config)
     out = network.model(_inputs())
     assert list(out) == ["m"] and out["m"].shape == (8, 3)
     assert not any(layer.name.startswith(("b_", "r_")) for layer in network.model.layers)
@@ -303,13 +303,13 @@ def test_config_from_dict_and_checked_when_made():
 
 def test_missing_cardinality_names_the_feature():
     with pytest.raises(ValueError, match=r"cardinalities\['q'\]: the bucketized feature needs"):
-        architecture.build(SPEC, {"c": 5}, NUM_CLASSES, CONFIGS["shared_bottom"])
+        families.build(SPEC, {"c": 5}, NUM_CLASSES, CONFIGS["shared_bottom"])
 
 
 @pytest.mark.parametrize("name", architecture.ARCHITECTURES)
 def test_saved_model_round_trip(name, tmp_path):
     config = ArchitectureConfig(name=name, hidden_units=(2,), tower_units=(), experts=2)
-    model = architecture.build(SPEC, CARDINALITIES, NUM_CLASSES, config).model
+    model = families.build(SPEC, CARDINALITIES, NUM_CLASSES, config).model
     specs = {key: tf.TensorSpec([None], t.dtype, key) for key, t in _inputs().items()}
     model.serve = tf.function(lambda inputs: model(inputs, training=False),
                               input_signature=[specs])

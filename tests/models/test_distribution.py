@@ -28,7 +28,7 @@ def _compare() -> dict:
     import tensorflow as tf
 
     from tfx_mtl import synth
-    from tfx_mtl.models import architecture, synthetic_input
+    from tfx_mtl.models import families, synthetic_input
     from tfx_mtl.models.loop import TrainingLoop
     from tfx_mtl.models.trainer_config import TrainerConfig
 
@@ -48,7 +48,7 @@ def _compare() -> dict:
                                  "experts": 2}})
             tf.keras.utils.set_random_seed(3)
             with strategy.scope():
-                network = architecture.build(spec, {}, None, trainer_config.architecture)
+                network = families.build(spec, {}, None, trainer_config.architecture)
             loop = TrainingLoop(network, spec, synthetic_input.label_stats(arrays, spec),
                                 trainer_config, strategy)
             initial = [v.numpy() for v in network.model.trainable_variables]
@@ -73,7 +73,7 @@ def _resume(spec, arrays) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from tfx_mtl.models import architecture, distribution, synthetic_input
+    from tfx_mtl.models import distribution, families, synthetic_input
     from tfx_mtl.models.loop import TrainingLoop
     from tfx_mtl.models.trainer_config import TrainerConfig
 
@@ -85,7 +85,7 @@ def _resume(spec, arrays) -> dict:
         strategy = distribution.strategy()
         tf.keras.utils.set_random_seed(5)
         with strategy.scope():
-            network = architecture.build(spec, {}, None, config.architecture)
+            network = families.build(spec, {}, None, config.architecture)
         return TrainingLoop(network, spec, synthetic_input.label_stats(arrays, spec), config,
                             strategy, checkpoint_dir=directory)
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfx_mtl import naming, synth
-from tfx_mtl.models import architecture, combination, eval_metrics, synthetic_input
+from tfx_mtl.models import architecture, combination, eval_metrics, families, synthetic_input
 from tfx_mtl.models import weighting as weighting_lib
 from tfx_mtl.models.loop import NonFiniteLossError, TrainingLoop
 from tfx_mtl.models.trainer_config import TrainerConfig
@@ -31,7 +31,7 @@ def _loop(spec, arrays, tmp_path=None, strategy=None, **options):
     strategy = strategy or tf.distribute.get_strategy()
     tf.keras.utils.set_random_seed(1)
     with strategy.scope():
-        network = architecture.build(spec, {}, None, config.architecture)
+        network = families.build(spec, {}, None, config.architecture)
     return TrainingLoop(network, spec, synthetic_input.label_stats(arrays, spec), config, strategy,
                         checkpoint_dir=str(tmp_path / "ckpt") if tmp_path else None,
                         log_dir=str(tmp_path / "logs") if tmp_path else None)
@@ -92,6 +92,8 @@ def test_a_task_without_labels_in_a_batch_contributes_nothing(tmp_path):
     before = [v.numpy().copy() for v in owned]
     result = loop.fit(synthetic_input.dataset(arrays, 32), 3)
     assert result.losses["task_2"] == 0.0 and result.losses["task_1"] > 0
+    evaluated = _eval_losses(loop, spec, arrays)  # the evaluator masks alike
+    assert evaluated["task_2"] == 0.0 and evaluated["task_1"] > 0
     for old, variable in zip(before, owned):
         np.testing.assert_array_equal(old, variable.numpy())
 
@@ -175,8 +177,7 @@ def test_early_stopping_keeps_the_best_weights(tmp_path):
     result = loop.fit(synthetic_input.dataset(arrays, 64), 500, eval_data=eval_batches)
     assert result.stopped_early and result.steps < 500
     assert result.best_step == result.steps - 10  # two evaluations without improvement
-    from tfx_mtl.models import eval_metrics
-    now = eval_metrics.evaluate(loop.network.model, spec, loop.label_stats, eval_batches())
+    now = loop.evaluator(eval_batches())
     assert now["task_1"]["rmse"] == pytest.approx(float(loop.early_stopping.best.numpy()),
                                                   rel=1e-5)
 

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tfx_mtl import naming
-from tfx_mtl.models import architecture, eval_metrics, export, features, trainer
+from tfx_mtl.models import architecture, eval_metrics, export, families, features, trainer
 from tfx_mtl.models.loop import TrainingLoop
 from tfx_mtl.models.trainer_config import TrainerConfig
 
@@ -29,7 +29,7 @@ def _example(row):
 
 def _network(tft_output, **arch):
     cardinalities = features.input_cardinalities(SPEC, tft_output.vocabulary_size_by_name)
-    return architecture.build(SPEC, cardinalities, {"kind": 2}, architecture.ArchitectureConfig(
+    return families.build(SPEC, cardinalities, {"kind": 2}, architecture.ArchitectureConfig(
         hidden_units=(8,), tower_units=(4,), experts=2, **arch))
 
 

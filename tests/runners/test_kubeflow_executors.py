@@ -79,7 +79,7 @@ def test_bad_run_time_value_fails_the_trainer_container(compiled, tmp_path):
     lines = [line for line in run.output.splitlines() if "RunOptionError:" in line]
     assert lines, _failure(run)
     assert "weighting='nope'" in lines[-1], lines[-1]
-    for known in weighting.WEIGHTINGS:
+    for known in weighting.names():
         assert known in lines[-1], lines[-1]
 
 

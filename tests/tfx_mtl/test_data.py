@@ -3,7 +3,6 @@
 TFRecord files are written with TensorFlow's own writer, so the reader under test
 (which does not import TensorFlow) is checked against the real format.
 """
-import os
 import subprocess
 import sys
 

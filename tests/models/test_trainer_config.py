@@ -1,0 +1,120 @@
+"""TrainerConfig: every registered method reachable, with its parameters, from the command
+line, the spec's trainer section and TrainerConfig itself; how the three combine; the one
+rule for a single task."""
+import dataclasses
+
+import pytest
+
+from tfx_mtl import synth, task_spec
+from tfx_mtl.cli import options as cli_options
+from tfx_mtl.models import combination, families, synthetic_input, weighting
+from tfx_mtl.models.loop import TrainingLoop
+from tfx_mtl.models.trainer_config import (TrainerConfig, TrainerConfigError,
+                                           checked_trainer_config)
+
+SYNTH = synth.SynthConfig(rows=64, tasks=2, features=4, task_types=("regression", "binary"))
+SPEC = synthetic_input.spec(SYNTH)
+KINDS = {"weighting": weighting, "combine": combination}
+
+
+def _changed(field):
+    """A valid value other than ``field``'s default, so that reaching the method shows."""
+    value = field.default + 1 if isinstance(field.default, int) else field.default * 1.5 + 0.25
+    assert field.metadata["check"](value), field.name
+    return value
+
+
+def _methods():
+    for kind, package in KINDS.items():
+        for name in package.names():
+            params = {f.name: _changed(f)
+                      for f in dataclasses.fields(package.REGISTRY.get(name).Params)}
+            yield pytest.param(kind, name, params, id=f"{kind}-{name}")
+
+
+def _from_cli(kind, name, params):
+    argv = ["run", f"--{kind}", name]
+    for key, value in params.items():
+        argv += [f"--{kind}-param", f"{key}={value!r}"]
+    from tfx_mtl import cli
+    args = cli.build_parser().parse_args(argv)
+    return checked_trainer_config(cli_options.trainer_options(args), SPEC)
+
+
+def _from_spec(kind, name, params):
+    spec = task_spec.parse({**_yaml_spec(), "trainer": {kind: name, f"{kind}_params": params}},
+                           source="tasks.yaml")
+    return checked_trainer_config({}, spec)
+
+
+def _yaml_spec():
+    return {"name": SPEC.name, "features": [f.name for f in SPEC.features],
+            "tasks": [{"name": t.name, "type": t.type, "label": t.label} for t in SPEC.tasks]}
+
+
+def _built_method(config, kind):
+    """The method object the Trainer's loop makes from ``config``."""
+    network = families.build(SPEC, {}, None, config.architecture)
+    loop = TrainingLoop(network, SPEC, {t.name: (0.0, 1.0) for t in SPEC.tasks}, config)
+    return loop.weighting if kind == "weighting" else loop.step.combination
+
+
+@pytest.mark.parametrize("kind,name,params", list(_methods()))
+def test_every_registered_method_is_reachable_with_its_parameters(kind, name, params):
+    expected = KINDS[kind].REGISTRY.params(name, params)
+    direct = TrainerConfig(**{kind: name, f"{kind}_params": params})
+    for source, config in (("TrainerConfig", direct), ("command line", _from_cli(kind, name, params)),
+                           ("spec", _from_spec(kind, name, params))):
+        assert (getattr(config, kind), dict(getattr(config, f"{kind}_params"))) == (
+            name, params), source
+        method = _built_method(config, kind)
+        assert (method.name, method.params) == (name, expected), source
+
+
+def test_command_line_options_go_over_the_spec_s_trainer_section():
+    spec = task_spec.parse({**_yaml_spec(), "trainer": {
+        "weighting": "gradnorm", "weighting_params": {"alpha": 2.0},
+        "combine": "cagrad", "combine_params": {"c": 0.2},
+        "architecture": {"name": "mmoe", "experts": 3}, "learning_rate": 0.01}})
+    same = checked_trainer_config({"weighting_params": {"learning_rate": 0.1}}, spec)
+    assert dict(same.weighting_params) == {"alpha": 2.0, "learning_rate": 0.1}
+    assert (same.combine, dict(same.combine_params), same.learning_rate) == ("cagrad",
+                                                                             {"c": 0.2}, 0.01)
+    other = checked_trainer_config({"weighting": "dwa", "architecture": {"experts": 5}}, spec)
+    assert (other.weighting, dict(other.weighting_params)) == ("dwa", {})  # alpha is GradNorm's
+    assert (other.architecture.name, other.architecture.experts) == ("mmoe", 5)
+
+
+def test_a_bad_trainer_section_is_the_spec_s_error_naming_file_and_field():
+    spec = task_spec.parse({**_yaml_spec(), "trainer": {"combine": "cagrad",
+                                                        "combine_params": {"c": -1}}},
+                           source="/data/tasks.yaml")
+    with pytest.raises(task_spec.TaskSpecError) as err:
+        checked_trainer_config({}, spec)
+    assert err.value.field == "/data/tasks.yaml"
+    assert "trainer.combine_params.c: gradient combination 'cagrad': parameter 'c' must be" in (
+        err.value.message)
+    with pytest.raises(task_spec.TaskSpecError, match="trainer: must be a mapping"):
+        task_spec.parse({**_yaml_spec(), "trainer": ["gradnorm"]})
+
+
+def test_tasks_must_be_the_spec_s_and_one_task_means_uniform_and_sum():
+    with pytest.raises(TrainerConfigError, match="trainer.tasks: 'x' is not a task"):
+        checked_trainer_config({"tasks": ["task_1", "x"]}, SPEC)
+    with pytest.raises(TrainerConfigError, match="trainer.tasks: names a task twice"):
+        TrainerConfig(tasks=("task_1", "task_1"))
+    config = TrainerConfig(weighting="gradnorm", weighting_params={"alpha": 2.0},
+                           combine="pcgrad", tasks=["task_2"])
+    assert config.tasks == ("task_2",) and config.trained_spec(SPEC).task_names == ("task_2",)
+    single = config.for_task_count(1)
+    assert (single.weighting, dict(single.weighting_params), single.combine) == (
+        "uniform", {}, "sum")
+    assert config.for_task_count(2) is config
+    baseline = TrainerConfig(weighting="gradnorm", combine="pcgrad").baseline_for("task_1")
+    assert (baseline.tasks, baseline.weighting, baseline.combine) == (("task_1",), "uniform",
+                                                                      "sum")
+
+
+def test_to_dict_round_trips():
+    config = TrainerConfig(tasks=("task_1",), combine="cagrad", combine_params={"c": 0.3})
+    assert TrainerConfig.from_dict(config.to_dict()) == config
