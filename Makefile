@@ -1,11 +1,15 @@
-# The two commands of the README: `make run` and `make test`.
+# The two commands of the README: `make run` and `make test` (everything, as CI runs it);
+# `make test-fast`: the in-process tier a developer runs between changes.
 # Both set up .venv first when needed (seconds when it is already up to date).
 VENV   ?= .venv
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test constraints clean-runs
+# Markers of what makes a test slow (pytest.ini).
+FAST_TIER := -m "not e2e and not subprocess and not grid"
+
+.PHONY: setup run test test-fast constraints clean-runs
 
 setup: $(STAMP)
 
@@ -17,7 +21,10 @@ run: setup
 	$(VENV)/bin/tfx-mtl run $(ARGS)
 
 test: setup
-	$(VENV)/bin/python -m pytest --slow $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(VENV)/bin/python -m pytest $(FAST_TIER) $(PYTEST_ARGS)
 
 # Re-pins constraints.txt from the current venv (after changing setup.py).
 constraints: setup

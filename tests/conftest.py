@@ -1,5 +1,4 @@
-"""Shared test options (slow end-to-end tests run only with --slow, as `make test` does)
-and the one real pipeline run that the end-to-end and notebook tests share."""
+"""The one real pipeline run that the end-to-end tests share (markers: pytest.ini)."""
 import json
 import os
 
@@ -7,19 +6,6 @@ import pytest
 from taxi_support import MISSING_FARE_EVERY, TaxiRun, run_tfx_mtl, taxi_spec, write_taxi_slice
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def pytest_addoption(parser):
-    parser.addoption("--slow", action="store_true", help="also run tests marked slow")
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--slow"):
-        return
-    skip = pytest.mark.skip(reason="slow end-to-end test: run with --slow (make test does)")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
 
 
 # One real pipeline run on a taxi slice, shared by the end-to-end and notebook tests.

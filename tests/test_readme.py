@@ -224,7 +224,8 @@ class _Server:
                 self.proc.wait(10)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.subprocess
 def test_readme_commands_run_as_written(tmp_path):
     commands = readme_commands(README.read_text())
     work = tmp_path / "work"

@@ -100,6 +100,7 @@ def test_a_malformed_option_is_an_argparse_error(capsys):
     assert caught.value.code == 2 and "--steps" in capsys.readouterr().err
 
 
+@pytest.mark.grid  # trains every method
 def test_a_tiny_run_reports_every_method_with_targets(tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = ["bench", "train", "--tasks", "2", "--batch-size", "32", "--hidden-units", "8",

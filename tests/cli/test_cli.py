@@ -60,6 +60,7 @@ def test_bad_step_count_is_an_argument_error(capsys):
     assert exit_info.value.code == 2 and "--train-steps" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_console_script_is_installed_with_a_run_subcommand():
     result = subprocess.run([BIN, "run", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0

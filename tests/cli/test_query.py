@@ -122,6 +122,7 @@ def test_server_errors_exit_1_with_the_status_code(server, files, capsys):
     assert status == 1 and "INVALID_ARGUMENT" in err
 
 
+@pytest.mark.subprocess
 def test_the_installed_command_end_to_end(server, files):
     rows, schema = files
     result = subprocess.run([tfx_mtl_bin(), "query", "--server", server.address, "--model",
@@ -133,7 +134,8 @@ def test_the_installed_command_end_to_end(server, files):
                                rtol=1e-6)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.subprocess
 def test_query_the_pipeline_model_with_taxi_rows(taxi_run, taxi_slice, tmp_path):
     """The model pushed by the real pipeline, queried with raw CSV rows and the curated schema."""
     import tensorflow as tf

@@ -137,6 +137,7 @@ def _auc(score, label):
     return float(np.mean(pos[:, None] > neg[None, :]))
 
 
+@pytest.mark.e2e  # TFX's Evaluator executor runs TFMA on Beam
 def test_the_evaluation_reads_back_as_the_numbers_worked_out_by_hand(evaluated):
     _, c, _, outputs = evaluated
     spec = _spec("all")
@@ -178,6 +179,7 @@ def _run_gate(root, candidate, outputs, spec, suffix="with", name="out"):
         return blessing, report, json.load(f)
 
 
+@pytest.mark.e2e  # TFX's Evaluator executor runs TFMA on Beam
 def test_policy_all_refuses_when_any_task_regresses_and_says_by_how_much(evaluated):
     root, c, candidate, outputs = evaluated
     blessing, report_artifact, report = _run_gate(root, candidate, outputs, _spec("all"),
@@ -207,6 +209,7 @@ def test_policy_all_refuses_when_any_task_regresses_and_says_by_how_much(evaluat
     assert report_artifact.get_int_custom_property("blessed") == 0
 
 
+@pytest.mark.e2e  # TFX's Evaluator executor runs TFMA on Beam
 def test_policy_primary_lets_an_auxiliary_task_regress(evaluated):
     root, _, candidate, outputs = evaluated
     blessing, _, report = _run_gate(root, candidate, outputs, _spec("primary"), name="primary")
@@ -218,6 +221,7 @@ def test_policy_primary_lets_an_auxiliary_task_regress(evaluated):
     assert os.listdir(blessing.uri) == ["BLESSED"]
 
 
+@pytest.mark.e2e  # TFX's Evaluator executor runs TFMA on Beam
 def test_a_task_evaluated_without_its_baseline_is_refused_not_rubber_stamped(evaluated):
     root, _, candidate, outputs = evaluated
     # Without a baseline TFMA skips change bounds, and the Evaluator blesses tipped...

@@ -329,6 +329,7 @@ def _legacy_keras():
     return tf.keras.__name__.startswith("tf_keras")
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(os.environ.get(_OTHER_KERAS) is not None, reason="this is the other-Keras run")
 def test_this_file_also_passes_under_the_other_keras():
     # tfx_mtl pins tf.keras to Keras 3 only by default (os.environ.setdefault): a process

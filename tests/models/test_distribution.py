@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.subprocess  # two logical CPU devices need a fresh process
+
 # (architecture, weighting, combine): surgery, learned weights and MGDA-UB's
 # representation path all reduce across replicas differently.
 CASES = [("shared_bottom", "uniform", "sum"), ("mmoe", "uncertainty", "pcgrad"),

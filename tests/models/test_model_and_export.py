@@ -10,6 +10,8 @@ from tfx_mtl.models.trainer_config import TrainerConfig
 
 from .conftest import ROWS, SPEC  # noqa: F401  (importlib mode: relative import of the fixture module)
 
+pytestmark = pytest.mark.e2e  # on the real Transform output (TFT on Beam)
+
 
 def _batch(rows):
     return {k: tf.constant([r[k] for r in rows]) for k in rows[0]}

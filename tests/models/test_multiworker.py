@@ -281,7 +281,7 @@ def resumed_run(cluster_run, job):
     return tmp, logs, seconds
 
 
-@pytest.mark.slow
+@pytest.mark.subprocess
 def test_both_workers_train_under_multi_worker_mirrored_strategy(cluster_run):
     _, logs, seconds = cluster_run
     assert "MultiWorkerMirroredStrategy with 2 replica(s)" in logs["chief"]
@@ -294,7 +294,7 @@ def test_both_workers_train_under_multi_worker_mirrored_strategy(cluster_run):
     print(f"three Trainer processes in {seconds:.1f}s")
 
 
-@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_workers_stay_in_sync_and_really_train(cluster_run):
     _, logs, _ = cluster_run
     (chief_initial,), (chief_final,) = _fingerprints(logs["chief"])
@@ -304,7 +304,7 @@ def test_the_workers_stay_in_sync_and_really_train(cluster_run):
     assert chief_final != chief_initial
 
 
-@pytest.mark.slow
+@pytest.mark.subprocess
 def test_only_the_chief_writes_outputs(cluster_run):
     tmp, _, _ = cluster_run
     assert not (tmp / "worker" / "serving").exists()
@@ -319,7 +319,7 @@ def test_only_the_chief_writes_outputs(cluster_run):
     assert os.listdir(tmp / "first-worker.tmp") == []
 
 
-@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_barrier_holds_every_worker_until_the_last_arrives(tmp_path):
     # run_fn ends with it, so no worker returns (and has TFX's executor look for the
     # serving model) before the chief has exported; here the chief arrives 3 s late.
@@ -333,7 +333,7 @@ def test_the_barrier_holds_every_worker_until_the_last_arrives(tmp_path):
     assert worker["arrived"] < chief["arrived"] <= worker["returned"]
 
 
-@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_chief_exports_what_one_process_would_have(cluster_run):
     # The two workers split each global batch (DATA sharding over one input file):
     # the result matches one process on the same global batches, up to float sums.
@@ -347,7 +347,7 @@ def test_the_chief_exports_what_one_process_would_have(cluster_run):
         np.testing.assert_allclose(together[key], alone[key], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_workers_resume_from_the_chiefs_checkpoint(resumed_run):
     tmp, logs, seconds = resumed_run
     for name in ("chief", "worker"):

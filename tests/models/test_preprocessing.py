@@ -5,6 +5,8 @@ import pytest
 
 from tfx_mtl import naming
 
+pytestmark = pytest.mark.e2e  # the real Transform (TFT on Beam): tests/models/conftest.py
+
 
 def test_labels_and_masks(transformed):
     rows, _ = transformed

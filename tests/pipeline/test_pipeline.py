@@ -94,7 +94,7 @@ def test_the_data_format_picks_the_example_gen_with_the_same_splits(tmp_path, fm
         assert by_id[reader].inputs["examples"].producer_component_id == node, reader
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_import_example_gen_reads_every_tfrecord_file_gzip_too(tmp_path):
     """The files data.columns reads are those ImportExampleGen reads: every *.tfrecord*
     file of the directory, a .gz one decompressed, all examples split train/eval."""

@@ -9,6 +9,8 @@ from tensorflow_model_analysis.proto import config_pb2
 from tfx_mtl import task_spec
 from tfx_mtl.pipeline import eval_config
 
+pytestmark = pytest.mark.e2e  # a real TFMA evaluation on Beam
+
 SPEC = task_spec.parse({"features": ["trip_miles"], "tasks": [
     {"name": "fare", "type": "regression", "label": "fare", "metrics": ["rmse"]}]})
 

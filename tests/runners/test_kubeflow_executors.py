@@ -10,6 +10,8 @@ from kubeflow_support import InputArtifact, executor_input, mlmd_outputs, root_d
 from tfx_mtl import data, task_spec
 from tfx_mtl.runners import kubeflow as compiler
 
+pytestmark = pytest.mark.subprocess  # each task runs its container command
+
 IMAGE = "registry.example/ml/tfx-mtl:1.2.3"
 ROOT = "gs://bucket/tfx-mtl"
 COMPILED_DEFAULTS = {"train_steps": 1000, "architecture": "shared_bottom",
@@ -102,7 +104,7 @@ def _report(run) -> dict:
         return json.load(f)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_compiled_trainer_trains_with_the_run_parameters(trainer_inputs, tmp_path):
     spec, inputs = trainer_inputs
     assert {k: root_defaults(spec)[k] for k in RUN} == COMPILED_DEFAULTS != RUN
@@ -119,7 +121,7 @@ def test_compiled_trainer_trains_with_the_run_parameters(trainer_inputs, tmp_pat
     assert written == run.outputs
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_compiled_baseline_follows_the_architecture_parameter(trainer_inputs, tmp_path):
     spec, inputs = trainer_inputs
     task = task_spec.load(data.bundled_spec()).task_names[0]

@@ -22,7 +22,7 @@ from taxi_support import run_tfx_mtl, taxi_spec, write_taxi_slice
 from tfx_mtl import data, naming, task_spec
 from tfx_mtl.results import metadata
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.subprocess]  # the installed tfx-mtl, the real DAG
 
 PIPELINE = "tfx-mtl-chicago-taxi"
 TASKS = ("big_tipper", "fare", "trip_seconds")

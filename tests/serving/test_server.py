@@ -456,6 +456,7 @@ def test_cli_bad_model_base_exits_2(tmp_path, capsys):
     assert "--model-base" in err and str(missing) in err
 
 
+@pytest.mark.subprocess
 def test_cli_serves_until_sigterm(tmp_path):
     base = tmp_path / "m"
     write_model(base, 4)
@@ -491,7 +492,7 @@ def _taxi_examples(run, n=8):
     return [r.numpy() for r in ds.take(n)]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_every_task_signature_matches_the_saved_model(taxi_run):
     pushed = Path(taxi_run.summary["pushed"])
     base, version = pushed.parent, int(pushed.name)
@@ -523,7 +524,7 @@ def test_every_task_signature_matches_the_saved_model(taxi_run):
                     np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=f"{key}/{out}")
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_load_32_clients_with_a_new_version_pushed(taxi_run, tmp_path):
     pushed = Path(taxi_run.summary["pushed"])
     base = tmp_path / "taxi_mtl"

@@ -101,6 +101,7 @@ def test_tfrecord_columns_come_from_the_first_examples_of_each_file(tmp_path, mo
     assert data.columns(str(tmp_path)) == ["x"]
 
 
+@pytest.mark.subprocess
 def test_reading_tfrecord_columns_does_not_import_tensorflow(tmp_path):
     """The spec is checked against the data before anything heavy is imported."""
     _tfrecord(tmp_path / "a.tfrecord", [_example(x=1.0)])

@@ -188,6 +188,7 @@ def test_the_real_tfdv_extension_needs_exactly_the_four_strto_functions(tmp_path
     assert not glibc_compat.plan_patch(patched).needed
 
 
+@pytest.mark.subprocess
 def test_venv_processes_load_the_compat_libstdcxx_exactly_when_needed():
     code = ("import ml_metadata, tensorflow_data_validation\n"
             "print(any('lib/compat/libstdc++' in l for l in open('/proc/self/maps')))")

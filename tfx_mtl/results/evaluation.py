@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import tensorflow_model_analysis as tfma
-
 from tfx_mtl.naming import BASELINE, CANDIDATE
 from tfx_mtl.task_spec import Task
 
@@ -52,6 +50,8 @@ def _slice_key(proto) -> SliceKey:
 
 def load(eval_uri: str, task: Task) -> list[SliceMetrics]:
     """Every slice's metrics of ``task``'s evaluation, the overall slice first."""
+    import tensorflow_model_analysis as tfma  # heavy (TensorFlow): only when reading
+
     names = _names(task)
     slices = []
     for metrics_for_slice in tfma.load_metrics(eval_uri):
@@ -91,6 +91,8 @@ def failures(eval_uri: str, task: Task, metrics: SliceMetrics) -> list[str]:
     """Each bound the candidate failed on the overall slice, in words."""
     names = _names(task)
     by_name = {m.name: m for m in task.metrics}
+    import tensorflow_model_analysis as tfma
+
     result = []
     validation = tfma.load_validation_result(eval_uri)
     for per_slice in validation.metric_validations_per_slice:

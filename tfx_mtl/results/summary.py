@@ -4,7 +4,7 @@ Everything comes from the pipeline's own records, not from the process that
 ran it: the latest pipeline run's executions (COMPLETE or CACHED, with wall
 times), the blessing gate's transfer report (per task: multi-task and baseline
 metrics, changes, bounds, verdict), and the Pusher's destination. The JSON
-shape is a contract (see README): ``{"tasks": {"<task>": {"type", "metrics",
+shape is a contract (docs/pipeline.md): ``{"tasks": {"<task>": {"type", "metrics",
 "baseline_metrics", "blessed", ...}}, "policy", "decision", "pushed",
 "output_dir", ...}`` -- later versions add fields, never rename these.
 """

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from tfx_mtl import data as data_lib
 from tfx_mtl import naming, run_parameters, task_spec
 from tfx_mtl.errors import InputError
-from tfx_mtl.results.metadata import RunPaths
+from tfx_mtl.results import metadata as metadata_lib
 
 _RUNNING = "Component %s is running."
 _FINISHED = "Component %s is finished."
@@ -85,7 +85,7 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     # Refuse a bad spec or data before anything heavy is imported or run.
     spec = task_spec.load(spec_path, columns=data_lib.columns(data))
 
-    paths = RunPaths(os.path.abspath(output_dir))
+    paths = metadata_lib.RunPaths(os.path.abspath(output_dir))
     os.makedirs(paths.logs, exist_ok=True)
     log_file = os.path.join(paths.logs, time.strftime("run-%Y%m%d-%H%M%S.log"))
     name = naming.pipeline_name(spec.name)
@@ -148,11 +148,8 @@ def _check_reusable_baselines(metadata: str, name: str, spec: task_spec.TaskSpec
                               trainer_config) -> None:
     """Refuses ``reuse`` before the run when a task has no baseline to reuse: TFMA would
     silently skip the comparison (and the gate would then refuse the task)."""
-    from tfx_mtl.models.architecture import trained_spec
-    from tfx_mtl.results.metadata import tasks_without_baseline
-
-    tasks = trained_spec(spec, trainer_config.architecture).task_names
-    missing = tasks_without_baseline(metadata, name, tasks)
+    tasks = trainer_config.trained_spec(spec).task_names
+    missing = metadata_lib.tasks_without_baseline(metadata, name, tasks)
     if missing:
         raise InputError(
             "baselines: reuse", f"no trained single-task baseline for task(s) "
