@@ -55,7 +55,7 @@ def _shown(value: float, numbers: list[float]) -> bool:
 
 
 def test_model_analysis(taxi_run, tmp_path, monkeypatch):
-    from tfx_mtl.results import review
+    from tfx_mtl.results import metadata, review
 
     nb, outputs = _execute("model_analysis.ipynb", taxi_run.output_dir, tmp_path, monkeypatch)
     text = _text(outputs)
@@ -68,7 +68,7 @@ def test_model_analysis(taxi_run, tmp_path, monkeypatch):
             assert _shown(value, numbers), (task, metric, "baseline")
     assert taxi_run.summary["decision"] in text
 
-    run = review.find_run(taxi_run.output_dir)
+    run = metadata.find_run(taxi_run.output_dir)
     assert run.slices, "the taxi spec has slices"
     plots = [o for o in outputs if "image/png" in o.get("data", {})]
     expected = sum(len(review.judged_metrics(run, task)) for task in tasks) * len(run.slices)
@@ -84,14 +84,14 @@ def test_model_analysis(taxi_run, tmp_path, monkeypatch):
 
 
 def test_data_review(taxi_run, tmp_path, monkeypatch):
-    from tfx_mtl.results import review
+    from tfx_mtl.results import metadata, review
 
     _, outputs = _execute("data_review.ipynb", taxi_run.output_dir, tmp_path, monkeypatch)
     text = _text(outputs)
     assert "facets-overview" in text  # tfdv.visualize_statistics
     assert "present_pct" in text  # the static statistics table
     assert "Presence" in text  # tfdv.display_schema
-    schema, _ = review.schema(review.find_run(taxi_run.output_dir))
+    schema, _ = review.schema(metadata.find_run(taxi_run.output_dir))
     for feature in schema.feature:
         assert feature.name in text
     # SchemaGate let the run through, so ExampleValidator found nothing in either split.
