@@ -36,14 +36,14 @@ from typing import Any, Mapping, Sequence
 from tfx import v1 as tfx
 
 from tfx_mtl import data as data_lib
+from tfx_mtl import module_graph, naming
+from tfx_mtl import run_parameters as run_parameters_lib
 from tfx_mtl.components import mtl_trainer
 from tfx_mtl.components.blessing_gate import BlessingGate
 from tfx_mtl.components.curated_schema import CuratedSchemaGen, read_schema_text
 from tfx_mtl.components.schema_gate import SchemaGate
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
 from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
-from tfx_mtl import module_graph, naming
-from tfx_mtl import run_parameters as run_parameters_lib
 from tfx_mtl.pipeline import eval_config
 from tfx_mtl.task_spec import TaskSpec
 

@@ -9,6 +9,8 @@ import ast
 import collections
 import importlib.util
 
+from source_tree_support import write_tree
+
 from tfx_mtl import module_graph
 
 
@@ -98,11 +100,7 @@ def test_no_module_uses_a_private_name_of_another():
 
 
 def _tree(tmp_path, files):
-    for name, text in {"tfx_mtl/__init__.py": "", **files}.items():
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return {"tfx_mtl": str(tmp_path / "tfx_mtl")}
+    return write_tree(tmp_path, {"tfx_mtl/__init__.py": "", **files})
 
 
 def test_a_cycle_is_reported_as_a_chain_even_through_an_import_inside_a_function(tmp_path):

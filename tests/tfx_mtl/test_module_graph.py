@@ -2,6 +2,7 @@
 import shutil
 
 import pytest
+from source_tree_support import write_tree
 
 from tfx_mtl import module_graph
 
@@ -14,16 +15,8 @@ COMPONENTS = {
 }
 
 
-def _write(root, files):
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return {"tfx_mtl": str(root / "tfx_mtl")}
-
-
 def test_every_import_is_an_edge_lazy_relative_and_by_name_included(tmp_path):
-    locations = _write(tmp_path, {
+    locations = write_tree(tmp_path, {
         "tfx_mtl/__init__.py": "",
         "tfx_mtl/a.py": "import os\n\ndef f():\n    from tfx_mtl import b, CONSTANT\n",
         "tfx_mtl/b.py": "class C:\n    def m(self):\n        import tfx_mtl.sub.c\n",
