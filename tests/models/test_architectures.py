@@ -347,3 +347,9 @@ def test_this_file_also_passes_under_the_other_keras():
 @pytest.mark.skipif(os.environ.get(_OTHER_KERAS) is None, reason="only in the other-Keras run")
 def test_the_other_keras_run_uses_the_other_keras():
     assert _legacy_keras() == (os.environ[_OTHER_KERAS] == "1")
+
+
+def test_every_configurable_architecture_has_a_builder_and_no_other():
+    # architecture.ARCHITECTURES (what a config accepts) cannot import the families
+    # (they import it); the builders' table must name exactly the same ones.
+    assert tuple(families.BUILDERS) == architecture.ARCHITECTURES
