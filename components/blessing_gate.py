@@ -6,7 +6,9 @@ makes it: blessed when every task the policy names is blessed (``all`` tasks,
 or only the ``primary`` ones, so auxiliary tasks may regress). It also writes
 the transfer report (``TransferReport`` artifact, ``transfer_report.json``):
 per task, the multi-task and baseline metrics, their difference, the bounds,
-the verdict and, for a refused task, each failed bound in words.
+the verdict and, for a refused task, each failed bound in words. The report is
+strict JSON: a NaN or infinite metric is ``null`` there, with its reason under the
+task's ``not_finite`` (:mod:`tfx_mtl.results.finite`).
 
 A task whose spec compares it with its baseline but whose Evaluator had no
 baseline model (TFMA then skips change bounds, "rubber stamp") is refused:
@@ -30,7 +32,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from tfx_mtl import naming
-from tfx_mtl.results import evaluation
+from tfx_mtl.results import evaluation, finite
 from tfx_mtl.task_spec import TaskSpec
 
 _BLESSED_FILE, _NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"  # as the Evaluator writes them
@@ -89,14 +91,14 @@ def task_report(spec: TaskSpec, task_name: str, eval_uri: str, blessing) -> dict
     if not blessed and not failures:
         failures.append("the Evaluator did not bless it (see its validation result)")
     metric_names = [m.name for m in task.metrics]
+    values = {"metrics": overall.candidate, "baseline_metrics": overall.baseline,
+              "changes": {k: v for k, v in overall.changes.items() if k in metric_names}}
     return {
         "type": task.type,
         "role": task.role,
         "must_bless": spec.evaluation.must_bless(task),
         "blessed": blessed,
-        "metrics": overall.candidate,
-        "baseline_metrics": overall.baseline,
-        "changes": {k: v for k, v in overall.changes.items() if k in metric_names},
+        **finite.sections(values),
         "bounds": evaluation.bounds(task),
         "failures": failures,
         "evaluation": eval_uri,
@@ -136,7 +138,7 @@ class Executor(base_executor.BaseExecutor):
         report["model"] = {"id": model.id, "uri": model.uri}
         report_file = os.path.join(out_report.uri, naming.TRANSFER_REPORT_FILE)
         with tf.io.gfile.GFile(report_file, "w") as f:
-            f.write(json.dumps(report, indent=2) + "\n")
+            f.write(finite.dumps(report, indent=2) + "\n")
         out_report.set_int_custom_property("blessed", int(report["blessed"]))
         out_report.set_string_custom_property("policy", report["policy"])
 

@@ -26,7 +26,8 @@ TASKS = {
     "fare": {"type": "regression", "label": "fare", "role": "auxiliary",
              "metrics": [{"name": "rmse", "upper_bound": 50.0, "max_regression": "1%"}, "mae"]},
     "tipped": {"type": "binary", "label": "tipped", "role": "primary",
-               "metrics": [{"name": "auc", "lower_bound": 0.6, "max_regression": 0.005}]},
+               "metrics": [{"name": "auc", "lower_bound": 0.6, "max_regression": 0.005},
+                           "log_loss"]},
 }
 
 
@@ -49,7 +50,9 @@ def _columns():
         "tipped": tipped, "tipped_mask": np.ones(N),
         # The multi-task tip score is the baseline's, sharpened: a better AUC.
         "cand_tipped": 1 / (1 + np.exp(-2 * score)),
-        "base_tipped": 1 / (1 + np.exp(-(score + rng.normal(0, 0.8, N)))),
+        # Saturated: exactly 1.0 on some tipped examples, where TFMA's log loss is NaN.
+        "base_tipped": np.where((tipped == 1) & (np.arange(N) % 5 == 0), 1.0,
+                                1 / (1 + np.exp(-(score + rng.normal(0, 0.8, N))))),
     }
 
 
@@ -176,7 +179,11 @@ def _run_gate(root, candidate, outputs, spec, suffix="with", name="out"):
     blessing_gate.Executor().Do(inputs, {"blessing": [blessing], "report": [report]},
                                 {"spec": json.dumps(spec.to_dict())})
     with open(os.path.join(report.uri, naming.TRANSFER_REPORT_FILE)) as f:
-        return blessing, report, json.load(f)
+        return blessing, report, json.load(f, parse_constant=_not_json)
+
+
+def _not_json(constant):
+    raise ValueError(f"{constant} is not JSON")
 
 
 @pytest.mark.e2e  # TFX's Evaluator executor runs TFMA on Beam
@@ -201,6 +208,7 @@ def test_policy_all_refuses_when_any_task_regresses_and_says_by_how_much(evaluat
     assert fare["bounds"]["rmse"] == ["<= 50", "may rise by at most 1% vs the baseline"]
     assert fare["baseline_model"]["id"] == 10
     assert report["tasks"]["tipped"]["blessed"] and not report["tasks"]["tipped"]["failures"]
+    assert fare["not_finite"] == {}
     assert report["model"] == {"id": 2, "uri": candidate.uri}
     # Pusher reads the blessing's "blessed" property; the marker file mirrors the Evaluator's.
     assert blessing.get_int_custom_property("blessed") == 0
@@ -233,6 +241,19 @@ def test_a_task_evaluated_without_its_baseline_is_refused_not_rubber_stamped(eva
     assert tipped["failures"] == ["no baseline model was evaluated, so the comparison with the "
                                   "single-task baseline was not made"]
     assert not report["blessed"] and report["blocking"] == ["tipped"]
+
+
+@pytest.mark.e2e  # TFX's Evaluator executor runs TFMA on Beam
+def test_a_nan_metric_is_null_in_the_report_with_its_reason(evaluated):
+    root, _, candidate, outputs = evaluated
+    _, _, report = _run_gate(root, candidate, outputs, _spec("primary"), name="nan")
+    tipped = report["tasks"]["tipped"]
+    assert tipped["baseline_metrics"]["log_loss"] is None  # saturated baseline predictions
+    assert tipped["changes"]["log_loss"] is None
+    assert tipped["metrics"]["log_loss"] > 0
+    assert tipped["not_finite"] == {"baseline_metrics": {"log_loss": "undefined (NaN)"},
+                                    "changes": {"log_loss": "undefined (NaN)"}}
+    assert tipped["blessed"]  # log_loss has no bound: reported, not judged
 
 
 def test_the_decision_follows_the_policy():

@@ -11,9 +11,11 @@ notebook all read evaluations through it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from tfx_mtl.naming import BASELINE, CANDIDATE
+from tfx_mtl.results import finite
 from tfx_mtl.task_spec import Task
 
 EXAMPLE_COUNT = "example_count"
@@ -109,8 +111,9 @@ def failures(eval_uri: str, task: Task, metrics: SliceMetrics) -> list[str]:
                     name, metrics.candidate.get(name), metrics.baseline.get(name),
                     by_name[name], task))
             else:
-                result.append(f"{name} = {failure.metric_value.double_value.value:.6g} "
-                              f"fails the bound {_value_bound(threshold.value_threshold)}")
+                result.append(describe_value_failure(
+                    name, failure.metric_value.double_value.value,
+                    _value_bound(threshold.value_threshold)))
     return result
 
 
@@ -119,6 +122,12 @@ def describe_regression(name: str, candidate: float | None, baseline: float | No
     """E.g. ``rmse = 4.13 vs baseline 4.01 (+3.0%) fails: may rise by at most 1% ...``."""
     higher_is_better = metric.definition(task.type).higher_is_better
     bound = metric.max_regression.describe(higher_is_better)
+    if _change_undefined(candidate, baseline, metric.max_regression.relative):
+        why = [f"the {who} value is {reason}" for who, value in
+               (("multi-task", candidate), ("baseline", baseline))
+               if (reason := finite.reason(value)) is not None]
+        return (f"{name} cannot be judged: {' and '.join(why)}, so the change is not a "
+                f"number and the bound fails ({bound})")
     if candidate is None or baseline is None:
         return f"{name}: no baseline value to compare with; {bound}"
     change = candidate - baseline
@@ -127,6 +136,23 @@ def describe_regression(name: str, candidate: float | None, baseline: float | No
     else:
         amount = f"{change:+.4g}"
     return f"{name} = {candidate:.6g} vs baseline {baseline:.6g} ({amount}) fails: {bound}"
+
+
+def _change_undefined(candidate: float | None, baseline: float | None, relative: bool) -> bool:
+    """True when the change TFMA compares with a bound is NaN (it then fails the bound)."""
+    if candidate is None or baseline is None:
+        return False
+    if math.isnan(candidate) or math.isnan(baseline):
+        return True
+    return math.isinf(baseline) and (relative or candidate == baseline)
+
+
+def describe_value_failure(name: str, value: float, bound: str) -> str:
+    """E.g. ``auc = 0.48 fails the bound >= 0.5``; a NaN value says why it fails."""
+    if math.isnan(value):
+        return (f"{name} cannot be judged: its value is {finite.UNDEFINED}, and a bound "
+                f"({bound}) fails on a value that is not a number")
+    return f"{name} = {value:.6g} fails the bound {bound}"
 
 
 def _value_bound(value) -> str:

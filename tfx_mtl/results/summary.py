@@ -6,17 +6,17 @@ times), the blessing gate's transfer report (per task: multi-task and baseline
 metrics, changes, bounds, verdict), and the Pusher's destination. The JSON
 shape is a contract (docs/pipeline.md): ``{"tasks": {"<task>": {"type", "metrics",
 "baseline_metrics", "blessed", ...}}, "policy", "decision", "pushed",
-"output_dir", ...}`` -- later versions add fields, never rename these.
+"output_dir", ...}`` -- later versions add fields, never rename these. It is strict
+JSON: a NaN or infinite metric is ``null``, its reason in the task's ``not_finite``.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
+import functools
 from typing import Any, TextIO
 
 from tfx_mtl import naming
-from tfx_mtl.results import metadata
+from tfx_mtl.results import finite, metadata
 from tfx_mtl.task_spec import TaskSpec
 
 
@@ -25,7 +25,9 @@ def collect(output_dir: str, pipeline_name: str) -> dict[str, Any]:
     run = metadata.find_run(output_dir, pipeline_name=pipeline_name)
     transfer = run.require_report()
     return {
-        "tasks": transfer["tasks"],
+        # A report written before reports were strict JSON may hold NaN: made strict here.
+        "tasks": {name: {**info, **finite.sections({k: info.get(k, {}) for k in _SECTIONS})}
+                  for name, info in transfer["tasks"].items()},
         "policy": transfer["policy"],
         "decision": transfer["decision"],
         "blocking": transfer["blocking"],
@@ -39,6 +41,9 @@ def collect(output_dir: str, pipeline_name: str) -> dict[str, Any]:
     }
 
 
+_SECTIONS = ("metrics", "baseline_metrics", "changes", "not_finite")
+
+
 def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
     """The transfer report as printed at the end of ``tfx-mtl run``: one row per metric."""
     header = ["task", "role", "labelled", "metric", "multi-task", "baseline", "change",
@@ -46,7 +51,8 @@ def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
     rows = []
     for name, info in summary["tasks"].items():
         task = spec.task(name)
-        m, b, changes = info["metrics"], info["baseline_metrics"], info["changes"]
+        b, changes = info["baseline_metrics"], info["changes"]
+        shown = functools.partial(_shown, info)
         for i, metric in enumerate(task.metrics):
             first = i == 0
             change = changes.get(metric.name)
@@ -55,9 +61,9 @@ def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
                 rel = f" ({change / b[metric.name] * 100:+.1f}%)"
             rows.append([
                 name if first else "", info["role"] if first else "",
-                _fmt(m.get("labelled_count"), 0) if first else "", metric.name,
-                _fmt(m.get(metric.name)), _fmt(b.get(metric.name)),
-                ("-" if change is None else f"{change:+.4f}") + rel,
+                shown("metrics", "labelled_count", 0) if first else "", metric.name,
+                shown("metrics", metric.name), shown("baseline_metrics", metric.name),
+                (shown("changes", metric.name) if change is None else f"{change:+.4f}") + rel,
                 "; ".join(info["bounds"].get(metric.name, [])).replace(" vs the baseline", "")
                 or "-",
                 ("yes" if info["blessed"] else "NO") if first else ""])
@@ -68,6 +74,9 @@ def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
         out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
     out.write("\n")
     for name, info in summary["tasks"].items():
+        for section, reasons in info.get("not_finite", {}).items():
+            for metric, why in reasons.items():
+                out.write(f"  task {name!r}: {_WHOSE[section]} {metric} is {why}\n")
         for failure in info["failures"]:
             extra = "" if info["must_bless"] else " (auxiliary: does not block the push)"
             out.write(f"  task {name!r} not blessed{extra}: {failure}\n")
@@ -78,16 +87,24 @@ def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
         out.write("model NOT pushed: the blessing gate refused it\n")
 
 
+_WHOSE = {"metrics": "the multi-task model's", "baseline_metrics": "the baseline's",
+          "changes": "the change in"}
+
+
+def _shown(info: dict[str, Any], section: str, metric: str, digits: int = 4) -> str:
+    """A value of the table; ``NaN`` or ``+Infinity`` where the report has null and why."""
+    why = info.get("not_finite", {}).get(section, {}).get(metric)
+    return why[why.index("(") + 1:-1] if why else _fmt(info[section].get(metric), digits)
+
+
 def _fmt(value, digits: int = 4) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
     return f"{value:.{digits}f}" if digits else f"{value:.0f}"
 
 
 def write_json(summary: dict[str, Any], path: str) -> None:
+    text = finite.dumps(summary, indent=2, sort_keys=False)
     with open(path, "w") as f:
-        json.dump(summary, f, indent=2, sort_keys=False)
-        f.write("\n")
+        f.write(text + "\n")
 

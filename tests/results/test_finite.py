@@ -1,0 +1,112 @@
+"""Strict JSON for metric values: NaN and infinities become null with their reason."""
+import io
+import json
+import math
+
+import pytest
+
+from tfx_mtl import task_spec
+from tfx_mtl.results import evaluation, finite, summary
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _strict_load(text):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_reason_names_nan_and_each_infinity_and_nothing_else():
+    assert finite.reason(NAN) == "undefined (NaN)"
+    assert finite.reason(INF) == "infinite (+Infinity)"
+    assert finite.reason(-INF) == "infinite (-Infinity)"
+    assert [finite.reason(v) for v in (0.0, 1e308, None, 3, "nan")] == [None] * 5
+
+
+def test_sections_null_the_values_and_keep_the_reasons_across_rewrites():
+    values = {"metrics": {"auc": 0.9, "log_loss": NAN},
+              "baseline_metrics": {"auc": 0.8, "log_loss": INF}, "changes": {"auc": 0.1}}
+    first = finite.sections(values)
+    assert first == {
+        "metrics": {"auc": 0.9, "log_loss": None},
+        "baseline_metrics": {"auc": 0.8, "log_loss": None},
+        "changes": {"auc": 0.1},
+        "not_finite": {"metrics": {"log_loss": "undefined (NaN)"},
+                       "baseline_metrics": {"log_loss": "infinite (+Infinity)"}}}
+    assert finite.sections(first) == first  # reading a strict report again changes nothing
+    assert finite.sections({"metrics": {"auc": 0.5}}) == {"metrics": {"auc": 0.5},
+                                                          "not_finite": {}}
+
+
+def test_dumps_refuses_what_strict_parsers_refuse():
+    assert _strict_load(finite.dumps({"a": None, "b": 1.5})) == {"a": None, "b": 1.5}
+    for bad in (NAN, INF, -INF):
+        with pytest.raises(ValueError):
+            finite.dumps({"nested": [bad]})
+
+
+TASK = task_spec.parse({
+    "features": ["x"],
+    "tasks": [{"name": "clicked", "type": "binary", "label": "clicked",
+               "metrics": [{"name": "log_loss", "upper_bound": 0.7, "max_regression": "1%"},
+                           {"name": "auc", "max_regression": 0.01}]}]}).task("clicked")
+LOG_LOSS, AUC = TASK.metrics
+
+
+def test_a_bound_on_a_nan_metric_says_it_cannot_be_judged():
+    for candidate, baseline, whose in [(NAN, 0.3, "the multi-task value is undefined (NaN)"),
+                                       (0.3, NAN, "the baseline value is undefined (NaN)")]:
+        text = evaluation.describe_regression("log_loss", candidate, baseline, LOG_LOSS, TASK)
+        assert text == (f"log_loss cannot be judged: {whose}, so the change is not a number "
+                        "and the bound fails (may rise by at most 1% vs the baseline)")
+    # An infinite baseline makes the relative change 0/inf or inf/inf: undefined too.
+    assert "the baseline value is infinite (+Infinity)" in evaluation.describe_regression(
+        "log_loss", 0.3, INF, LOG_LOSS, TASK)
+    # An infinite multi-task value against a finite baseline is a judged regression.
+    assert evaluation.describe_regression("log_loss", INF, 0.3, LOG_LOSS, TASK).startswith(
+        "log_loss = inf vs baseline 0.3 (+inf%) fails")
+    # An absolute bound with both values finite reads as before.
+    assert evaluation.describe_regression("auc", 0.7, 0.75, AUC, TASK) == (
+        "auc = 0.7 vs baseline 0.75 (-0.05) fails: may fall by at most 0.01 vs the baseline")
+    assert evaluation.describe_value_failure("log_loss", NAN, "<= 0.7") == (
+        "log_loss cannot be judged: its value is undefined (NaN), and a bound (<= 0.7) fails "
+        "on a value that is not a number")
+    assert evaluation.describe_value_failure("log_loss", 0.9, "<= 0.7") == (
+        "log_loss = 0.9 fails the bound <= 0.7")
+
+
+SPEC = task_spec.parse({
+    "features": ["x"],
+    "tasks": [{"name": "clicked", "type": "binary", "label": "clicked",
+               "metrics": ["auc", "log_loss"]}]})
+
+
+def _summary(task_info):
+    return {"tasks": {"clicked": {
+        "type": "binary", "role": "primary", "must_bless": True, "blessed": True,
+        "bounds": {}, "failures": [], **task_info}},
+        "policy": "all", "decision": "blessed under policy 'all'", "blocking": [],
+        "model_blessed": True, "pushed": None, "output_dir": "/o", "pipeline": "p",
+        "run_id": "r", "transfer_report": "/o/t.json", "components": []}
+
+
+def test_the_summary_shows_the_reason_and_its_json_is_strict(tmp_path):
+    info = finite.sections({"metrics": {"labelled_count": 10.0, "auc": 0.8, "log_loss": 0.4},
+                            "baseline_metrics": {"labelled_count": 10.0, "auc": 0.7,
+                                                 "log_loss": NAN},
+                            "changes": {"auc": 0.1, "log_loss": NAN}})
+    out = io.StringIO()
+    summary.render(_summary(info), SPEC, out)
+    text = out.getvalue()
+    row = next(line for line in text.splitlines() if line.lstrip().startswith("log_loss"))
+    assert row.split()[1:4] == ["0.4000", "NaN", "NaN"]
+    assert "task 'clicked': the baseline's log_loss is undefined (NaN)" in text
+    path = tmp_path / "summary.json"
+    summary.write_json(_summary(info), str(path))
+    assert _strict_load(path.read_text())["tasks"]["clicked"]["not_finite"] == {
+        "baseline_metrics": {"log_loss": "undefined (NaN)"},
+        "changes": {"log_loss": "undefined (NaN)"}}
+    with pytest.raises(ValueError):  # a NaN that bypassed `sections` is refused, not written
+        summary.write_json(_summary({"metrics": {"auc": math.nan}}), str(tmp_path / "bad.json"))
+    assert not (tmp_path / "bad.json").exists()

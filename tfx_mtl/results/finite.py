@@ -1,0 +1,59 @@
+"""Metric values as strict JSON: a NaN or infinite value becomes ``null`` with its reason.
+
+Python's ``json`` writes ``NaN`` and ``Infinity``, which strict parsers (browsers,
+``jq``, Go, Java) reject, so one bad metric would make the whole transfer report or
+run summary unreadable to them. A report keeps each such value as ``null`` and says
+beside it why (:func:`split`, :func:`sections`); :func:`dumps` refuses anything
+non-finite that slipped through instead of writing invalid JSON.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Mapping
+
+UNDEFINED = "undefined (NaN)"
+INFINITE = "infinite ({sign}Infinity)"
+
+
+def reason(value: Any) -> str | None:
+    """Why ``value`` is not a finite number, or None when it is one (or not a float)."""
+    if not isinstance(value, float) or math.isfinite(value):
+        return None
+    if math.isnan(value):
+        return UNDEFINED
+    return INFINITE.format(sign="+" if value > 0 else "-")
+
+
+def split(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``values`` with every non-finite float replaced by None, and the reasons by key."""
+    clean, reasons = {}, {}
+    for key, value in values.items():
+        why = reason(value)
+        if why is not None:
+            reasons[key] = why
+            value = None
+        clean[key] = value
+    return clean, reasons
+
+
+def dumps(obj: Any, **kwargs) -> str:
+    """``json.dumps`` that raises ValueError on NaN or Infinity instead of writing them."""
+    return json.dumps(obj, allow_nan=False, **kwargs)
+
+
+def sections(values: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Each section of metric values (e.g. ``metrics``, ``baseline_metrics``) split,
+    plus ``not_finite``: the reasons by section and key (empty when all are finite).
+
+    Reasons already recorded under ``values["not_finite"]`` are kept, so a report
+    passes through it unchanged however often it is read and written."""
+    result, not_finite = {}, {k: dict(v) for k, v in values.get("not_finite", {}).items()}
+    for section, section_values in values.items():
+        if section == "not_finite":
+            continue
+        result[section], reasons = split(section_values)
+        if reasons:
+            not_finite.setdefault(section, {}).update(reasons)
+    result["not_finite"] = not_finite
+    return result
