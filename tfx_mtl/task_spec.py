@@ -447,7 +447,7 @@ def _parse_task(entry: Mapping, name: str, field: str,
         try:
             expr = label_expr.parse(label)
         except label_expr.LabelExprError as e:
-            problems.append((f"{field}.label", str(e)))
+            problems.append((f"{field}.label", e.message))
         else:
             if task_type == "multiclass" and expr.kind != "column":
                 problems.append((f"{field}.label", "a multiclass label must be a single column"))

@@ -102,3 +102,23 @@ def test_bad_training_options_are_refused_before_the_pipeline_runs(tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and field in err, err
     assert not (tmp_path / "out" / "pipeline_root").exists()
+
+
+def _run_spec(tmp_path, text):
+    spec = tmp_path / "tasks.yaml"
+    spec.write_text(text)
+    return cli.main(["run", "--data", str(_csv(tmp_path)), "--spec", str(spec),
+                     "--output-dir", str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("label, needle", [
+    (" + ".join(["fare"] * 20000), "characters long"),
+    ("'a' * 100000000000", "a string may only be compared"),
+    ("42", "reads no column"),
+])
+def test_a_label_that_could_blow_up_is_refused_naming_the_task(tmp_path, capsys, label, needle):
+    code = _run_spec(tmp_path, "features: [trip_miles]\n"
+                               f"tasks: [{{name: x, type: regression, label: \"{label}\"}}]\n")
+    err = capsys.readouterr().err
+    assert code == 2 and "tasks.x.label: " in err and needle in err, err[:500]
+    assert "Traceback" not in err and not (tmp_path / "out").exists()

@@ -224,3 +224,21 @@ def test_bad_evaluation_section_names_every_field():
     assert "column name" in problems["evaluation.slices[3]"]
     assert "duplicate slice" in problems["evaluation.slices[4]"]
     assert "unknown field" in problems["evaluation.gate"]
+
+
+# -- labels that could blow up name their task -------------------------------------------
+
+@pytest.mark.parametrize("label, needle", [
+    (" + ".join(["fare"] * 20000), "characters long"),
+    ("'a' * 100000000000", "a string may only be compared"),
+    ("1", "reads no column"),
+    ("2 > 1", "reads no column"),
+])
+def test_label_that_could_blow_up_or_is_constant_names_its_task(label, needle):
+    raw = _spec()
+    raw["tasks"].append({"name": "x", "type": "binary" if ">" in label else "regression",
+                         "label": label})
+    problems, _ = _problems(raw)
+    assert list(problems) == ["tasks.x.label"], problems
+    message = problems["tasks.x.label"]
+    assert needle in message and not message.startswith("label:"), message
