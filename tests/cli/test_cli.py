@@ -111,6 +111,26 @@ def _run_spec(tmp_path, text):
                      "--output-dir", str(tmp_path / "out")])
 
 
+@pytest.mark.parametrize("name", ["../escaped", "a/../../../b"])
+def test_a_spec_name_that_would_climb_out_of_the_output_dir_is_refused(tmp_path, capsys, name):
+    code = _run_spec(tmp_path, f"name: {name}\nfeatures: [trip_miles]\n"
+                               "tasks: [{name: x, type: regression, label: fare}]\n")
+    err = capsys.readouterr().err
+    assert code == 2 and f"name: {name!r} is not a valid spec name" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_spec_name_too_long_for_tfx_is_refused_before_compiling(tmp_path, capsys):
+    spec = tmp_path / "tasks.yaml"
+    spec.write_text("name: " + "n" * 56 + "\nfeatures: [trip_miles]\n"
+                    "tasks: [{name: x, type: regression, label: fare}]\n")
+    code = cli.main(["compile", "--image", "img:1", "--pipeline-root", "gs://b/r",
+                     "--spec", str(spec), "--output", str(tmp_path / "p.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and "name: 'nnn" in err and "at most 55 characters" in err, err
+    assert not (tmp_path / "p.yaml").exists()
+
+
 @pytest.mark.parametrize("label, needle", [
     (" + ".join(["fare"] * 20000), "characters long"),
     ("'a' * 100000000000", "a string may only be compared"),
