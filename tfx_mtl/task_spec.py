@@ -435,7 +435,9 @@ def _parse_tasks(raw: Any, problems: list[tuple[str, str]]) -> list[Task]:
         task = _parse_task(entry, name, field, problems)
         if task is not None:
             tasks.append(task)
-    if tasks and not any(t.role == "primary" for t in tasks):
+    # Only when every task says auxiliary: a task refused for another reason (its type,
+    # loss, role or name) may well be the primary one.
+    if all(isinstance(entry, Mapping) and entry.get("role") == "auxiliary" for entry in raw):
         problems.append(("tasks", "at least one task must have role: primary"))
     return tasks
 

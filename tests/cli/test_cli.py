@@ -142,3 +142,12 @@ def test_a_label_that_could_blow_up_is_refused_naming_the_task(tmp_path, capsys,
     err = capsys.readouterr().err
     assert code == 2 and "tasks.x.label: " in err and needle in err, err[:500]
     assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_an_unknown_type_is_not_also_reported_as_a_missing_primary(tmp_path, capsys):
+    code = _run_spec(tmp_path, "features: [trip_miles]\ntasks:\n"
+                               "  - {name: x, type: ranking, label: fare}\n"
+                               "  - {name: y, type: regression, label: tips, role: auxiliary}\n")
+    err = capsys.readouterr().err
+    assert code == 2 and "tasks.x.type: unknown task type 'ranking'" in err
+    assert "primary" not in err, err

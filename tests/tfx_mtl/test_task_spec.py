@@ -300,3 +300,25 @@ def test_label_that_could_blow_up_or_is_constant_names_its_task(label, needle):
     assert list(problems) == ["tasks.x.label"], problems
     message = problems["tasks.x.label"]
     assert needle in message and not message.startswith("label:"), message
+
+
+# -- only the real problems --------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, field", [
+    ({"type": "ranking"}, "tasks.big_tipper.type"),
+    ({"loss": "hinge"}, "tasks.big_tipper.loss"),
+    ({"role": "primery"}, "tasks.big_tipper.role"),
+])
+def test_a_broken_primary_task_is_not_also_reported_as_missing(bad, field):
+    raw = _spec()  # big_tipper is the only primary task; fare is auxiliary
+    raw["tasks"][0].update(bad)
+    problems, _ = _problems(raw)
+    assert list(problems) == [field], problems
+
+
+def test_all_auxiliary_is_still_reported_beside_another_problem():
+    raw = _spec()
+    raw["tasks"][0].update(role="auxiliary", loss="hinge")
+    problems, _ = _problems(raw)
+    assert set(problems) == {"tasks.big_tipper.loss", "tasks"}
+    assert "primary" in problems["tasks"]
