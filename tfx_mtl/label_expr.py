@@ -7,11 +7,29 @@ one comparison, ``and``/``or``/``not``), so a spec can never run code. The same
 compiled expression is evaluated on NumPy arrays in tests and on TensorFlow
 tensors inside ``preprocessing_fn``: it only uses Python operators, which both
 libraries overload element-wise.
+
+Nothing a spec writes can blow up later, in Transform: the text, the size and the
+nesting of an expression are bounded (:data:`MAX_LENGTH`, :data:`MAX_NODES`,
+:data:`MAX_DEPTH`), a string may only be compared (``'a' * 10**11`` would be Python's
+string repetition), true/false values are not computed with (TensorFlow has no bool
+arithmetic), arithmetic on constants is done once here (so ``1 / 0`` or ``1e308 * 10``
+are refused now, not mid-pipeline), and a label must read a column.
+
+The bounds: a label is a small formula (the bundled ones have at most 5 nodes and
+3 levels), so they are far above any real label and far below what breaks Python.
+:data:`MAX_LENGTH` (1,000 characters) is checked before :func:`ast.parse`, whose parser
+and AST builder recurse once per nested term (a 3,000-term ``a + a + ...`` exhausts the
+default recursion limit; a RecursionError there is still caught). :data:`MAX_DEPTH`
+(32 levels): the checker and the evaluator recurse a frame or two per level, which
+stays clear of the limit even when Transform evaluates deep in Beam's stack.
+:data:`MAX_NODES` (128 terms and operators): each is an op in Transform's graph, run
+on every example.
 """
 from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 from typing import Any, Callable, Mapping
 
 from tfx_mtl.errors import InputError
@@ -30,6 +48,12 @@ _COMPARE_OPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Eq: lambda a, b: a == b,
     ast.NotEq: lambda a, b: a != b,
 }
+
+
+# Why these bounds: the module docstring.
+MAX_LENGTH = 1000
+MAX_DEPTH = 32
+MAX_NODES = 128
 
 
 class LabelExprError(InputError):
@@ -73,51 +97,133 @@ class LabelExpr:
 
 
 def parse(text: str) -> LabelExpr:
-    """Parses label text, refusing anything outside the safe subset."""
+    """Parses label text, refusing anything outside the safe subset or the bounds."""
     if not isinstance(text, str) or not text.strip():
         raise LabelExprError("must be a column name or an expression string")
+    text = text.strip()
+    if len(text) > MAX_LENGTH:
+        raise LabelExprError(f"is {len(text)} characters long; a label expression may have "
+                             f"at most {MAX_LENGTH}")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(text, mode="eval")
     except SyntaxError as e:
         raise LabelExprError(f"cannot parse {text!r}: {e.msg}") from None
-    columns: list[str] = []
-    _check(tree.body, columns, text)
-    body = tree.body
-    if isinstance(body, ast.Name):
-        kind = "column"
-    elif isinstance(body, (ast.Compare, ast.BoolOp)) or (
-            isinstance(body, ast.UnaryOp) and isinstance(body.op, ast.Not)):
-        kind = "bool"
-    else:
-        kind = "number"
-    return LabelExpr(text=text.strip(), columns=tuple(columns), kind=kind, _tree=tree)
+    except (RecursionError, MemoryError):
+        raise LabelExprError(f"{_short(text)} is too deeply nested to parse; a label "
+                             f"expression may nest at most {MAX_DEPTH} levels") from None
+    nodes = [node for node in ast.walk(tree.body) if not isinstance(node, ast.expr_context)]
+    if len(nodes) > MAX_NODES:
+        raise LabelExprError(f"{_short(text)} has more than {MAX_NODES} terms and operators; "
+                             "a label is a small formula")
+    names = sorted((n for n in nodes if isinstance(n, ast.Name)), key=lambda n: n.col_offset)
+    columns = tuple(dict.fromkeys(n.id for n in names))  # in order of first use
+    kind = _check(tree.body, text, depth=1)
+    if not columns:
+        raise LabelExprError(f"{_short(text)} reads no column: a constant is no label")
+    return LabelExpr(text=text, columns=columns, kind=kind.name, _tree=tree)
 
 
-def _check(node: ast.AST, columns: list[str], text: str) -> None:
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 60 else f"{text[:57]}...")
+
+
+class _Kind:
+    """What :func:`_check` returns for a subexpression that reads a column (a constant
+    one is folded to its value): a bare column, arithmetic, or a comparison/logic."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+COLUMN, NUMBER, BOOL = _Kind("column"), _Kind("number"), _Kind("bool")
+
+
+def _check(node: ast.AST, text: str, depth: int) -> Any:
+    """Refuses what is outside the subset or could fail on tensors; returns the node's
+    kind, or the value of a constant subexpression (folded here, once)."""
+    if depth > MAX_DEPTH:
+        raise LabelExprError(f"{_short(text)} is nested deeper than {MAX_DEPTH} levels")
     if isinstance(node, ast.Name):
-        if node.id not in columns:
-            columns.append(node.id)
-    elif isinstance(node, ast.Constant):
+        return COLUMN
+    if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float, str)):
             raise LabelExprError(f"unsupported constant {node.value!r} in {text!r}")
-    elif isinstance(node, ast.BinOp) and type(node.op) in _BIN_OPS:
-        _check(node.left, columns, text)
-        _check(node.right, columns, text)
-    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Not)):
-        _check(node.operand, columns, text)
-    elif isinstance(node, ast.Compare):
+        return _finite(node.value, text)
+    if isinstance(node, ast.Compare):
         if len(node.ops) != 1 or type(node.ops[0]) not in _COMPARE_OPS:
             raise LabelExprError(
                 f"only one comparison (> >= < <= == !=) per term is allowed in {text!r}")
-        _check(node.left, columns, text)
-        _check(node.comparators[0], columns, text)
-    elif isinstance(node, ast.BoolOp):
+        sides = [_check(child, text, depth + 1)
+                 for child in (node.left, node.comparators[0])]
+        if not any(isinstance(side, _Kind) for side in sides):
+            raise LabelExprError(f"in {_short(text)}, a comparison reads no column (it "
+                                 "compares two constants)")
+        return BOOL
+    if isinstance(node, ast.BinOp) and type(node.op) in _BIN_OPS:
+        left, right = (_number(child, text, depth) for child in (node.left, node.right))
+        if isinstance(right, _Kind) or isinstance(left, _Kind):
+            if isinstance(node.op, ast.Div) and not isinstance(right, _Kind) and right == 0:
+                raise LabelExprError(f"division by zero in {text!r}")
+            return NUMBER
+        try:
+            return _finite(_BIN_OPS[type(node.op)](left, right), text)
+        except ZeroDivisionError:
+            raise LabelExprError(f"division by zero in {text!r}") from None
+        except OverflowError:
+            raise LabelExprError(f"a constant in {_short(text)} is not a finite number") from None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        operand = _number(node.operand, text, depth)
+        return NUMBER if isinstance(operand, _Kind) else -operand
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        _truth(node.operand, text, depth)
+        return BOOL
+    if isinstance(node, ast.BoolOp):
         for value in node.values:
-            _check(value, columns, text)
-    else:
-        raise LabelExprError(
-            f"unsupported syntax {type(node).__name__!r} in {text!r}; allowed: column "
-            "names, numbers, strings, + - * /, one comparison, and/or/not")
+            _truth(value, text, depth)
+        return BOOL
+    raise LabelExprError(
+        f"unsupported syntax {type(node).__name__!r} in {text!r}; allowed: column "
+        "names, numbers, strings, + - * /, one comparison, and/or/not")
+
+
+def _number(node: ast.AST, text: str, depth: int) -> Any:
+    """An operand of + - * /: a number, a column or arithmetic."""
+    value = _check(node, text, depth + 1)
+    if isinstance(value, str):
+        raise LabelExprError(f"in {_short(text)}, {value[:20]!r}: a string may only be "
+                             "compared (column == 'value'), not computed with")
+    if value is BOOL:
+        raise LabelExprError(f"in {_short(text)}, a comparison or and/or/not is computed "
+                             "with + - * /; it is true/false, not a number")
+    return value
+
+
+def _truth(node: ast.AST, text: str, depth: int) -> None:
+    """An operand of and/or/not: a comparison, logic or a (0/1) column."""
+    value = _check(node, text, depth + 1)
+    if value is BOOL or value is COLUMN:
+        return
+    if isinstance(value, str):
+        raise LabelExprError(f"in {_short(text)}, {value[:20]!r}: a string may only be "
+                             "compared (column == 'value'), not used as true/false")
+    raise LabelExprError(f"in {_short(text)}, and/or/not need comparisons or columns, "
+                         "not a number or arithmetic")
+
+
+def _finite(value: Any, text: str) -> Any:
+    """A numeric constant must be a finite float64 (what the tensors compute in)."""
+    if isinstance(value, str):
+        return value
+    try:
+        ok = math.isfinite(float(value))
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise LabelExprError(f"a constant in {_short(text)} is not a finite number")
+    return value
 
 
 def _eval(node: ast.AST, values: Mapping[str, Any], logic: Mapping[str, Callable]) -> Any:

@@ -94,9 +94,22 @@ BLESSING_GATE = "BlessingGate"
 _BASELINE_PREFIX = "baseline_"
 
 
+_PIPELINE_PREFIX = "tfx-mtl-"
+# TFX refuses a pipeline name over 63 characters (Argo's workflow names, MySQL's
+# database names): tfx/orchestration/pipeline.py, _MAX_PIPELINE_NAME_LENGTH. Kubeflow
+# v2 wants [a-z0-9][a-z0-9-]{0,127} (tfx/orchestration/kubeflow/v2/pipeline_builder.py),
+# which a spec name of task-name form (task_spec) meets once its underscores are dashes.
+MAX_PIPELINE_NAME_LENGTH = 63
+MAX_SPEC_NAME_LENGTH = MAX_PIPELINE_NAME_LENGTH - len(_PIPELINE_PREFIX)
+
+
 def pipeline_name(spec_name: str) -> str:
-    """The pipeline of a spec: ``tfx-mtl-<spec name>`` (dashes, as Kubeflow wants)."""
-    return f"tfx-mtl-{spec_name}".replace("_", "-")
+    """The pipeline of a spec: ``tfx-mtl-<spec name>`` (dashes, as Kubeflow wants).
+
+    It is also a folder name (the local run's ``serving_model/<pipeline>``), so the spec
+    name is checked when the spec loads (task_spec) to be one safe path segment.
+    """
+    return f"{_PIPELINE_PREFIX}{spec_name}".replace("_", "-")
 
 
 def baseline_node(task: str) -> str:

@@ -281,8 +281,7 @@ def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
                   problems)
 
     name = data.get("name", "tasks")
-    if not isinstance(name, str) or not name:
-        problems.append(("name", "must be a non-empty string"))
+    _check_spec_name(name, problems)
 
     schema = data.get("schema")
     if schema is not None:
@@ -290,7 +289,9 @@ def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
             problems.append(("schema", "must be a path to a schema.pbtxt"))
             schema = None
         else:
-            schema = os.path.join(base_dir or os.getcwd(), schema)
+            # Relative to the spec's folder; it may climb out of it (a schema shared by
+            # several specs): it is only read, like --data, and travels by value.
+            schema = os.path.normpath(os.path.join(base_dir or os.getcwd(), schema))
             if not os.path.isfile(schema):
                 problems.append(("schema", f"file not found: {schema}"))
 
@@ -345,6 +346,16 @@ def _unknown_keys(entry: Mapping, allowed: set[str], where: str,
     for key in entry:
         if key not in allowed:
             problems.append((f"{where}{key}", f"unknown field (allowed: {', '.join(sorted(allowed))})"))
+
+
+def _check_spec_name(name: Any, problems: list[tuple[str, str]]) -> None:
+    """The spec names the pipeline (naming.pipeline_name), which names the folder Pusher
+    writes to and the MLMD contexts: a task-like name, short enough for TFX and Kubeflow."""
+    if (not isinstance(name, str) or not _NAME_RE.match(name)
+            or len(name) > naming.MAX_SPEC_NAME_LENGTH):
+        problems.append(("name", f"{name!r} is not a valid spec name (lower-case letters and "
+                                 "digits in words joined by single underscores, at most "
+                                 f"{naming.MAX_SPEC_NAME_LENGTH} characters)"))
 
 
 def _check_name(value: Any, field: str, problems: list[tuple[str, str]]) -> bool:
@@ -424,7 +435,9 @@ def _parse_tasks(raw: Any, problems: list[tuple[str, str]]) -> list[Task]:
         task = _parse_task(entry, name, field, problems)
         if task is not None:
             tasks.append(task)
-    if tasks and not any(t.role == "primary" for t in tasks):
+    # Only when every task says auxiliary: a task refused for another reason (its type,
+    # loss, role or name) may well be the primary one.
+    if all(isinstance(entry, Mapping) and entry.get("role") == "auxiliary" for entry in raw):
         problems.append(("tasks", "at least one task must have role: primary"))
     return tasks
 
@@ -447,7 +460,7 @@ def _parse_task(entry: Mapping, name: str, field: str,
         try:
             expr = label_expr.parse(label)
         except label_expr.LabelExprError as e:
-            problems.append((f"{field}.label", str(e)))
+            problems.append((f"{field}.label", e.message))
         else:
             if task_type == "multiclass" and expr.kind != "column":
                 problems.append((f"{field}.label", "a multiclass label must be a single column"))
@@ -578,6 +591,8 @@ def _parse_evaluation(raw: Any, problems: list[tuple[str, str]]) -> Evaluation:
                 or not all(isinstance(c, str) and c for c in columns)):
             problems.append((f"evaluation.slices[{i}]",
                              f"must be a column name or a list of column names, got {entry!r}"))
+        elif not all(_check_name(c, f"evaluation.slices[{i}]", problems) for c in columns):
+            continue
         elif len(set(columns)) != len(columns):
             problems.append((f"evaluation.slices[{i}]", f"repeats a column: {entry!r}"))
         elif tuple(columns) in slices:

@@ -102,3 +102,52 @@ def test_bad_training_options_are_refused_before_the_pipeline_runs(tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and field in err, err
     assert not (tmp_path / "out" / "pipeline_root").exists()
+
+
+def _run_spec(tmp_path, text):
+    spec = tmp_path / "tasks.yaml"
+    spec.write_text(text)
+    return cli.main(["run", "--data", str(_csv(tmp_path)), "--spec", str(spec),
+                     "--output-dir", str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/../../../b"])
+def test_a_spec_name_that_would_climb_out_of_the_output_dir_is_refused(tmp_path, capsys, name):
+    code = _run_spec(tmp_path, f"name: {name}\nfeatures: [trip_miles]\n"
+                               "tasks: [{name: x, type: regression, label: fare}]\n")
+    err = capsys.readouterr().err
+    assert code == 2 and f"name: {name!r} is not a valid spec name" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_spec_name_too_long_for_tfx_is_refused_before_compiling(tmp_path, capsys):
+    spec = tmp_path / "tasks.yaml"
+    spec.write_text("name: " + "n" * 56 + "\nfeatures: [trip_miles]\n"
+                    "tasks: [{name: x, type: regression, label: fare}]\n")
+    code = cli.main(["compile", "--image", "img:1", "--pipeline-root", "gs://b/r",
+                     "--spec", str(spec), "--output", str(tmp_path / "p.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and "name: 'nnn" in err and "at most 55 characters" in err, err
+    assert not (tmp_path / "p.yaml").exists()
+
+
+@pytest.mark.parametrize("label, needle", [
+    (" + ".join(["fare"] * 20000), "characters long"),
+    ("'a' * 100000000000", "a string may only be compared"),
+    ("42", "reads no column"),
+])
+def test_a_label_that_could_blow_up_is_refused_naming_the_task(tmp_path, capsys, label, needle):
+    code = _run_spec(tmp_path, "features: [trip_miles]\n"
+                               f"tasks: [{{name: x, type: regression, label: \"{label}\"}}]\n")
+    err = capsys.readouterr().err
+    assert code == 2 and "tasks.x.label: " in err and needle in err, err[:500]
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_an_unknown_type_is_not_also_reported_as_a_missing_primary(tmp_path, capsys):
+    code = _run_spec(tmp_path, "features: [trip_miles]\ntasks:\n"
+                               "  - {name: x, type: ranking, label: fare}\n"
+                               "  - {name: y, type: regression, label: tips, role: auxiliary}\n")
+    err = capsys.readouterr().err
+    assert code == 2 and "tasks.x.type: unknown task type 'ranking'" in err
+    assert "primary" not in err, err

@@ -288,3 +288,18 @@ def test_run_values_the_trainer_would_refuse_are_named():
         ("weighting", "'nope' is not one of uniform, uncertainty, gradnorm, dwa"),
         ("combine", "'avg' is not one of sum, pcgrad, cagrad, mgda, mgda_ub"),
         ("train_steps", "must be a positive integer, got -1")]
+
+
+def test_the_longest_spec_name_is_a_pipeline_name_tfx_and_kubeflow_accept():
+    """task_spec bounds the spec name by TFX's pipeline-name limit and Kubeflow's pattern."""
+    from tfx.orchestration import pipeline as tfx_pipeline
+    from tfx.orchestration.kubeflow.v2 import pipeline_builder
+
+    longest = "a1_" * (naming.MAX_SPEC_NAME_LENGTH // 3) + "z" * (naming.MAX_SPEC_NAME_LENGTH % 3)
+    assert task_spec.parse({"name": longest, "features": ["x"],
+                            "tasks": [{"name": "y", "type": "regression", "label": "y"}]})
+    name = naming.pipeline_name(longest)
+    assert tfx_pipeline.Pipeline(pipeline_name=name, pipeline_root=ROOT).pipeline_name == name
+    pipeline_builder._check_name(name)
+    with pytest.raises(ValueError, match="exceeds maximum allowed length"):
+        tfx_pipeline.Pipeline(pipeline_name=name + "z", pipeline_root=ROOT)

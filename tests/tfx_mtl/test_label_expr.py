@@ -47,3 +47,94 @@ def test_logic_and_strings():
 def test_refuses_anything_outside_the_safe_subset(text):
     with pytest.raises(label_expr.LabelExprError):
         label_expr.parse(text)
+
+
+# -- expressions that could blow up are refused when the spec loads -------------------
+
+def test_a_20000_term_chain_is_refused_not_a_recursion_error():
+    with pytest.raises(label_expr.LabelExprError, match="characters long"):
+        label_expr.parse(" + ".join(["fare"] * 20000))
+
+
+def test_a_recursion_error_while_parsing_becomes_a_label_error():
+    # ast.parse recurses once per nested term; called deep in a stack (here: a
+    # recursion limit just above this frame's depth), even a short chain exhausts it.
+    import inspect
+    import sys
+    text = " + ".join(["a"] * 250)
+    assert len(text) <= label_expr.MAX_LENGTH
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 40)
+    try:
+        with pytest.raises(label_expr.LabelExprError, match="too deeply nested"):
+            label_expr.parse(text)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+@pytest.mark.parametrize("text, needle", [
+    (" + ".join(["fare"] * (label_expr.MAX_DEPTH + 1)), "nested deeper"),
+    ("-" * (label_expr.MAX_DEPTH + 1) + "fare", "nested deeper"),
+    (" or ".join(["fare > 1"] * 50), "has more than"),
+])
+def test_size_and_depth_are_bounded(text, needle):
+    assert len(text) <= label_expr.MAX_LENGTH
+    with pytest.raises(label_expr.LabelExprError, match=needle):
+        label_expr.parse(text)
+
+
+def test_the_bounds_admit_a_realistic_label():
+    text = ("(payment_type == 'Cash' or payment_type == 'Credit Card') and tips > 0.2 * fare "
+            "and trip_seconds / 60 > 5 and not (trip_miles < 0.1)")
+    assert label_expr.parse(text).columns == (
+        "payment_type", "tips", "fare", "trip_seconds", "trip_miles")
+    label_expr.parse(" + ".join(["fare"] * label_expr.MAX_DEPTH))
+
+
+@pytest.mark.parametrize("text", [
+    "'a' * 100000000000",  # repetition: exhausts memory when evaluated
+    "fare > 1 and 'a' * 100000000000 == payment_type",
+    "payment_type + 'x'",
+    "-'a' < fare",
+    "payment_type == 'Cash' and 'x'",
+])
+def test_strings_may_only_be_compared(text):
+    with pytest.raises(label_expr.LabelExprError, match="a string may only be compared"):
+        label_expr.parse(text)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("fare + 1 / 0", "division by zero"),
+    ("fare / (2 - 2)", "division by zero"),
+    ("fare * 1e999", "not a finite number"),
+    ("fare * (1e308 * 10)", "not a finite number"),
+    ("fare + " + "9" * 400, "not a finite number"),
+])
+def test_constant_arithmetic_that_fails_or_overflows_is_refused(text, needle):
+    with pytest.raises(label_expr.LabelExprError, match=needle):
+        label_expr.parse(text)
+
+
+@pytest.mark.parametrize("text", ["1", "2 > 1", "'Cash'", "3 * 4 - 1", "-1"])
+def test_a_label_must_read_a_column(text):
+    with pytest.raises(label_expr.LabelExprError, match="reads no column"):
+        label_expr.parse(text)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("(fare > 1) * 2", "true/false, not a number"),  # TensorFlow has no bool arithmetic
+    ("-(fare > 1 or tips > 1)", "true/false, not a number"),
+    ("fare * 2 and tips > 1", "and/or/not need comparisons or columns"),
+    ("not 1 or fare > 2", "and/or/not need comparisons or columns"),
+    ("fare > 1 and 'a' < 1", "a comparison reads no column"),  # a TypeError in Transform
+])
+def test_terms_that_would_fail_on_tensors_are_refused(text, needle):
+    with pytest.raises(label_expr.LabelExprError, match=needle):
+        label_expr.parse(text)
+
+
+def test_a_zero_one_column_may_be_negated_or_combined():
+    expr = label_expr.parse("not flag or fare > 2")
+    assert expr.kind == "bool" and expr.columns == ("flag", "fare")
+    got = expr.evaluate({"flag": np.array([True, True, False]), "fare": np.array([1.0, 3.0, 1.0])})
+    np.testing.assert_array_equal(got, [False, True, True])

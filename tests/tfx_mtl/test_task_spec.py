@@ -1,8 +1,9 @@
+import re
 import textwrap
 
 import pytest
 
-from tfx_mtl import data, task_spec
+from tfx_mtl import data, naming, task_spec
 
 TAXI_COLUMNS = ["fare", "tips", "trip_miles", "trip_seconds", "payment_type", "company"]
 
@@ -224,3 +225,100 @@ def test_bad_evaluation_section_names_every_field():
     assert "column name" in problems["evaluation.slices[3]"]
     assert "duplicate slice" in problems["evaluation.slices[4]"]
     assert "unknown field" in problems["evaluation.gate"]
+
+
+# -- nothing in a spec can climb out of the run's folders -------------------------------
+
+@pytest.mark.parametrize("name", [
+    "../escaped", "a/../../b", "/tmp/x", "runs/x", "..", "Chicago", "chicago-taxi", "taxi__v2",
+    "t" * (naming.MAX_SPEC_NAME_LENGTH + 1), "", 3, None])
+def test_spec_name_must_be_a_short_safe_identifier(name):
+    problems, _ = _problems(_spec(name=name))
+    assert list(problems) == ["name"], problems
+    assert "not a valid spec name" in problems["name"]
+
+
+def test_longest_spec_name_makes_a_pipeline_name_tfx_accepts():
+    name = "t" * naming.MAX_SPEC_NAME_LENGTH
+    assert task_spec.parse(_spec(name=name)).name == name
+    assert len(naming.pipeline_name(name)) == naming.MAX_PIPELINE_NAME_LENGTH
+
+
+@pytest.mark.parametrize("where, value, field", [
+    ("features", [{"name": "../x", "kind": "numeric"}], "features[0].name"),
+    ("tasks", [{"name": "../x", "type": "regression", "label": "fare"}], "tasks.../x.name"),
+    ("evaluation", {"slices": ["../x"]}, "evaluation.slices[0]"),
+    ("evaluation", {"slices": [["payment_type", "a/b"]]}, "evaluation.slices[0]"),
+])
+def test_names_that_could_become_paths_are_identifiers(where, value, field):
+    problems, _ = _problems(_spec(**{where: value}), columns=None)
+    assert field in problems and "not a valid" in problems[field], problems
+
+
+def test_every_name_derived_from_a_valid_spec_is_one_path_segment():
+    """Pipeline, node ids (TFX's output folders), vocabulary files: one plain segment each."""
+    spec = task_spec.load(data.bundled_spec())
+    derived = [naming.pipeline_name(spec.name)]
+    for task in spec.task_names:
+        derived += [naming.baseline_node(task), naming.latest_baseline_node(task),
+                    naming.evaluator_node(task), naming.label_vocab_name(task)]
+    derived += [naming.feature_vocab_name(f) for f in spec.feature_names]
+    for name in derived:
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", name), name
+
+
+def test_schema_path_is_relative_to_the_spec_and_may_name_a_shared_file(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "schema.pbtxt").write_text("")
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    path = folder / "tasks.yaml"
+    path.write_text("schema: ../shared/schema.pbtxt\nfeatures: [trip_miles]\n"
+                    "tasks: [{name: fare, type: regression, label: fare}]\n")
+    assert task_spec.load(path).schema == str(shared / "schema.pbtxt")  # normalized
+    path.write_text("schema: ../shared\nfeatures: [trip_miles]\n"
+                    "tasks: [{name: fare, type: regression, label: fare}]\n")
+    with pytest.raises(task_spec.TaskSpecError) as err:
+        task_spec.load(path)
+    assert f"file not found: {shared}" in dict(err.value.problems)["schema"]
+
+
+# -- labels that could blow up name their task -------------------------------------------
+
+@pytest.mark.parametrize("label, needle", [
+    (" + ".join(["fare"] * 20000), "characters long"),
+    ("'a' * 100000000000", "a string may only be compared"),
+    ("1", "reads no column"),
+    ("2 > 1", "reads no column"),
+])
+def test_label_that_could_blow_up_or_is_constant_names_its_task(label, needle):
+    raw = _spec()
+    raw["tasks"].append({"name": "x", "type": "binary" if ">" in label else "regression",
+                         "label": label})
+    problems, _ = _problems(raw)
+    assert list(problems) == ["tasks.x.label"], problems
+    message = problems["tasks.x.label"]
+    assert needle in message and not message.startswith("label:"), message
+
+
+# -- only the real problems --------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, field", [
+    ({"type": "ranking"}, "tasks.big_tipper.type"),
+    ({"loss": "hinge"}, "tasks.big_tipper.loss"),
+    ({"role": "primery"}, "tasks.big_tipper.role"),
+])
+def test_a_broken_primary_task_is_not_also_reported_as_missing(bad, field):
+    raw = _spec()  # big_tipper is the only primary task; fare is auxiliary
+    raw["tasks"][0].update(bad)
+    problems, _ = _problems(raw)
+    assert list(problems) == [field], problems
+
+
+def test_all_auxiliary_is_still_reported_beside_another_problem():
+    raw = _spec()
+    raw["tasks"][0].update(role="auxiliary", loss="hinge")
+    problems, _ = _problems(raw)
+    assert set(problems) == {"tasks.big_tipper.loss", "tasks"}
+    assert "primary" in problems["tasks"]
