@@ -413,6 +413,7 @@ class _Service(prediction_service_pb2_grpc.PredictionServiceServicer,
             raise _invalid("Missing ModelSpec")
         spec = request.model_spec
         states = self.store.states() if spec.name == self.store.name else {}
+        failures = self.store.failures() if spec.name == self.store.name else {}
         response = get_model_status_pb2.GetModelStatusResponse()
         if spec.HasField("version"):
             v = spec.version.value
@@ -429,8 +430,11 @@ class _Service(prediction_service_pb2_grpc.PredictionServiceServicer,
             status = response.model_version_status.add()
             status.version = v
             status.state = _STATE_ENUM[states[v]]
-            status.status.error_code = 0  # OK (util/status_util.cc ToStatusProto)
-            status.status.error_message = ""
+            # util/status_util.cc ToStatusProto: OK, or the load error of a version that
+            # failed to load (state END, as ServableStateMonitor reports it).
+            failure = failures.get(v) if states[v] == END else None
+            status.status.error_code = failure.code if failure else 0
+            status.status.error_message = failure.message if failure else ""
         return response
 
     def HandleReloadConfigRequest(self, request, context):

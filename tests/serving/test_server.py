@@ -389,6 +389,43 @@ def test_half_written_and_broken_versions_are_skipped_then_retried(tmp_path, cap
         wait_for_version(s, 5)
 
 
+def test_a_broken_newest_version_backs_off_is_logged_once_and_shown_in_status(tmp_path,
+                                                                             caplog):
+    base = tmp_path / "m"
+    write_model(base, 1)
+    with serve(base, poll_seconds=0.05) as s, \
+            caplog.at_level(logging.DEBUG, logger="tfx_mtl.serving.model_store"):
+        (base / "5").mkdir()
+        (base / "5" / "saved_model.pb").write_bytes(b"not a SavedModel")
+        time.sleep(3.0)  # 60 polls; with the backoff (1 s, then 2 s, ...) at most 3 tries
+        assert 1 <= s.store.load_attempts[5] <= 3, s.store.load_attempts
+        failed = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(failed) == 1 and "version 5" in failed[0].getMessage(), failed
+        # GetModelStatus over gRPC: the failure, with the version before it still serving.
+        resp = model_stub(s.address).GetModelStatus(status_request(), timeout=30)
+        got = [(v.version, v.state, v.status.error_code) for v in resp.model_version_status]
+        assert got == [(5, get_model_status_pb2.ModelVersionStatus.END, 2),
+                       (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE, 0)]
+        message = resp.model_version_status[0].status.error_message
+        assert message.startswith("OSError: ") and "saved_model.pb" in message, message
+        stub = prediction_stub(s.address)
+        assert stub.Predict(predict_request(), timeout=30).model_spec.version.value == 1
+        # Pushed again (new content): a new failure, tried again and logged again.
+        attempts = s.store.load_attempts[5]
+        (base / "5" / "saved_model.pb").write_bytes(b"still not a SavedModel!")
+        deadline = time.monotonic() + 30
+        while s.store.load_attempts[5] == attempts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert s.store.load_attempts[5] == attempts + 1
+        assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 2
+        shutil.rmtree(base / "5")
+        write_model(base, 5)
+        wait_for_version(s, 5)
+        resp = model_stub(s.address).GetModelStatus(status_request(version=5), timeout=30)
+        assert [(v.state, v.status.error_code) for v in resp.model_version_status] == [
+            (get_model_status_pb2.ModelVersionStatus.AVAILABLE, 0)]
+
+
 def wait_for_version(s, version, timeout=60):
     deadline = time.monotonic() + timeout
     while s.versions() != [version]:
