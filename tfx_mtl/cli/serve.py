@@ -13,6 +13,7 @@ import threading
 
 from tfx_mtl.cli import options
 from tfx_mtl.errors import InputError
+from tfx_mtl.serving.request_checks import DEFAULT_MAX_BATCH_SIZE
 
 GRACE_SECONDS = 5.0
 
@@ -37,6 +38,11 @@ def add_parser(subparsers) -> None:
                    help="how often to look for a new version (default: 1)")
     p.add_argument("--max-message-mb", type=options.positive_number, default=4.0, metavar="MB",
                    help="largest request accepted, in MiB (default: 4, grpc's default)")
+    p.add_argument("--max-batch-size", type=options.positive_int,
+                   default=DEFAULT_MAX_BATCH_SIZE, metavar="N",
+                   help="most rows (examples) one request may carry; more is refused "
+                        f"(INVALID_ARGUMENT) before anything is allocated (default: "
+                        f"{DEFAULT_MAX_BATCH_SIZE}, TF Serving's batching default)")
     p.set_defaults(func=run, fields={"model_base": "--model-base"})
 
 
@@ -47,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         srv = server_mod.start(args.model_base, args.model_name, host=args.host, port=args.port,
                                poll_seconds=args.poll_seconds,
-                               max_message_bytes=int(args.max_message_mb * 1024 * 1024))
+                               max_message_bytes=int(args.max_message_mb * 1024 * 1024),
+                               max_batch_size=args.max_batch_size)
     except OSError as e:
         raise InputError("--host/--port", str(e)) from None
     print(f"serving model {args.model_name} version {srv.versions()[0]} "
