@@ -41,6 +41,11 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 SIGNATURE_DEF_FIELD = "signature_def"  # GetModelMetadataImpl::kSignatureDef
 
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
+# What the request got wrong (logged as a refusal, WARNING); other codes are errors (ERROR).
+_REFUSALS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                       grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                       grpc.StatusCode.UNIMPLEMENTED})
+_LOGGED_CHARS = 500  # of a message in a log line
 _STATE_ENUM = {
     LOADING: get_model_status_pb2.ModelVersionStatus.LOADING,
     AVAILABLE: get_model_status_pb2.ModelVersionStatus.AVAILABLE,
@@ -207,10 +212,19 @@ class _Service(prediction_service_pb2_grpc.PredictionServiceServicer,
 
     @staticmethod
     def _respond(context, fn, *args):
+        """``fn(*args)``; a refusal is logged as a WARNING, any other error as an ERROR."""
+        what = fn.__name__.lstrip("_")
         try:
             return fn(*args)
         except _Abort as a:
-            context.abort(a.code, a.message)
+            abort = a
+            (log.warning if a.code in _REFUSALS else log.error)(
+                "%s %s (%s): %s", "refused" if a.code in _REFUSALS else "failed", what,
+                a.code.name, a.message[:_LOGGED_CHARS])
+        except Exception as e:  # a bug: log it with its traceback, answer UNKNOWN
+            log.exception("%s failed", what)
+            abort = _Abort(grpc.StatusCode.UNKNOWN, f"{type(e).__name__}: {e}")
+        context.abort(abort.code, abort.message)
 
     # -- PredictionService --------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -630,6 +631,49 @@ def test_cli_serves_until_sigterm(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARNING|ERROR) "
+                      r"tfx_mtl\.serving\.\w+: ")
+
+
+@pytest.mark.subprocess
+def test_cli_logs_loads_swaps_and_refusals_with_timestamps(tmp_path):
+    base = tmp_path / "m"
+    write_model(base, 4)
+    # As in any process that imported tfx first: tfx puts a handler on the root logger,
+    # which made the command's logging.basicConfig a no-op (INFO dropped, no timestamps).
+    code = "import sys, tfx.v1; from tfx_mtl.cli import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--model-base", str(base),
+                             "--model-name", MODEL_NAME, "--port", "0", "--poll-seconds",
+                             "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        line = proc.stdout.readline()
+        assert f"serving model {MODEL_NAME} version 4" in line, (line, proc.stderr.read())
+        address = line.rsplit(" on ", 1)[1].strip()
+        stub = prediction_stub(address)
+        bad = predict_request()
+        bad.inputs["examples"].CopyFrom(tf.make_tensor_proto([1.0]))
+        assert rpc_error(stub.Predict, bad).code() == grpc.StatusCode.INVALID_ARGUMENT
+        write_model(base, 5)
+        deadline = time.monotonic() + 120
+        while stub.Predict(predict_request(), timeout=30).model_spec.version.value != 5:
+            assert time.monotonic() < deadline, "version 5 not picked up"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ours = [line for line in err.splitlines() if "tfx_mtl" in line]
+    assert ours and all(LOG_LINE.match(line) for line in ours), ours
+    assert any(f"Serving {MODEL_NAME} version 4 from" in line for line in ours), ours
+    assert any(f"Serving {MODEL_NAME} version 5 from" in line and "unloaded version 4" in line
+               for line in ours), ours
+    assert any(" WARNING " in line and "refused predict (INVALID_ARGUMENT): Expected input "
+               "examples to be string" in line for line in ours), ours
 
 
 # -- slow: the model the real pipeline pushed -----------------------------------------------
