@@ -504,6 +504,11 @@ def test_half_written_and_broken_versions_are_skipped_then_retried(tmp_path, cap
         wait_for_version(s, 5)
 
 
+def store_failures(caplog):
+    return [r for r in caplog.records
+            if r.name == "tfx_mtl.serving.model_store" and r.levelno >= logging.WARNING]
+
+
 def test_a_broken_newest_version_backs_off_is_logged_once_and_shown_in_status(tmp_path,
                                                                              caplog):
     base = tmp_path / "m"
@@ -514,7 +519,7 @@ def test_a_broken_newest_version_backs_off_is_logged_once_and_shown_in_status(tm
         (base / "5" / "saved_model.pb").write_bytes(b"not a SavedModel")
         time.sleep(3.0)  # 60 polls; with the backoff (1 s, then 2 s, ...) at most 3 tries
         assert 1 <= s.store.load_attempts[5] <= 3, s.store.load_attempts
-        failed = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        failed = store_failures(caplog)
         assert len(failed) == 1 and "version 5" in failed[0].getMessage(), failed
         # GetModelStatus over gRPC: the failure, with the version before it still serving.
         resp = model_stub(s.address).GetModelStatus(status_request(), timeout=30)
@@ -532,7 +537,7 @@ def test_a_broken_newest_version_backs_off_is_logged_once_and_shown_in_status(tm
         while s.store.load_attempts[5] == attempts and time.monotonic() < deadline:
             time.sleep(0.05)
         assert s.store.load_attempts[5] == attempts + 1
-        assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 2
+        assert len(store_failures(caplog)) == 2
         shutil.rmtree(base / "5")
         write_model(base, 5)
         wait_for_version(s, 5)
