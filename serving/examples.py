@@ -12,6 +12,11 @@ schema types each feature:
 * ``FLOAT`` -> ``float_list``: ints, floats and numeric strings (CSV cells).
 * ``BYTES`` -> ``bytes_list``: strings (UTF-8), bytes, and ints (as their decimal text).
 
+A feature the schema says takes at most one value (``value_count { max: 1 }``, as every
+feature of the taxi schema) refuses a list of two or more values: the model would fail
+on it with an internal message (``SparseToDense``), so it is refused here, naming the row
+and the feature, before anything is sent.
+
 Columns the schema does not know are an error by default (``extra="error"``): a typo in a
 feature name would otherwise be dropped by the model without a word and the feature
 imputed, giving plausible but wrong predictions. Pass ``extra="ignore"`` to drop them
@@ -170,12 +175,16 @@ class RowEncoder:
         self.schema = schema
         self.extra = extra
         self.types: dict[str, str | None] | None = None
+        self.single_valued: frozenset[str] = frozenset()
         if schema is not None:
             from tensorflow_metadata.proto.v0 import schema_pb2
 
             names = {schema_pb2.INT: _INT, schema_pb2.FLOAT: _FLOAT, schema_pb2.BYTES: _BYTES}
             # A feature the schema leaves untyped is typed by its values.
             self.types = {f.name: names.get(f.type) for f in schema.feature}
+            self.single_valued = frozenset(
+                f.name for f in schema.feature
+                if f.HasField("value_count") and f.value_count.max == 1)
 
     @classmethod
     def from_schema_file(cls, path, *, extra: str = "error") -> "RowEncoder":
@@ -222,6 +231,9 @@ class RowEncoder:
                 values = _values(value)
                 if not values:
                     continue  # missing: the model imputes it
+                if len(values) > 1 and name in self.single_valued:
+                    raise TypeError(f"{len(values)} values, but the schema allows at most "
+                                    "one (value_count max 1)")
                 kind = self.types.get(name) if self.types is not None else None
                 if kind is None:
                     kind = _python_type(values)

@@ -13,7 +13,13 @@ Mirrors TF Serving's file-system source with its default ``latest`` version poli
   call of every signature) *before* it is swapped in; the old one is unloaded only then
   (availability preserving: requests never see "no version"). A request already running
   on the old version keeps its own reference and finishes normally.
-* a version that fails to load is logged and retried on the next poll.
+* a version that fails to load stays listed (state END with its error, as TF Serving's
+  GetModelStatus shows a failed load) while the version before it keeps serving, and is
+  retried with exponential backoff: after ``retry_base`` seconds, then twice as long each
+  time, at most ``retry_cap`` (defaults 1 s and 300 s). The failure is logged once; a retry
+  that fails the same way is not logged again. A version whose files change (a size or
+  mtime, e.g. pushed again) is a new candidate: it is tried on the next poll, and its
+  failure, if it fails again, is logged again.
 
 The current servable is one attribute read without a lock (a reference assignment is
 atomic in CPython); TF functions are thread safe.
@@ -38,6 +44,10 @@ SERVING_TAG = "serve"
 AVAILABLE = "AVAILABLE"
 LOADING = "LOADING"
 END = "END"
+
+
+RETRY_BASE_SECONDS = 1.0
+RETRY_CAP_SECONDS = 300.0
 
 
 class NoVersionError(InputError):
@@ -72,6 +82,37 @@ def list_versions(base: str) -> list[int]:
         if os.path.isfile(os.path.join(base, entry, SAVED_MODEL_PB)):
             versions.append(int(entry))
     return sorted(versions)
+
+
+def _files_identity(path: str) -> tuple:
+    """(relative path, size, mtime_ns) of every file under ``path``: changes when a
+    version is pushed again or edited in place."""
+    found = []
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            found.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
+    return tuple(sorted(found))
+
+
+@dataclass
+class LoadFailure:
+    """A version that failed to load: the error (``code``: a TF/gRPC status code number,
+    2 = UNKNOWN for a non-TF exception), how often it failed, when it is tried again."""
+    message: str
+    code: int
+    files: tuple = field(repr=False, default=())
+    failures: int = 1
+    retry_at: float = 0.0
+
+
+def _error_code(e: BaseException) -> int:
+    code = getattr(e, "error_code", None)  # tf.errors.OpError
+    return code if isinstance(code, int) and code > 0 else 2
 
 
 def _version_dir(base: str, version: int) -> str:
@@ -117,17 +158,21 @@ class ModelStore:
     """Serves the newest version of one model under ``base``; polls for new ones."""
 
     def __init__(self, base: str, name: str, *, poll_seconds: float = 1.0,
-                 loader: Callable[[str, int, str], Servable] = load_servable):
+                 loader: Callable[[str, int, str], Servable] = load_servable,
+                 retry_base: float = RETRY_BASE_SECONDS, retry_cap: float = RETRY_CAP_SECONDS):
         self.base = os.path.abspath(base)
         self.name = name
         self.poll_seconds = poll_seconds
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
         self._loader = loader
+        self.load_attempts: dict[int, int] = {}  # version -> loads tried (for status/tests)
         self._current: Servable | None = None
         self._states: dict[int, str] = {}
         self._states_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._failed: dict[int, str] = {}
+        self._failed: dict[int, LoadFailure] = {}
 
     # -- reading (lock free) -------------------------------------------------------------
 
@@ -141,9 +186,15 @@ class ModelStore:
         return [cur.version] if cur is not None else []
 
     def states(self) -> dict[int, str]:
-        """Every version this store has seen: AVAILABLE, LOADING or END (unloaded)."""
+        """Every version this store has seen: AVAILABLE, LOADING or END (unloaded, or
+        failed to load: see :meth:`failures`)."""
         with self._states_lock:
             return dict(self._states)
+
+    def failures(self) -> dict[int, LoadFailure]:
+        """The versions whose last load failed, with the error."""
+        with self._states_lock:
+            return dict(self._failed)
 
     # -- loading ------------------------------------------------------------------------
 
@@ -160,7 +211,7 @@ class ModelStore:
         for version in reversed(versions):  # newest first; fall back if it is broken
             if self._try_load(version):
                 return self._current
-            errors.append(f"{version}: {self._failed.get(version)}")
+            errors.append(f"{version}: {self._failed[version].message}")
         raise NoVersionError(f"no version under {self.base} could be loaded ({'; '.join(errors)})")
 
     def poll_once(self) -> bool:
@@ -172,6 +223,10 @@ class ModelStore:
         cur = self._current
         if cur is not None and cur.version == newest:
             return False
+        failed = self._failed.get(newest)
+        if failed is not None and time.monotonic() < failed.retry_at and \
+                _files_identity(_version_dir(self.base, newest)) == failed.files:
+            return False  # backing off, and nothing changed since it failed
         return self._try_load(newest)
 
     def _set_state(self, version: int, state: str) -> None:
@@ -180,21 +235,17 @@ class ModelStore:
 
     def _try_load(self, version: int) -> bool:
         path = _version_dir(self.base, version)
+        files = _files_identity(path)
         self._set_state(version, LOADING)
+        self.load_attempts[version] = self.load_attempts.get(version, 0) + 1
         start = time.monotonic()
         try:
             servable = self._loader(self.name, version, path)
         except Exception as e:
-            first = version not in self._failed
-            self._failed[version] = f"{type(e).__name__}: {e}"
-            # TF Serving keeps retrying a failed load too; log every time, loudly the first.
-            (log.error if first else log.warning)(
-                "Loading servable %s version %d from %s failed (retrying on the next poll): %s",
-                self.name, version, path, e)
-            with self._states_lock:
-                self._states.pop(version, None)
+            self._record_failure(version, path, files, e)
             return False
-        self._failed.pop(version, None)
+        with self._states_lock:
+            self._failed.pop(version, None)
         old = self._current
         self._current = servable  # the swap: one reference assignment
         self._set_state(version, AVAILABLE)
@@ -203,6 +254,25 @@ class ModelStore:
         log.info("Serving %s version %d from %s (loaded in %.1f s)%s", self.name, version, path,
                  time.monotonic() - start, f"; unloaded version {old.version}" if old else "")
         return True
+
+    def _record_failure(self, version: int, path: str, files: tuple, e: Exception) -> None:
+        """END with the error; the next try after the backoff; one log line per new failure."""
+        message = f"{type(e).__name__}: {e}"
+        with self._states_lock:
+            last = self._failed.get(version)
+            same = last is not None and last.files == files and last.message == message
+            failures = last.failures + 1 if same else 1
+            delay = min(self.retry_cap, self.retry_base * 2 ** (failures - 1))
+            self._failed[version] = LoadFailure(message, _error_code(e), files, failures,
+                                                time.monotonic() + delay)
+            self._states[version] = END
+        if not same:
+            log.error("Loading servable %s version %d from %s failed (retrying in %.0f s, "
+                      "backing off to %.0f s; logged again only if it fails differently): %s",
+                      self.name, version, path, delay, self.retry_cap, message)
+        else:
+            log.debug("Loading %s version %d failed again (%d times); next try in %.0f s",
+                      self.name, version, failures, delay)
 
     # -- polling ------------------------------------------------------------------------
 

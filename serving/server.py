@@ -25,7 +25,10 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      predict_pb2, prediction_service_pb2_grpc,
                                      regression_pb2)
 
+from tfx_mtl.serving import input_errors
 from tfx_mtl.serving.model_store import AVAILABLE, END, LOADING, ModelStore, NoVersionError
+from tfx_mtl.serving.request_checks import (DEFAULT_MAX_BATCH_SIZE, RequestError, check_batch,
+                                            check_input)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,11 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 SIGNATURE_DEF_FIELD = "signature_def"  # GetModelMetadataImpl::kSignatureDef
 
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
+# What the request got wrong (logged as a refusal, WARNING); other codes are errors (ERROR).
+_REFUSALS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                       grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                       grpc.StatusCode.UNIMPLEMENTED})
+_LOGGED_CHARS = 500  # of a message in a log line
 _STATE_ENUM = {
     LOADING: get_model_status_pb2.ModelVersionStatus.LOADING,
     AVAILABLE: get_model_status_pb2.ModelVersionStatus.AVAILABLE,
@@ -56,19 +64,6 @@ class _Abort(Exception):
 
 def _invalid(message: str) -> _Abort:
     return _Abort(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-# tensorflow/core/framework/types.cc DataTypeString: the names TF Serving's messages use.
-_DTYPE_STRING = {"float32": "float", "float64": "double", "float16": "half"}
-
-
-def _dtype_string(enum: int) -> str:
-    import tensorflow as tf
-    try:
-        name = tf.as_dtype(enum).name
-    except TypeError:
-        return "invalid"
-    return _DTYPE_STRING.get(name, name)
 
 
 def _as_proto_field(array: np.ndarray):
@@ -102,8 +97,9 @@ def _debug_string(message) -> str:
     return text_format.MessageToString(message)
 
 
-_EAGER_PREFIX = re.compile(r"^Graph execution error:\n\n(?:Detected at node .*?\n"
-                           r"<stack traces unavailable>\n)?", re.S)
+_EAGER_PREFIX = re.compile(r"^(?:Graph execution error:\n\n(?:Detected at node .*?\n"
+                           r"<stack traces unavailable>\n)?|\{\{function_node [^}]*\}\} )",
+                           re.S)
 _EAGER_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\]\s*$")
 
 
@@ -115,16 +111,30 @@ def _tf_message(message: str) -> str:
 
 def _run(fn, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     """Call a signature function; TF errors keep their own code and message, like
-    ``session->Run`` errors do in TF Serving."""
+    ``session->Run`` errors do in TF Serving, unless the examples sent show which input
+    and feature caused an INVALID_ARGUMENT (:mod:`tfx_mtl.serving.input_errors`)."""
     import tensorflow as tf
     try:
         outputs = fn(**inputs)
     except tf.errors.OpError as e:
-        raise _Abort(_GRPC_CODES.get(e.error_code, grpc.StatusCode.UNKNOWN),
-                     _tf_message(e.message)) from e
+        code = _GRPC_CODES.get(e.error_code, grpc.StatusCode.UNKNOWN)
+        message = _tf_message(e.message)
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            message = _explained(inputs, message)
+        raise _Abort(code, message) from e
+    except UnicodeDecodeError as e:
+        # TF could not decode its own error message: it quotes bytes of the request.
+        message = _tf_message(e.object.decode("utf-8", "backslashreplace")
+                              if isinstance(e.object, bytes) else str(e))
+        raise _invalid(_explained(inputs, message)) from e
     except (TypeError, ValueError) as e:  # e.g. a shape the signature does not accept
         raise _invalid(str(e)) from e
     return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _explained(inputs: dict[str, Any], message: str) -> str:
+    arrays = {k: v.numpy() for k, v in inputs.items() if hasattr(v, "numpy")}
+    return input_errors.explain(arrays, message) or message
 
 
 def _model_spec(name: str, signature_name: str | None, version: int | None, spec) -> None:
@@ -137,13 +147,16 @@ def _model_spec(name: str, signature_name: str | None, version: int | None, spec
         spec.version.value = version
 
 
-def _serialized_examples(input_proto) -> list[bytes]:
+def _serialized_examples(input_proto, max_batch_size: int) -> list[bytes]:
     """util.cc InputToSerializedExampleTensor: one serialized tf.Example per example;
-    with ExampleListWithContext, context bytes + example bytes (proto merge semantics)."""
+    with ExampleListWithContext, context bytes + example bytes (proto merge semantics).
+    More than ``max_batch_size`` examples are refused before any is serialized."""
     kind = input_proto.WhichOneof("kind")
     if kind == "example_list":
+        _check_batch(len(input_proto.example_list.examples), max_batch_size)
         examples = [e.SerializeToString() for e in input_proto.example_list.examples]
     elif kind == "example_list_with_context":
+        _check_batch(len(input_proto.example_list_with_context.examples), max_batch_size)
         ctx = input_proto.example_list_with_context.context.SerializeToString()
         examples = [ctx + e.SerializeToString()
                     for e in input_proto.example_list_with_context.examples]
@@ -155,12 +168,22 @@ def _serialized_examples(input_proto) -> list[bytes]:
     return examples
 
 
+def _check_batch(count: int, max_batch_size: int) -> None:
+    try:
+        check_batch(count, max_batch_size)
+    except RequestError as e:
+        raise _invalid(str(e)) from None
+
+
 class _Service(prediction_service_pb2_grpc.PredictionServiceServicer,
                model_service_pb2_grpc.ModelServiceServicer):
 
-    def __init__(self, store: ModelStore, method_name_check: bool = True):
+    def __init__(self, store: ModelStore, method_name_check: bool = True,
+                 max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, check_requests: bool = True):
         self.store = store
         self.method_name_check = method_name_check
+        self.max_batch_size = max_batch_size
+        self.check_requests = check_requests
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -189,10 +212,19 @@ class _Service(prediction_service_pb2_grpc.PredictionServiceServicer,
 
     @staticmethod
     def _respond(context, fn, *args):
+        """``fn(*args)``; a refusal is logged as a WARNING, any other error as an ERROR."""
+        what = fn.__name__.lstrip("_")
         try:
             return fn(*args)
         except _Abort as a:
-            context.abort(a.code, a.message)
+            abort = a
+            (log.warning if a.code in _REFUSALS else log.error)(
+                "%s %s (%s): %s", "refused" if a.code in _REFUSALS else "failed", what,
+                a.code.name, a.message[:_LOGGED_CHARS])
+        except Exception as e:  # a bug: log it with its traceback, answer UNKNOWN
+            log.exception("%s failed", what)
+            abort = _Abort(grpc.StatusCode.UNKNOWN, f"{type(e).__name__}: {e}")
+        context.abort(abort.code, abort.message)
 
     # -- PredictionService --------------------------------------------------------------
 
@@ -236,17 +268,19 @@ class _Service(prediction_service_pb2_grpc.PredictionServiceServicer,
                 raise _invalid(f"input tensor alias not found in signature: {alias}. Inputs "
                                f"expected to be in the set {{{','.join(signature_inputs)}}}.")
             tensor_proto = request.inputs[alias]
+            expected = signature.inputs[alias].dtype
+            if self.check_requests:
+                # dtype, rank, fixed dims, --max-batch-size, values sent = shape claimed:
+                # on the proto, before make_ndarray allocates (and broadcasts) anything.
+                try:
+                    check_input(alias, tensor_proto, signature.inputs[alias],
+                                self.max_batch_size)
+                except RequestError as e:
+                    raise _invalid(str(e)) from None
             try:
                 array = tf.make_ndarray(tensor_proto)
             except Exception as e:
                 raise _invalid(f"tensor parsing error: {alias}") from e
-            expected = signature.inputs[alias].dtype
-            if tensor_proto.dtype != expected:
-                # tfrt_predict_util.cc PreProcessPredictionWithoutOutputFilter (names the
-                # input; the TF1 session path says "Expects arg[i] to be ... but ... is
-                # provided", tensorflow/core/framework/function.cc FunctionCallFrame::SetArgs).
-                raise _invalid(f"Expected input {alias} to be {_dtype_string(expected)} but get "
-                               f"{_dtype_string(tensor_proto.dtype)}.")
             inputs[alias] = tf.constant(array, dtype=tf.as_dtype(expected))
         aliases = list(request.output_filter)
         seen = set()
@@ -301,7 +335,7 @@ class _Service(prediction_service_pb2_grpc.PredictionServiceServicer,
         response = classification_pb2.ClassificationResponse()
         _model_spec(request.model_spec.name, request.model_spec.signature_name,
                     servable.version, response.model_spec)
-        examples = _serialized_examples(request.input)
+        examples = _serialized_examples(request.input, self.max_batch_size)
         import tensorflow as tf
         out = _run(servable.functions[name], {"inputs": tf.constant(examples, dtype=tf.string)})
         n = len(examples)
@@ -356,7 +390,7 @@ class _Service(prediction_service_pb2_grpc.PredictionServiceServicer,
         response = regression_pb2.RegressionResponse()
         _model_spec(request.model_spec.name, request.model_spec.signature_name,
                     servable.version, response.model_spec)
-        examples = _serialized_examples(request.input)
+        examples = _serialized_examples(request.input, self.max_batch_size)
         import tensorflow as tf
         out = _run(servable.functions[name], {"inputs": tf.constant(examples, dtype=tf.string)})
         t = out["outputs"]
@@ -413,6 +447,7 @@ class _Service(prediction_service_pb2_grpc.PredictionServiceServicer,
             raise _invalid("Missing ModelSpec")
         spec = request.model_spec
         states = self.store.states() if spec.name == self.store.name else {}
+        failures = self.store.failures() if spec.name == self.store.name else {}
         response = get_model_status_pb2.GetModelStatusResponse()
         if spec.HasField("version"):
             v = spec.version.value
@@ -429,8 +464,11 @@ class _Service(prediction_service_pb2_grpc.PredictionServiceServicer,
             status = response.model_version_status.add()
             status.version = v
             status.state = _STATE_ENUM[states[v]]
-            status.status.error_code = 0  # OK (util/status_util.cc ToStatusProto)
-            status.status.error_message = ""
+            # util/status_util.cc ToStatusProto: OK, or the load error of a version that
+            # failed to load (state END, as ServableStateMonitor reports it).
+            failure = failures.get(v) if states[v] == END else None
+            status.status.error_code = failure.code if failure else 0
+            status.status.error_message = failure.message if failure else ""
         return response
 
     def HandleReloadConfigRequest(self, request, context):
@@ -477,7 +515,9 @@ class DevServer:
 
 def start(model_base: str, model_name: str, *, host: str = "127.0.0.1", port: int = 0,
           poll_seconds: float = 1.0, max_message_bytes: int = 4 * 1024 * 1024,
-          max_workers: int = 16, method_name_check: bool = True) -> DevServer:
+          max_workers: int = 16, method_name_check: bool = True,
+          max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, check_requests: bool = True
+          ) -> DevServer:
     """Load the newest version under ``model_base`` and serve it over gRPC; returns at once.
 
     Raises :class:`NoVersionError` (bad input) naming the directory when there is
@@ -485,6 +525,10 @@ def start(model_base: str, model_name: str, *, host: str = "127.0.0.1", port: in
     grpc's ``grpc.max_receive_message_length`` (bigger requests: RESOURCE_EXHAUSTED).
     ``method_name_check``: TF Serving's ``--enable_signature_method_name_check`` (Classify /
     Regress need a classify / regress signature; TF Serving's own default is off).
+    ``max_batch_size``: the most rows (first dimension of a Predict input, examples of a
+    Classify/Regress) a request may have; ``check_requests=False`` skips the checks of
+    Predict inputs against the signature (:mod:`tfx_mtl.serving.request_checks`), only to
+    measure what they cost.
     """
     store = ModelStore(model_base, model_name, poll_seconds=poll_seconds)
     store.load_initial()
@@ -493,7 +537,8 @@ def start(model_base: str, model_name: str, *, host: str = "127.0.0.1", port: in
         options=[("grpc.max_receive_message_length", int(max_message_bytes)),
                  ("grpc.max_send_message_length", -1),
                  ("grpc.so_reuseport", 0)])
-    service = _Service(store, method_name_check=method_name_check)
+    service = _Service(store, method_name_check=method_name_check,
+                       max_batch_size=max_batch_size, check_requests=check_requests)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(service, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(service, server)
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

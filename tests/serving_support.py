@@ -12,6 +12,8 @@ directory first, then ``os.rename`` to the version number, like a push):
   Tasks (:data:`TASKS`): ``fare`` (regression) and ``big_tipper`` (binary).
   Outputs are closed-form (see :func:`expected`) and depend on ``version``, so a test can
   tell which version answered: ``fare.value = 2 * trip_miles + trip_seconds / 60 + version``.
+* :func:`write_varlen_model` -- features parsed as the pipeline parses them (VarLen, then
+  one dense value per example), for the errors of multi-valued features.
 * :func:`write_classify_model` -- a TF1-style SavedModel with ``classify`` / ``regress``
   signatures (method names ``tensorflow/serving/classify`` / ``.../regress``, input ``inputs``,
   outputs ``classes``+``scores`` / ``outputs``) plus a ``serving_default`` predict signature,
@@ -201,6 +203,28 @@ def write_classify_model(base: str | os.PathLike, version: int) -> Path:
             builder.save()
 
     return _publish(base, version, save)
+
+
+def write_varlen_model(base: str | os.PathLike, version: int) -> Path:
+    """A model that parses its features as the pipeline's do (schema without ``shape``:
+    VarLenFeature, then densified to one value per example, ``models/preprocessing.py``),
+    so a feature with two values fails inside the graph (``SparseToDense``). One signature,
+    ``serving_default``: ``value = trip_miles + version``."""
+    tf = _tf()
+    sig = tf.TensorSpec([None], tf.string, name="examples")
+
+    class Model(tf.Module):
+        @tf.function(input_signature=[sig])
+        def serving_default(self, examples):
+            x = tf.io.parse_example(examples, {"trip_miles": tf.io.VarLenFeature(tf.float32)})
+            x = x["trip_miles"]
+            dense = tf.sparse.to_dense(tf.SparseTensor(x.indices, x.values,
+                                                       [x.dense_shape[0], 1]))
+            return {"value": tf.squeeze(dense, axis=1) + float(version)}
+
+    m = Model()
+    return _publish(base, version, lambda path: tf.saved_model.save(
+        m, path, signatures={"serving_default": m.serving_default}))
 
 
 def copy_version(base: str | os.PathLike, src_version: int, new_version: int) -> Path:

@@ -108,6 +108,18 @@ def test_bad_input_exits_2_naming_file_and_line(server, files, tmp_path, capsys)
     assert status == 2 and "--schema" in err and "none.pbtxt" in err
 
 
+def test_a_list_for_a_single_valued_feature_exits_2_naming_the_line(server, tmp_path, capsys):
+    schema = tmp_path / "schema.pbtxt"  # as the taxi schema: one value per feature
+    schema.write_text(SCHEMA.replace("type: FLOAT", "type: FLOAT value_count { min: 0 max: 1 }"))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"trip_miles": 1.0}\n\n{"trip_miles": [1.0, 2.0]}\n')
+    status, out, err = _query(capsys, "--server", server.address, "--model", MODEL_NAME,
+                              "--input", str(rows), "--schema", str(schema))
+    assert status == 2 and out == []  # refused before any row was sent
+    assert (f"tfx-mtl query: error: {rows}, line 3, feature 'trip_miles': 2 values, but the "
+            "schema allows at most one") in err
+
+
 def test_server_errors_exit_1_with_the_status_code(server, files, capsys):
     rows, schema = files
     status, out, err = _query(capsys, "--server", server.address, "--model", "nope",

@@ -143,3 +143,16 @@ def test_encoded_rows_parse_with_the_models_parse_spec():
     assert tf.sparse.to_dense(parsed["miles"]).numpy().tolist() == [[1.0], [2.5]]
     assert parsed["company"].values.numpy().tolist() == [b"a"]
     assert not math.isnan(parsed["miles"].values.numpy()[0])
+
+
+def test_a_list_for_a_single_valued_feature_names_row_and_feature():
+    schema = text_format.Parse(
+        'feature { name: "hour" type: INT value_count { min: 1 max: 1 } }\n'
+        'feature { name: "tags" type: BYTES }', schema_pb2.Schema())
+    enc = RowEncoder(schema)
+    with pytest.raises(RowError) as info:
+        enc.encode({"hour": [3, 4]}, index=7)
+    assert (info.value.row, info.value.feature) == (7, "hour")
+    assert "2 values, but the schema allows at most one" in info.value.message
+    assert _decode(enc.encode({"hour": [3], "tags": ["a", "b"]})) == {
+        "hour": ("int64_list", [3]), "tags": ("bytes_list", [b"a", b"b"])}

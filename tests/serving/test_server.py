@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import grpc
@@ -21,7 +23,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from serving_support import (MODEL_NAME, example_bytes, expected, model_stub,
-                             prediction_stub, serve, write_classify_model, write_model)
+                             prediction_stub, serve, write_classify_model, write_model,
+                             write_varlen_model)
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      get_model_status_pb2, inference_pb2, model_management_pb2,
                                      predict_pb2, regression_pb2)
@@ -179,9 +182,8 @@ def test_wrong_input_dtype(stub):
 def test_wrong_input_shape(stub):
     req = predict_request()
     req.inputs["examples"].CopyFrom(tf.make_tensor_proto([[example_bytes({})]]))
-    err = rpc_error(stub.Predict, req)
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "Expected serialized to be a scalar or vector, got shape: [1,1]" in err.details()
+    assert_error(stub.Predict, req, grpc.StatusCode.INVALID_ARGUMENT,
+                 "input examples: shape [1,1] has rank 2; the signature takes rank 1, shape [?]")
 
 
 def test_feature_of_the_wrong_type_names_it(stub):
@@ -202,6 +204,119 @@ def test_oversized_request(stub):
     assert f"vs. {MAX_BYTES})" in err.details()
     # the server is fine afterwards
     assert stub.Predict(predict_request(), timeout=30).model_spec.version.value == 1
+
+
+# -- requests checked against the signature before any tensor is made ---------------------
+
+def examples_tensor(dims, values, dtype=tf.string):
+    """A TensorProto claiming shape ``dims`` that carries ``values`` (any count)."""
+    proto = tf.make_tensor_proto(values, dtype=dtype)
+    proto.tensor_shape.Clear()
+    for d in dims:
+        proto.tensor_shape.dim.add().size = d
+    return proto
+
+
+def predict_tensor(tensor, signature="fare"):
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = MODEL_NAME
+    req.model_spec.signature_name = signature
+    req.inputs["examples"].CopyFrom(tensor)
+    return req
+
+
+def test_a_million_row_batch_dim_with_one_value_is_refused(stub):
+    # The issue's request: ~300 bytes claiming 1e6 rows; make_ndarray would broadcast the
+    # one example to a million (8.7 s, 1.8 GB), then the model would run on them.
+    req = predict_tensor(examples_tensor([1_000_000], [example_bytes(ROWS[0])]))
+    assert req.ByteSize() < 300
+    assert_error(stub.Predict, req, grpc.StatusCode.INVALID_ARGUMENT,
+                 "input examples: shape [1000000]: batch size 1000000 exceeds this server's "
+                 "limit of 1000 (--max-batch-size)")
+
+
+def test_a_wrong_dtype_of_a_huge_shape_is_refused_before_allocating(stub):
+    # The issue's 72-byte request: DT_FLOAT of shape [250M] with one value; refused on the
+    # dtype before make_ndarray allocates 1 GB (numpy reports its buffers to tracemalloc).
+    req = predict_tensor(examples_tensor([250_000_000], [1.0], dtype=tf.float32))
+    assert req.ByteSize() < 80
+    tracemalloc.start()
+    try:
+        err = rpc_error(stub.Predict, req)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (err.code(), err.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                           "Expected input examples to be string but get float.")
+    assert peak < 64 * 2 ** 20, peak
+
+
+@pytest.mark.parametrize("dims, values, message", [
+    ([3], [b"x"], "input examples: shape [3] has 3 elements but the request carries 1 values "
+                  "in string_val; send every value (no broadcasting)"),
+    ([1], [b"x", b"y"], "input examples: shape [1] has 1 elements but the request carries 2 "
+                        "values in string_val; send every value (no broadcasting)"),
+    ([], [b"x"], "input examples: shape [] has rank 0; the signature takes rank 1, shape [?]"),
+    ([2, -1], [b"x"], "input examples: shape [2,?] has a negative dimension"),
+])
+def test_a_shape_the_values_or_signature_do_not_fit_is_refused_naming_the_input(
+        stub, dims, values, message):
+    assert_error(stub.Predict, predict_tensor(examples_tensor(dims, values)),
+                 grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def test_unknown_rank_is_refused(stub):
+    tensor = examples_tensor([1], [b"x"])
+    tensor.tensor_shape.unknown_rank = True
+    assert_error(stub.Predict, predict_tensor(tensor), grpc.StatusCode.INVALID_ARGUMENT,
+                 "input examples: tensor_shape has unknown_rank set; a request must give "
+                 "its shape")
+
+
+def test_the_batch_limit_is_configurable_and_covers_classify(tmp_path):
+    base = tmp_path / "m"
+    write_classify_model(base, 1)
+    with serve(base, max_batch_size=2) as s:
+        stub = prediction_stub(s.address)
+        two = predict_request(rows=ROWS[:2], signature="serving_default")
+        assert stub.Predict(two, timeout=30).model_spec.version.value == 1
+        assert_error(stub.Predict, predict_request(rows=ROWS, signature="serving_default"),
+                     grpc.StatusCode.INVALID_ARGUMENT,
+                     "input examples: shape [3]: batch size 3 exceeds this server's limit of "
+                     "2 (--max-batch-size)")
+        req = classification_pb2.ClassificationRequest()
+        req.model_spec.name = MODEL_NAME
+        req.model_spec.signature_name = "classify"
+        for _ in range(3):
+            req.input.example_list.examples.add()
+        assert_error(stub.Classify, req, grpc.StatusCode.INVALID_ARGUMENT,
+                     "input: 3 examples exceed this server's limit of 2 (--max-batch-size)")
+
+
+# -- errors naming the input and the feature ----------------------------------------------
+
+def test_an_example_that_does_not_parse_is_named(stub):
+    # Non-UTF-8 garbage: TF quotes it in its error, which Python then cannot decode.
+    req = predict_tensor(tf.make_tensor_proto([example_bytes({}), b"\xff\xfe garbage"],
+                                              dtype=tf.string))
+    assert_error(stub.Predict, req, grpc.StatusCode.INVALID_ARGUMENT,
+                 "input examples: example 1 is not a serialized tf.Example (10 bytes that do "
+                 "not parse)")
+
+
+def test_a_multi_valued_feature_is_named(tmp_path):
+    base = tmp_path / "m"
+    write_varlen_model(base, 1)
+    with serve(base) as s:
+        stub = prediction_stub(s.address)
+        rows = [example_bytes({"trip_miles": 1.0}), example_bytes({"trip_miles": [1.0, 2.0]})]
+        req = predict_tensor(tf.make_tensor_proto(rows, dtype=tf.string), "serving_default")
+        assert_error(stub.Predict, req, grpc.StatusCode.INVALID_ARGUMENT,
+                     "input examples: example 1, feature 'trip_miles' has 2 values; the model "
+                     "takes at most one value of each feature per example")
+        req = predict_tensor(tf.make_tensor_proto(rows[:1], dtype=tf.string), "serving_default")
+        np.testing.assert_allclose(tf.make_ndarray(stub.Predict(req, timeout=30)
+                                                   .outputs["value"]), [2.0])
 
 
 def test_classify_and_regress_on_a_predict_signature(stub):
@@ -389,6 +504,48 @@ def test_half_written_and_broken_versions_are_skipped_then_retried(tmp_path, cap
         wait_for_version(s, 5)
 
 
+def store_failures(caplog):
+    return [r for r in caplog.records
+            if r.name == "tfx_mtl.serving.model_store" and r.levelno >= logging.WARNING]
+
+
+def test_a_broken_newest_version_backs_off_is_logged_once_and_shown_in_status(tmp_path,
+                                                                             caplog):
+    base = tmp_path / "m"
+    write_model(base, 1)
+    with serve(base, poll_seconds=0.05) as s, \
+            caplog.at_level(logging.DEBUG, logger="tfx_mtl.serving.model_store"):
+        (base / "5").mkdir()
+        (base / "5" / "saved_model.pb").write_bytes(b"not a SavedModel")
+        time.sleep(3.0)  # 60 polls; with the backoff (1 s, then 2 s, ...) at most 3 tries
+        assert 1 <= s.store.load_attempts[5] <= 3, s.store.load_attempts
+        failed = store_failures(caplog)
+        assert len(failed) == 1 and "version 5" in failed[0].getMessage(), failed
+        # GetModelStatus over gRPC: the failure, with the version before it still serving.
+        resp = model_stub(s.address).GetModelStatus(status_request(), timeout=30)
+        got = [(v.version, v.state, v.status.error_code) for v in resp.model_version_status]
+        assert got == [(5, get_model_status_pb2.ModelVersionStatus.END, 2),
+                       (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE, 0)]
+        message = resp.model_version_status[0].status.error_message
+        assert message.startswith("OSError: ") and "saved_model.pb" in message, message
+        stub = prediction_stub(s.address)
+        assert stub.Predict(predict_request(), timeout=30).model_spec.version.value == 1
+        # Pushed again (new content): a new failure, tried again and logged again.
+        attempts = s.store.load_attempts[5]
+        (base / "5" / "saved_model.pb").write_bytes(b"still not a SavedModel!")
+        deadline = time.monotonic() + 30
+        while s.store.load_attempts[5] == attempts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert s.store.load_attempts[5] == attempts + 1
+        assert len(store_failures(caplog)) == 2
+        shutil.rmtree(base / "5")
+        write_model(base, 5)
+        wait_for_version(s, 5)
+        resp = model_stub(s.address).GetModelStatus(status_request(version=5), timeout=30)
+        assert [(v.state, v.status.error_code) for v in resp.model_version_status] == [
+            (get_model_status_pb2.ModelVersionStatus.AVAILABLE, 0)]
+
+
 def wait_for_version(s, version, timeout=60):
     deadline = time.monotonic() + timeout
     while s.versions() != [version]:
@@ -479,6 +636,49 @@ def test_cli_serves_until_sigterm(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARNING|ERROR) "
+                      r"tfx_mtl\.serving\.\w+: ")
+
+
+@pytest.mark.subprocess
+def test_cli_logs_loads_swaps_and_refusals_with_timestamps(tmp_path):
+    base = tmp_path / "m"
+    write_model(base, 4)
+    # As in any process that imported tfx first: tfx puts a handler on the root logger,
+    # which made the command's logging.basicConfig a no-op (INFO dropped, no timestamps).
+    code = "import sys, tfx.v1; from tfx_mtl.cli import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--model-base", str(base),
+                             "--model-name", MODEL_NAME, "--port", "0", "--poll-seconds",
+                             "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        line = proc.stdout.readline()
+        assert f"serving model {MODEL_NAME} version 4" in line, (line, proc.stderr.read())
+        address = line.rsplit(" on ", 1)[1].strip()
+        stub = prediction_stub(address)
+        bad = predict_request()
+        bad.inputs["examples"].CopyFrom(tf.make_tensor_proto([1.0]))
+        assert rpc_error(stub.Predict, bad).code() == grpc.StatusCode.INVALID_ARGUMENT
+        write_model(base, 5)
+        deadline = time.monotonic() + 120
+        while stub.Predict(predict_request(), timeout=30).model_spec.version.value != 5:
+            assert time.monotonic() < deadline, "version 5 not picked up"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ours = [line for line in err.splitlines() if "tfx_mtl" in line]
+    assert ours and all(LOG_LINE.match(line) for line in ours), ours
+    assert any(f"Serving {MODEL_NAME} version 4 from" in line for line in ours), ours
+    assert any(f"Serving {MODEL_NAME} version 5 from" in line and "unloaded version 4" in line
+               for line in ours), ours
+    assert any(" WARNING " in line and "refused predict (INVALID_ARGUMENT): Expected input "
+               "examples to be string" in line for line in ours), ours
 
 
 # -- slow: the model the real pipeline pushed -----------------------------------------------

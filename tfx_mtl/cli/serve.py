@@ -2,19 +2,26 @@
 
 A bad ``--model-base`` (missing, or holding no loadable version) or a port that cannot be
 bound is bad input, named. Runs until Ctrl-C or SIGTERM, then stops gracefully (running
-requests finish).
+requests finish). Logs loads, swaps, failed loads, refused requests and errors to stderr,
+each line with a UTC timestamp.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
+import sys
 import threading
+import time
 
 from tfx_mtl.cli import options
 from tfx_mtl.errors import InputError
+from tfx_mtl.serving.request_checks import DEFAULT_MAX_BATCH_SIZE
 
 GRACE_SECONDS = 5.0
+LOG_FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 
 def add_parser(subparsers) -> None:
@@ -37,17 +44,51 @@ def add_parser(subparsers) -> None:
                    help="how often to look for a new version (default: 1)")
     p.add_argument("--max-message-mb", type=options.positive_number, default=4.0, metavar="MB",
                    help="largest request accepted, in MiB (default: 4, grpc's default)")
+    p.add_argument("--max-batch-size", type=options.positive_int,
+                   default=DEFAULT_MAX_BATCH_SIZE, metavar="N",
+                   help="most rows (examples) one request may carry; more is refused "
+                        f"(INVALID_ARGUMENT) before anything is allocated (default: "
+                        f"{DEFAULT_MAX_BATCH_SIZE}, TF Serving's batching default)")
     p.set_defaults(func=run, fields={"model_base": "--model-base"})
 
 
+@contextlib.contextmanager
+def _stderr_logging():
+    """The project's loggers (``tfx_mtl.*``) at INFO to stderr with UTC timestamps, for as
+    long as the server runs. An own handler, not ``logging.basicConfig``: that does nothing
+    once an import has put a handler on the root logger (importing tfx does), which left
+    loads and swaps unlogged. Not propagated to the root, so no line is printed twice; the
+    logger is restored afterwards (the command can run inside another program's process)."""
+    logger = logging.getLogger("tfx_mtl")
+    formatter = logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT)
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 def run(args: argparse.Namespace) -> int:
+    with _stderr_logging():
+        return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
     from tfx_mtl.serving import server as server_mod
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         srv = server_mod.start(args.model_base, args.model_name, host=args.host, port=args.port,
                                poll_seconds=args.poll_seconds,
-                               max_message_bytes=int(args.max_message_mb * 1024 * 1024))
+                               max_message_bytes=int(args.max_message_mb * 1024 * 1024),
+                               max_batch_size=args.max_batch_size)
     except OSError as e:
         raise InputError("--host/--port", str(e)) from None
     print(f"serving model {args.model_name} version {srv.versions()[0]} "
