@@ -148,6 +148,17 @@ def test_load_names_the_file_on_bad_yaml_and_missing_schema(tmp_path):
     assert "file not found" in dict(err.value.problems)["schema"]
 
 
+def test_a_yaml_tag_that_would_run_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "ran"
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\n"
+                       "features: [a]\ntasks: [{name: b, type: regression, label: c}]\n")
+    with pytest.raises(task_spec.TaskSpecError, match="hostile.yaml") as err:
+        task_spec.load(hostile)
+    assert "not valid YAML" in dict(err.value.problems)["<file>"]
+    assert not marker.exists()
+
+
 def test_bundled_spec_is_valid_for_the_bundled_data():
     spec = task_spec.load(data.bundled_spec(), columns=data.columns(data.bundled_taxi_csv()))
     kinds = {t.type for t in spec.tasks}
