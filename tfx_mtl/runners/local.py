@@ -2,9 +2,10 @@
 Beam's DirectRunner, then the per-task summary.
 
 The output directory is laid out as :class:`tfx_mtl.results.metadata.RunPaths`
-describes; one run at a time holds it (:mod:`run_lock`), and puts right first what a
-killed run left there (:mod:`recovery`). The Kubeflow runner (:mod:`tfx_mtl.runners.kubeflow`) builds the same
-DAG (:func:`tfx_mtl.pipeline.pipeline.create_pipeline`) for a cluster.
+describes; one run at a time holds it (:mod:`run_lock`), and first puts right what a
+killed run left there (:mod:`recovery`). The Kubeflow runner
+(:mod:`tfx_mtl.runners.kubeflow`) builds the same DAG
+(:func:`tfx_mtl.pipeline.pipeline.create_pipeline`) for a cluster.
 """
 from __future__ import annotations
 
