@@ -6,7 +6,8 @@ CsvExampleGen | ImportExampleGen (CSV | TFRecord data) -> StatisticsGen
    and, per task, ``baseline_<task>`` (a single-task Trainer of the same family
    and budget, or the latest one already trained: ``latest_baseline_<task>``)
 -> per task, ``evaluate_<task>`` (TFMA: multi-task vs that task's baseline)
--> BlessingGate (the spec's policy over the per-task blessings) -> Pusher
+-> BlessingGate (the spec's policy over the per-task blessings) -> Pusher (AtomicPusher:
+   TFX's, with a version that appears whole, never overwritten)
 
 Transform and the Trainers get the spec without its evaluation section and
 bounds (:meth:`TaskSpec.training_view`), so changing how runs are judged
@@ -17,7 +18,7 @@ schema travels by value, so a compiled pipeline carries no local file path and
 runs wherever the package is installed. Because TFX then cannot hash a module
 file, each component that runs project code carries the code version
 (:mod:`tfx_mtl.module_graph`) of exactly that code in a parameter of its own:
-Transform and each Trainer in ``custom_config``, BlessingGate in
+Transform, each Trainer and the Pusher in ``custom_config``, BlessingGate in
 ``code_version``, the Evaluators in their EvalConfig (see :mod:`eval_config`).
 Changing that code re-runs the component; changing other code re-runs nothing.
 
@@ -39,6 +40,7 @@ from tfx_mtl import data as data_lib
 from tfx_mtl import module_graph, naming
 from tfx_mtl import run_parameters as run_parameters_lib
 from tfx_mtl.components import mtl_trainer
+from tfx_mtl.components.atomic_pusher import AtomicPusher
 from tfx_mtl.components.blessing_gate import BlessingGate
 from tfx_mtl.components.curated_schema import CuratedSchemaGen, read_schema_text
 from tfx_mtl.components.schema_gate import SchemaGate
@@ -229,11 +231,13 @@ def create_pipeline(
         blessings={t: e.outputs["blessing"] for t, e in evaluators.items()},
         spec=trained.judging_view(),
         code_version=_code_version(BlessingGate))
-    pusher = tfx.components.Pusher(
+    pusher = AtomicPusher(
         model=multi_task.outputs["model"],
         model_blessing=gate.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
+        custom_config={CODE_VERSION_KEY: _code_version(AtomicPusher)},
+    ).with_id(naming.PUSHER)
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,

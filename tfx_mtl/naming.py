@@ -91,6 +91,9 @@ EXAMPLE_VALIDATOR = "ExampleValidator"
 SCHEMA_GATE = "SchemaGate"
 TRAINER = "Trainer"
 BLESSING_GATE = "BlessingGate"
+PUSHER = "Pusher"  # TFX's Pusher kept this id; AtomicPusher keeps it too
+# A push in progress, beside the versions: TF Serving takes only all-digit names as versions.
+PUSH_TEMP_PREFIX = ".push-"
 _BASELINE_PREFIX = "baseline_"
 
 

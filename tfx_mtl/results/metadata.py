@@ -27,7 +27,8 @@ class RunPaths:
     ``pipeline_root/``    TFX artifacts of every component, by component and execution
     ``metadata.sqlite``   the MLMD store (lineage, caching)
     ``serving_model/<pipeline>/<version>/``  models pushed by Pusher
-    ``logs/run-<time>.log``  the full TFX/Beam/TensorFlow log of each run
+    ``logs/run-<time>-<pid>.log``  the full TFX/Beam/TensorFlow log of each run
+    ``run.lock``          held by the run using the directory (:mod:`tfx_mtl.runners.run_lock`)
     """
 
     output_dir: str

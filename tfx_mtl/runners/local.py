@@ -2,8 +2,10 @@
 Beam's DirectRunner, then the per-task summary.
 
 The output directory is laid out as :class:`tfx_mtl.results.metadata.RunPaths`
-describes. The Kubeflow runner (:mod:`tfx_mtl.runners.kubeflow`) builds the same
-DAG (:func:`tfx_mtl.pipeline.pipeline.create_pipeline`) for a cluster.
+describes; one run at a time holds it (:mod:`run_lock`), and first puts right what a
+killed run left there (:mod:`recovery`). The Kubeflow runner
+(:mod:`tfx_mtl.runners.kubeflow`) builds the same DAG
+(:func:`tfx_mtl.pipeline.pipeline.create_pipeline`) for a cluster.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from tfx_mtl import data as data_lib
 from tfx_mtl import naming, run_parameters, task_spec
 from tfx_mtl.errors import InputError
 from tfx_mtl.results import metadata as metadata_lib
+from tfx_mtl.runners import recovery, run_lock
 
 _RUNNING = "Component %s is running."
 _FINISHED = "Component %s is finished."
@@ -77,6 +80,8 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     fields; ``cpu_replicas`` > 1 splits the CPU into that many logical devices,
     so the Trainer runs under MirroredStrategy (as it would on several GPUs).
     ``baselines`` ("train" | "reuse") overrides the spec's ``evaluation.baselines``.
+    Refuses (InputError on ``--output-dir``) a directory another run holds or that
+    cannot be written.
     """
     out = out or sys.stdout
     data = data or data_lib.bundled_taxi_csv()
@@ -86,8 +91,35 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     spec = task_spec.load(spec_path, columns=data_lib.columns(data))
 
     paths = metadata_lib.RunPaths(os.path.abspath(output_dir))
-    os.makedirs(paths.logs, exist_ok=True)
-    log_file = os.path.join(paths.logs, time.strftime("run-%Y%m%d-%H%M%S.log"))
+    with run_lock.acquire(paths.output_dir) as lock:  # refuses a directory in use, at once
+        _recover(paths, lock, out)
+        return _run_holding_lock(paths, spec, spec_path=spec_path, data=data,
+                                 train_steps=train_steps, eval_steps=eval_steps,
+                                 trainer_options=trainer_options, cpu_replicas=cpu_replicas,
+                                 baselines=baselines, out=out)
+
+
+def _recover(paths: metadata_lib.RunPaths, lock: run_lock.RunLock, out: TextIO) -> None:
+    """Puts right what a killed run left (:mod:`recovery`); says so when there was any."""
+    why = recovery.describe_previous(lock.previous)
+    marked = recovery.abandon_stale_executions(paths.metadata, why)
+    if marked or lock.previous:
+        out.write(f"tfx-mtl: {why}: marked {marked} unfinished execution(s) FAILED "
+                  f"in {paths.metadata}\n")
+    for temp in recovery.clean_push_temporaries(paths.serving_model_dir):
+        out.write(f"tfx-mtl: removed {temp} (a push that did not finish)\n")
+
+
+def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
+                      spec_path: str, data: str, train_steps: int, eval_steps: int,
+                      trainer_options: dict[str, Any] | None, cpu_replicas: int | None,
+                      baselines: str | None, out: TextIO) -> dict[str, Any]:
+    try:
+        os.makedirs(paths.logs, exist_ok=True)
+    except OSError as e:
+        raise InputError(run_lock.FIELD, f"cannot write to {paths.logs}: {e.strerror}") from None
+    # By second and pid: two runs in one second keep their own logs.
+    log_file = os.path.join(paths.logs, time.strftime(f"run-%Y%m%d-%H%M%S-{os.getpid()}.log"))
     name = naming.pipeline_name(spec.name)
     out.write(f"tfx-mtl: pipeline {name!r} on {data}\n"
               f"  spec {spec_path}: tasks {', '.join(spec.task_names)}\n"
