@@ -20,9 +20,9 @@ RUN = {"train_steps": 30, "architecture": "mmoe", "weighting": "uncertainty",
        "combine": "pcgrad"}
 
 
-def _compile(path, spec_path=None, pipeline_root=ROOT):
+def _compile(path, spec_path=None):
     job = compiler.compile_pipeline(
-        compiler.CompileOptions(image=IMAGE, pipeline_root=pipeline_root, spec_path=spec_path),
+        compiler.CompileOptions(image=IMAGE, pipeline_root=ROOT, spec_path=spec_path),
         str(path))
     return job["pipelineSpec"]
 
@@ -92,9 +92,10 @@ def test_bad_run_time_value_fails_the_trainer_container(compiled, tmp_path):
 def trainer_inputs(taxi_run, tmp_path_factory):
     """(compiled spec of the taxi run's task spec, the Trainer's artifact inputs: the
     run's Transform outputs, with the metadata KFP would carry from MLMD)."""
-    # A local pipeline root: the Trainers run here and keep their checkpoints under it.
-    spec = _compile(tmp_path_factory.mktemp("kfp") / "taxi.json", str(taxi_run.spec_path),
-                    str(tmp_path_factory.mktemp("kfp_root")))
+    spec = _compile(tmp_path_factory.mktemp("kfp") / "taxi.json", str(taxi_run.spec_path))
+    # The Trainers run here: the bucket their checkpoint roots name is a local directory.
+    bucket = str(tmp_path_factory.mktemp("bucket"))
+    spec = json.loads(json.dumps(spec).replace(f"{ROOT}/", f"{bucket}/"))
     transform = mlmd_outputs(taxi_run.output_dir / "metadata.sqlite", "Transform")
     return spec, {"examples": transform["transformed_examples"],
                   "transform_graph": transform["transform_graph"]}
@@ -116,7 +117,7 @@ def test_compiled_trainer_trains_with_the_run_parameters(trainer_inputs, tmp_pat
     assert os.path.isfile(os.path.join(model, "Format-Serving", "saved_model.pb"))
     report = _report(run)
     assert report["steps"] == 30
-    assert "/Trainer/checkpoints/" in report["checkpoint_dir"]  # under the compiled root
+    assert "/Trainer/checkpoints/" in report["checkpoint_dir"]  # under the compiled root's
     assert report["architecture"]["name"] == "mmoe"
     assert (report["weighting"], report["combine"]) == ("uncertainty", "pcgrad")
     written = {k: [a["uri"] for a in v["artifacts"]]
