@@ -77,6 +77,8 @@ class TrainingResult:
     seconds: float = 0.0
     architecture: dict[str, Any] = dataclasses.field(default_factory=dict)  # its config
     tasks: list[str] = dataclasses.field(default_factory=list)  # the tasks it trained
+    checkpoint_dir: str | None = None  # where it saved and resumed from
+    checkpoint_key: str | None = None  # that directory's key (checkpoint_key), if keyed
     keras_version: str = dataclasses.field(default_factory=lambda: tf.keras.__version__)
 
     def write(self, directory: str) -> str:

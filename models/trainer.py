@@ -3,8 +3,13 @@
 TFX glue only: pick the distribution strategy, read the spec and
 :class:`TrainerConfig` from ``custom_config``, build the architecture inside
 the strategy's scope, run the :class:`~tfx_mtl.models.loop.TrainingLoop`
-(checkpoints in the run directory, TensorBoard logs beside them), export the
-signatures.
+(TensorBoard logs and the report in the run directory), export the signatures.
+
+Checkpoints go to a directory keyed by what determines the training, under the
+root the pipeline gives in ``custom_config`` (:mod:`checkpoint_key`), so the
+re-run of a crashed Trainer, in a new run directory, resumes; the directory is
+removed once the model is exported. Without a root (``run_fn`` called outside
+the pipeline) they stay in the run directory.
 
 With several workers (a ``TF_CONFIG`` cluster) every worker runs ``run_fn``;
 all of them train and take part in the saves, only the chief writes the run
@@ -21,7 +26,7 @@ from absl import logging
 from tfx_bsl.public.tfxio import TensorFlowDatasetOptions
 
 from tfx_mtl import naming
-from tfx_mtl.models import distribution, export, families, features
+from tfx_mtl.models import checkpoint_key, distribution, export, families, features
 from tfx_mtl.models.loop import TrainingLoop
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
 from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
@@ -58,9 +63,13 @@ def run_fn(fn_args) -> None:
         network = families.build(
             spec, features.input_cardinalities(spec, tf_transform_output.vocabulary_size_by_name),
             num_classes, config.architecture)
+    keyed = _keyed_checkpoints(fn_args, strategy)
+    checkpoint_dir = (keyed.directory if keyed
+                      else os.path.join(fn_args.model_run_dir, CHECKPOINT_SUBDIR))
+    if keyed and distribution.writes_outputs(strategy):
+        logging.info("checkpoints in %s, keyed by %s", checkpoint_dir, keyed.write_manifest())
     loop = TrainingLoop(network, spec, label_stats, config, strategy,
-                        checkpoint_dir=os.path.join(fn_args.model_run_dir, CHECKPOINT_SUBDIR),
-                        log_dir=fn_args.model_run_dir)
+                        checkpoint_dir=checkpoint_dir, log_dir=fn_args.model_run_dir)
     # Every worker logs its weights' fingerprint: workers in sync log the same ones.
     logging.info("initial weights fingerprint %s",
                  distribution.fingerprint(network.model.trainable_variables))
@@ -68,6 +77,7 @@ def run_fn(fn_args) -> None:
     result = loop.fit(train_data, fn_args.train_steps,
                       eval_data=lambda: eval_data.take(eval_steps))
     result.eval_metrics = loop.evaluator(eval_data.take(eval_steps))
+    result.checkpoint_dir, result.checkpoint_key = checkpoint_dir, keyed.key if keyed else None
     logging.info("trained to step %d; eval metrics %s; weights fingerprint %s", result.steps,
                  result.eval_metrics, distribution.fingerprint(network.model.trainable_variables))
     if distribution.writes_outputs(strategy):
@@ -76,6 +86,20 @@ def run_fn(fn_args) -> None:
     with distribution.output_dir(fn_args.serving_model_dir, strategy) as serving_dir:
         export.export(network.model, spec, tf_transform_output, label_stats, serving_dir)
     distribution.barrier(strategy)  # no worker returns before the chief's model is complete
+    if keyed and distribution.writes_outputs(strategy):
+        keyed.remove()  # the training is complete and exported: nothing left to resume
+
+
+def _keyed_checkpoints(fn_args, strategy) -> checkpoint_key.KeyedCheckpoints | None:
+    """The checkpoint directory keyed by this training's inputs and configuration; None
+    when ``custom_config`` gives no root. Every worker computes the same one."""
+    root = fn_args.custom_config.get(checkpoint_key.CHECKPOINT_ROOT_KEY)
+    if not root:
+        return None
+    return checkpoint_key.keyed(root, checkpoint_key.training_inputs(
+        fn_args.custom_config, fn_args.train_files, fn_args.eval_files,
+        fn_args.transform_output, fn_args.train_steps, fn_args.eval_steps,
+        distribution.name(strategy), strategy.num_replicas_in_sync))
 
 
 def read_label_stats(spec: TaskSpec, batch: Mapping[str, tf.Tensor]

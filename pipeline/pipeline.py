@@ -21,6 +21,8 @@ file, each component that runs project code carries the code version
 Transform, each Trainer and the Pusher in ``custom_config``, BlessingGate in
 ``code_version``, the Evaluators in their EvalConfig (see :mod:`eval_config`).
 Changing that code re-runs the component; changing other code re-runs nothing.
+Each Trainer also gets a checkpoint root under ``pipeline_root`` of its own
+(:mod:`tfx_mtl.models.checkpoint_key`), so the re-run of a crashed Trainer resumes.
 
 The same DAG runs locally (plain values) and on Kubeflow, where the data
 location, the train steps, the architecture, the weighting and the gradient
@@ -44,6 +46,7 @@ from tfx_mtl.components.atomic_pusher import AtomicPusher
 from tfx_mtl.components.blessing_gate import BlessingGate
 from tfx_mtl.components.curated_schema import CuratedSchemaGen, read_schema_text
 from tfx_mtl.components.schema_gate import SchemaGate
+from tfx_mtl.models import checkpoint_key
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
 from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
 from tfx_mtl.pipeline import eval_config
@@ -178,7 +181,8 @@ def create_pipeline(
         custom_config={**spec_config, CODE_VERSION_KEY: _code_version(
             tfx.components.Transform, PREPROCESSING_FN)}))
 
-    def trainer(config: TrainerConfig, run_options: Mapping[str, Any]) -> mtl_trainer.MtlTrainer:
+    def trainer(node_id: str, config: TrainerConfig,
+                run_options: Mapping[str, Any]) -> mtl_trainer.MtlTrainer:
         component_class = mtl_trainer.MtlTrainer
         if scale.vertex_training:
             from tfx_mtl.components.vertex_trainer import VertexMtlTrainer
@@ -192,26 +196,27 @@ def create_pipeline(
             eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
             custom_config={**spec_config, CODE_VERSION_KEY: _code_version(component_class, RUN_FN),
                            TRAINER_CONFIG_KEY: config.to_dict(),
+                           checkpoint_key.CHECKPOINT_ROOT_KEY: checkpoint_key.root(
+                               pipeline_root, node_id),
                            **(scale.vertex_training or {})},
             run_options={run_parameters_lib.TRAIN_STEPS: train_steps, **run_options})
         if scale.trainer_resources is not None:
             component.with_platform_config(scale.trainer_resources)
-        return component
+        return component.with_id(node_id)
 
-    multi_task = trainer(trainer_config, {
+    multi_task = trainer(naming.TRAINER, trainer_config, {
         run_parameters_lib.ARCHITECTURE: trainer_config.architecture.name,
         run_parameters_lib.WEIGHTING: trainer_config.weighting,
         run_parameters_lib.COMBINE: trainer_config.combine,
-        **run_parameters}).with_id(naming.TRAINER)
+        **run_parameters})
     trained = trainer_config.trained_spec(spec)
     baseline_nodes, evaluators = [], {}
     for task in trained.task_names:
         if baselines == "train":
             # The model's own family, for one task; it follows a run-time architecture.
-            baseline = trainer(trainer_config.baseline_for(task), {
+            baseline = trainer(naming.baseline_node(task), trainer_config.baseline_for(task), {
                 run_parameters_lib.ARCHITECTURE: run_parameters.get(
-                    run_parameters_lib.ARCHITECTURE, trainer_config.architecture.name)
-            }).with_id(naming.baseline_node(task))
+                    run_parameters_lib.ARCHITECTURE, trainer_config.architecture.name)})
         else:
             baseline = tfx.dsl.Resolver(
                 strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,

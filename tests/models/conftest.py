@@ -1,4 +1,7 @@
-"""A small real Transform output (TFT's Beam implementation) shared by model tests."""
+"""A small real Transform output (TFT's Beam implementation) shared by model tests, and
+its rows written as Transform materialises them, for run_fn in a process of its own."""
+import os
+import pathlib
 import tempfile
 
 import pytest
@@ -44,3 +47,31 @@ def transformed():
         _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
     metadata_io.write_metadata(metadata, f"{out_dir}/{tft.TFTransformOutput.RAW_METADATA_DIR}")
     return rows, tft.TFTransformOutput(out_dir)
+
+
+def _write_examples(path: pathlib.Path, rows, schema) -> None:
+    """Transformed rows as TFX's Transform materialises them: gzipped tf.Example TFRecords."""
+    import tensorflow_transform as tft
+    coder = tft.coders.ExampleProtoCoder(schema)
+    path.parent.mkdir(parents=True)
+    with tf.io.TFRecordWriter(str(path), tf.io.TFRecordOptions(compression_type="GZIP")) as w:
+        for row in rows:
+            w.write(coder.encode(row))
+
+
+def trainer_job(transformed, directory: pathlib.Path, config, train_steps: int) -> dict:
+    """The job of ``trainer_process.py run_fn`` (without its run and serving directories):
+    ``transformed``'s rows x4 as the Examples (one file per split) in ``directory``, its
+    Transform graph, SPEC and ``config`` (a TrainerConfig) in ``custom_config``."""
+    from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
+    from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY
+
+    rows, tft_output = transformed
+    schema = tft_output.transformed_metadata.schema
+    for split in ("train", "eval"):  # one file per split: file sharding cannot work
+        _write_examples(directory / "examples" / f"Split-{split}" / "data.gz", rows * 4, schema)
+    return {"examples": str(directory / "examples"),
+            "transform_graph": os.path.dirname(tft_output.transform_savedmodel_dir),
+            "train_steps": train_steps,
+            "custom_config": {SPEC_CONFIG_KEY: SPEC.to_dict(),
+                              TRAINER_CONFIG_KEY: config.to_dict()}}

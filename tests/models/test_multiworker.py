@@ -19,10 +19,9 @@ import pytest
 import tensorflow as tf
 
 from tfx_mtl.models import distribution
-from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
-from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
+from tfx_mtl.models.trainer_config import TrainerConfig
 
-from .conftest import ROWS, SPEC  # noqa: F401  (importlib mode: relative import of the fixture module)
+from .conftest import ROWS, SPEC, trainer_job  # noqa: F401  (importlib mode: relative import of the fixture module)
 
 
 def _tf_config(cluster, task_type, index):
@@ -148,16 +147,6 @@ def _cluster():
     return {"chief": [chief], "worker": [worker]}
 
 
-def _write_examples(path: Path, rows, schema) -> None:
-    """Transformed rows as TFX's Transform materialises them: gzipped tf.Example TFRecords."""
-    import tensorflow_transform as tft
-    coder = tft.coders.ExampleProtoCoder(schema)
-    path.parent.mkdir(parents=True)
-    with tf.io.TFRecordWriter(str(path), tf.io.TFRecordOptions(compression_type="GZIP")) as w:
-        for row in rows:
-            w.write(coder.encode(row))
-
-
 def _example(row):
     feature = {}
     for key, values in row.items():
@@ -242,21 +231,13 @@ def _train(tmp, tag, job, dirs):
 @pytest.fixture(scope="module")
 def job(transformed, tmp_path_factory):
     """A directory with the Examples (one file per split) and the job of every run."""
-    rows, tft_output = transformed
     tmp = tmp_path_factory.mktemp("multiworker")
-    schema = tft_output.transformed_metadata.schema
-    for split in ("train", "eval"):  # one file per split: file sharding cannot work
-        _write_examples(tmp / "examples" / f"Split-{split}" / "data.gz", rows * 4, schema)
     config = TrainerConfig.from_dict({
         "batch_size": 4, "learning_rate": 0.05, "log_every": 5, "checkpoint_every": 10,
         "eval_every": 10, "weighting": "uncertainty", "combine": "pcgrad",
         "architecture": {"name": "mmoe", "hidden_units": [8], "tower_units": [4],
                          "experts": 2}})
-    return tmp, {"examples": str(tmp / "examples"),
-                 "transform_graph": os.path.dirname(tft_output.transform_savedmodel_dir),
-                 "train_steps": STEPS,
-                 "custom_config": {SPEC_CONFIG_KEY: SPEC.to_dict(),
-                                   TRAINER_CONFIG_KEY: config.to_dict()}}
+    return tmp, trainer_job(transformed, tmp, config, STEPS)
 
 
 @pytest.fixture(scope="module")

@@ -66,6 +66,21 @@ def test_the_dag_has_every_component_wired_from_the_spec(tmp_path):
     assert by_id["Pusher"].inputs["model"].producer_component_id == "Trainer"
 
 
+def test_each_trainer_keeps_checkpoints_under_the_pipeline_root_not_an_execution(tmp_path):
+    """A stable root per Trainer node, so the re-run of a crashed Trainer finds the
+    checkpoints (tests/models/test_checkpoint_key.py); it keys nothing else."""
+    from tfx_mtl.models import checkpoint_key
+
+    by_id = {c.id: c for c in _pipeline(tmp_path).components}
+    trainers = [n for n in by_id if n == "Trainer" or n.startswith("baseline_")]
+    assert len(trainers) == 4
+    for node in trainers:
+        config = json.loads(by_id[node].exec_properties["custom_config"])
+        assert config[checkpoint_key.CHECKPOINT_ROOT_KEY] == f"{tmp_path}/{node}/checkpoints"
+    assert checkpoint_key.root("gs://bucket/root/", "Trainer") == (
+        "gs://bucket/root/Trainer/checkpoints")
+
+
 @pytest.mark.parametrize("fmt, file", [("csv", "a.csv"), ("tfrecord", "a.tfrecord.gz")])
 def test_the_data_format_picks_the_example_gen_with_the_same_splits(tmp_path, fmt, file):
     """CSV data is read by CsvExampleGen, TFRecord data by ImportExampleGen, each under

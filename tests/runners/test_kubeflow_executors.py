@@ -93,6 +93,9 @@ def trainer_inputs(taxi_run, tmp_path_factory):
     """(compiled spec of the taxi run's task spec, the Trainer's artifact inputs: the
     run's Transform outputs, with the metadata KFP would carry from MLMD)."""
     spec = _compile(tmp_path_factory.mktemp("kfp") / "taxi.json", str(taxi_run.spec_path))
+    # The Trainers run here: the bucket their checkpoint roots name is a local directory.
+    bucket = str(tmp_path_factory.mktemp("bucket"))
+    spec = json.loads(json.dumps(spec).replace(f"{ROOT}/", f"{bucket}/"))
     transform = mlmd_outputs(taxi_run.output_dir / "metadata.sqlite", "Transform")
     return spec, {"examples": transform["transformed_examples"],
                   "transform_graph": transform["transform_graph"]}
@@ -114,6 +117,7 @@ def test_compiled_trainer_trains_with_the_run_parameters(trainer_inputs, tmp_pat
     assert os.path.isfile(os.path.join(model, "Format-Serving", "saved_model.pb"))
     report = _report(run)
     assert report["steps"] == 30
+    assert "/Trainer/checkpoints/" in report["checkpoint_dir"]  # under the compiled root's
     assert report["architecture"]["name"] == "mmoe"
     assert (report["weighting"], report["combine"]) == ("uncertainty", "pcgrad")
     written = {k: [a["uri"] for a in v["artifacts"]]

@@ -360,8 +360,10 @@ def test_cli_selects_architecture_weighting_combination_and_replicas(taxi_slice,
     assert (report["weighting"], report["combine"], report["steps"]) == ("uncertainty", "pcgrad", 60)
     assert report["measured_steps"] == 60 and 0 <= report["conflict_fraction"] <= 1
     assert set(report["eval_metrics"]) == set(TASKS)
-    assert sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.index")) == [
-        "ckpt-50.index", "ckpt-60.index"]
+    # Checkpoints keyed by the training, under the Trainer node; removed once it completed.
+    assert report["resumed_from"] == 0 and report["checkpoint_dir"] == str(
+        tmp_path / "runs" / "pipeline_root" / "Trainer" / "checkpoints" / report["checkpoint_key"])
+    assert not os.path.exists(report["checkpoint_dir"])
     assert list(run_dir.glob("events.out.tfevents.*"))
     # The baselines are single-task MMoEs with the same experts.
     (baseline_dir,) = (tmp_path / "runs" / "pipeline_root" / "baseline_fare" / "model_run").iterdir()
