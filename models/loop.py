@@ -28,7 +28,6 @@ stop) is taken from values that are equal on every worker.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -44,6 +43,7 @@ from tfx_mtl.models.early_stopping import EarlyStopping, Monitor
 from tfx_mtl.models.network import Network
 from tfx_mtl.models.train_step import MultiTaskStep
 from tfx_mtl.models.trainer_config import TrainerConfig
+from tfx_mtl.results import finite
 from tfx_mtl.task_spec import TaskSpec
 
 REPORT_FILE = "training_report.json"
@@ -84,8 +84,11 @@ class TrainingResult:
     def write(self, directory: str) -> str:
         path = os.path.join(directory, REPORT_FILE)
         tf.io.gfile.makedirs(directory)
+        # Strict JSON: an eval metric can be NaN or infinite (e.g. rmse of a 1e30 label).
+        report, not_finite = finite.nulled(dataclasses.asdict(self))
+        report["not_finite"] = not_finite
         with tf.io.gfile.GFile(path, "w") as f:
-            json.dump(dataclasses.asdict(self), f, indent=2, sort_keys=True)
+            f.write(finite.dumps(report, indent=2, sort_keys=True))
         return path
 
 

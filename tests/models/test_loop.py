@@ -1,5 +1,7 @@
 """The multi-task training loop on synthetic data: methods, masks, resume, diagnostics."""
+import dataclasses
 import glob
+import json
 import os
 
 import numpy as np
@@ -94,6 +96,21 @@ def test_a_task_without_labels_in_a_batch_contributes_nothing(tmp_path):
     assert evaluated["task_2"] == 0.0 and evaluated["task_1"] > 0
     for old, variable in zip(before, owned):
         np.testing.assert_array_equal(old, variable.numpy())
+
+
+def test_the_training_report_is_strict_json_naming_what_was_not_finite(tmp_path):
+    spec, arrays = _data(tasks=2, rows=64)
+    result = _loop(spec, arrays).fit(synthetic_input.dataset(arrays, 32), 2)
+    # An evaluation on labels of 1e30 gives an infinite rmse; the report must stay JSON.
+    result = dataclasses.replace(result, eval_metrics={"task_1": {"rmse": float("inf")}})
+    path = result.write(str(tmp_path))
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    report = json.loads(open(path).read(), parse_constant=refuse)
+    assert report["eval_metrics"] == {"task_1": {"rmse": None}}
+    assert report["not_finite"] == {"eval_metrics.task_1.rmse": "infinite (+Infinity)"}
+    assert report["steps"] == 2
 
 
 def test_a_non_finite_loss_stops_training_naming_task_and_step():

@@ -110,3 +110,14 @@ def test_the_summary_shows_the_reason_and_its_json_is_strict(tmp_path):
     with pytest.raises(ValueError):  # a NaN that bypassed `sections` is refused, not written
         summary.write_json(_summary({"metrics": {"auc": math.nan}}), str(tmp_path / "bad.json"))
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_nulled_walks_any_record_and_names_each_path():
+    record = {"steps": 10, "eval_metrics": {"fare": {"rmse": INF, "mae": 2.0}},
+              "losses": [0.5, NAN], "name": "x", "none": None}
+    clean, reasons = finite.nulled(record)
+    assert clean == {"steps": 10, "eval_metrics": {"fare": {"rmse": None, "mae": 2.0}},
+                     "losses": [0.5, None], "name": "x", "none": None}
+    assert reasons == {"eval_metrics.fare.rmse": "infinite (+Infinity)",
+                       "losses.1": "undefined (NaN)"}
+    assert finite.nulled(clean) == (clean, {})

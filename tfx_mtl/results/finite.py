@@ -37,6 +37,21 @@ def split(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return clean, reasons
 
 
+def nulled(obj: Any, path: str = "") -> tuple[Any, dict[str, str]]:
+    """``obj`` (dicts, lists, numbers) with every non-finite float replaced by None, and
+    the reasons by dotted path (``eval_metrics.fare.rmse``): for a record with no fixed
+    sections, such as the training report."""
+    if isinstance(obj, dict):
+        pairs = [nulled(v, f"{path}.{k}" if path else str(k)) for k, v in obj.items()]
+        return ({k: v for k, (v, _) in zip(obj, pairs)},
+                {p: r for _, reasons in pairs for p, r in reasons.items()})
+    if isinstance(obj, (list, tuple)):
+        pairs = [nulled(v, f"{path}.{i}") for i, v in enumerate(obj)]
+        return [v for v, _ in pairs], {p: r for _, reasons in pairs for p, r in reasons.items()}
+    why = reason(obj)
+    return (None, {path: why}) if why else (obj, {})
+
+
 def dumps(obj: Any, **kwargs) -> str:
     """``json.dumps`` that raises ValueError on NaN or Infinity instead of writing them."""
     return json.dumps(obj, allow_nan=False, **kwargs)
