@@ -295,9 +295,11 @@ def models_from_run(run_dir: str, baselines: bool = True
 
 
 def as_model_base(path: str, workdir: str, name: str) -> str:
-    """``path`` if it holds numbered version directories; a SavedModel directory itself
-    (a Trainer's Format-Serving) is linked into ``workdir/name/1``."""
-    if any(e.isdigit() and os.path.isdir(os.path.join(path, e)) for e in os.listdir(path)):
+    """``path`` if it holds a numbered version directory with a SavedModel; a SavedModel
+    directory itself (a Trainer's Format-Serving) is linked into ``workdir/name/1``.
+    Refused here, before a server process starts, rather than as that process's traceback."""
+    if any(e.isdigit() and os.path.isfile(os.path.join(path, e, "saved_model.pb"))
+           for e in os.listdir(path)):
         return path
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
         raise BenchError("model", f"{path}: neither a model base (<version>/saved_model.pb) "

@@ -186,6 +186,14 @@ def test_request_checks_refuses_single_task_bases(tmp_path, capsys):
     assert "--single-task-base: not with --request-checks" in capsys.readouterr().err
 
 
+def test_a_base_without_a_saved_model_is_refused_before_any_server_starts(tmp_path, capsys):
+    (tmp_path / "base" / "1").mkdir(parents=True)  # a version directory, but no saved_model.pb
+    assert cli.main(["bench", "serving", "--model-base", str(tmp_path / "base"),
+                     "--request-checks"]) == 2
+    err = capsys.readouterr().err
+    assert "--model-base: " in err and "neither a model base" in err
+
+
 @pytest.mark.subprocess
 def test_request_checks_in_one_server_process(tmp_path, capsys):
     result, printed = _run_request_checks(tmp_path, capsys, "subprocess", rounds=1)
