@@ -93,3 +93,109 @@ def test_tiny_run_reports_every_cell(tmp_path, capsys):
     assert result["memory"]["servers"] == "inprocess"
     assert result["command"].startswith("tfx-mtl bench serving --model-base ")
     assert {"settings", "machine", "seconds"} <= set(result)
+
+
+def _rows_file(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in (
+        {"trip_miles": 1.5, "trip_seconds": 300, "company": "a"},
+        {"trip_miles": 0.2, "trip_seconds": 60},
+        {"trip_miles": 7.0, "trip_seconds": 900, "company": "b"})))
+    return rows
+
+
+def _check_request_checks_result(result, printed, units):
+    assert result["baseline"] == "checks_off"
+    assert "--request-checks" in result["command"]
+    for rows_key in ("rows=1", "rows=4"):
+        assert set(result[rows_key]) == set(sb.CHECK_CONFIGS)
+        for cell in result[rows_key].values():
+            assert cell["calls_per_unit"] == 1
+            assert cell["units"] == units and cell["p50_ms"] > 0
+        ratio = result["ratios"][rows_key]
+        on, off = result[rows_key]["checks_on"], result[rows_key]["checks_off"]
+        assert ratio["checks_on"]["p50"] == pytest.approx(on["p50_ms"] / off["p50_ms"])
+        assert ratio["checks_off"]["p50"] == pytest.approx(1.0)
+    assert len(result["latencies_ms"]) == 4
+    for label in ("request checks on", "request checks off", "p50 vs off", "units/s vs off"):
+        assert label in printed
+
+
+def _run_request_checks(tmp_path, capsys, servers, rounds):
+    """``bench serving --request-checks`` on the tiny model: (its JSON, what it printed)."""
+    ss.write_model(tmp_path / "multi", 1)
+    out = tmp_path / "bench.json"
+    assert cli.main([
+        "bench", "serving", "--model-base", str(tmp_path / "multi"), "--request-checks",
+        "--rows", "1", "4", "--units", "2", "--warmup", "1", "--rounds", str(rounds),
+        "--servers", servers, "--input", str(_rows_file(tmp_path)),
+        "--json", str(out)]) == 0
+    return json.loads(out.read_text()), capsys.readouterr().out
+
+
+def test_request_checks_compares_checks_on_and_off(tmp_path, capsys):
+    result, printed = _run_request_checks(tmp_path, capsys, "inprocess", rounds=2)
+    _check_request_checks_result(result, printed, 4)
+    assert result["memory"]["servers"] == "inprocess"
+
+
+def test_request_checks_pair_differs_only_in_the_checks(tmp_path):
+    # A scalar `examples` is refused by the rank check with the checks on; without them the
+    # request gets past the checks (TensorFlow then fails or answers, in its own words).
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    ss.write_model(tmp_path / "multi", 1)
+    servers = sb.start_checks_pair(str(tmp_path / "multi"), "m")
+    try:
+        stubs = {c: ss.prediction_stub(s.address) for c, s in servers.items()}
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "m"
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto(
+            ss.example_bytes({"trip_miles": 2.0})))
+        with pytest.raises(grpc.RpcError) as on:
+            stubs["checks_on"].Predict(request, timeout=10)
+        assert "rank" in on.value.details()
+        try:
+            stubs["checks_off"].Predict(request, timeout=10)
+        except grpc.RpcError as off:
+            assert off.details() != on.value.details()
+    finally:
+        for s in servers.values():
+            s.stop(0)
+
+
+def test_check_same_outputs_refuses_different_answers(tmp_path):
+    # Two versions of the tiny model answer differently (fare.value = ... + version).
+    examples = [ss.example_bytes({"trip_miles": 2.0, "trip_seconds": 120})]
+    ss.write_model(tmp_path / "v1", 1)
+    ss.write_model(tmp_path / "v2", 2)
+    with ss.serve(tmp_path / "v1", "m") as one, ss.serve(tmp_path / "v2", "m") as two:
+        callers = {name: sb.Caller([(ss.prediction_stub(s.address), "m", "serving_default")],
+                                   examples, (1,), 10.0)
+                   for name, s in (("checks_on", one), ("checks_off", two))}
+        sb.check_same_outputs({"checks_on": callers["checks_on"]}, 1)
+        with pytest.raises(RuntimeError, match="checks_off's fare_value differs"):
+            sb.check_same_outputs(callers, 1)
+
+
+def test_request_checks_refuses_single_task_bases(tmp_path, capsys):
+    assert cli.main(["bench", "serving", "--model-base", str(tmp_path), "--request-checks",
+                     "--single-task-base", f"fare={tmp_path}"]) == 2
+    assert "--single-task-base: not with --request-checks" in capsys.readouterr().err
+
+
+def test_a_base_without_a_saved_model_is_refused_before_any_server_starts(tmp_path, capsys):
+    (tmp_path / "base" / "1").mkdir(parents=True)  # a version directory, but no saved_model.pb
+    assert cli.main(["bench", "serving", "--model-base", str(tmp_path / "base"),
+                     "--request-checks"]) == 2
+    err = capsys.readouterr().err
+    assert "--model-base: " in err and "neither a model base" in err
+
+
+@pytest.mark.subprocess
+def test_request_checks_in_one_server_process(tmp_path, capsys):
+    result, printed = _run_request_checks(tmp_path, capsys, "subprocess", rounds=1)
+    _check_request_checks_result(result, printed, 2)
+    assert result["memory"]["servers"] == "subprocess"

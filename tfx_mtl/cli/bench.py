@@ -97,7 +97,7 @@ SERVING_FIELDS = {"model_base": "--model-base", "single_task_bases": "--single-t
                     "rows_per_request": "--rows", "units": "--units", "warmup": "--warmup",
                     "rounds": "--rounds", "input": "--input", "schema": "--schema",
                     "servers": "--servers", "timeout": "--timeout", "model": "--model-base",
-                    "run_dir": "--run-dir"}
+                    "run_dir": "--run-dir", "request_checks": "--request-checks"}
 
 
 def _add_serving(which) -> None:
@@ -112,7 +112,10 @@ def _add_serving(which) -> None:
                     "also writes every latency and the command line. Models: --run-dir (a "
                     "`tfx-mtl run --output-dir`, whose pushed model and baseline Trainers "
                     "are found in its MLMD store) or --model-base with --single-task-base "
-                    "TASK=DIR for each task.")
+                    "TASK=DIR for each task. --request-checks instead times the dev "
+                    "server's checks of Predict inputs: the multi-task model served with "
+                    "them on and off, side by side in one process, one serving_default "
+                    "call per unit, ratios on / off.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--run-dir", metavar="DIR",
                         help="a `tfx-mtl run` output directory: serve its pushed multi-task "
@@ -139,6 +142,10 @@ def _add_serving(which) -> None:
     p.add_argument("--servers", choices=("subprocess", "inprocess"), default="subprocess",
                    help="run each dev server as a `tfx-mtl serve` process (default; RSS "
                         "measured) or in this process")
+    p.add_argument("--request-checks", action="store_true",
+                   help="compare the dev server with its request checks on vs off (the "
+                        "multi-task model only; no --single-task-base) instead of "
+                        "(a)/(b)/(c)")
     p.add_argument("--timeout", type=options.positive_number, default=30.0, metavar="S",
                    help="per-call deadline in seconds (default: 30)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
@@ -152,7 +159,8 @@ def run_serving(args: argparse.Namespace) -> int:
         if args.single_task_base:
             raise InputError("single_task_bases", "not with --run-dir (it finds the baselines)")
         try:
-            model_base, singles = sb.models_from_run(args.run_dir)
+            model_base, singles = sb.models_from_run(args.run_dir,
+                                                     baselines=not args.request_checks)
         except (OSError, LookupError, ValueError) as e:
             raise InputError("run_dir", str(e)) from None
     else:
@@ -166,10 +174,12 @@ def run_serving(args: argparse.Namespace) -> int:
         model_base=model_base, single_task_bases=tuple(singles),
         rows_per_request=tuple(args.rows), units=args.units, warmup=args.warmup,
         rounds=args.rounds, input=args.input, schema=args.schema, servers=args.servers,
-        timeout=args.timeout, run_dir=args.run_dir)
+        timeout=args.timeout, run_dir=args.run_dir, request_checks=args.request_checks)
     report = sb.run(settings, lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True))
     m = report.machine
-    print(f"tfx-mtl bench serving: tasks {', '.join(settings.tasks)}; {settings.rounds} "
+    what = ("request checks on vs off, serving_default, both servers in one process"
+            if settings.request_checks else f"tasks {', '.join(settings.tasks)}")
+    print(f"tfx-mtl bench serving: {what}; {settings.rounds} "
           f"interleaved rounds of {settings.units} units per cell; dev servers "
           f"({settings.servers}) on 127.0.0.1, one client thread")
     print(f"machine: {m['nproc']} CPUs, {m['cpu']}, TensorFlow {m['tensorflow']}; "
