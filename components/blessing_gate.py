@@ -8,7 +8,7 @@ the transfer report (``TransferReport`` artifact, ``transfer_report.json``):
 per task, the multi-task and baseline metrics, their difference, the bounds,
 the verdict and, for a refused task, each failed bound in words. The report is
 strict JSON: a NaN or infinite metric is ``null`` there, with its reason under the
-task's ``not_finite`` (:mod:`tfx_mtl.results.finite`).
+task's ``not_finite`` (:mod:`tfx_mtl.finite`).
 
 A task whose spec compares it with its baseline but whose Evaluator had no
 baseline model (TFMA then skips change bounds, "rubber stamp") is refused:
@@ -31,8 +31,8 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from tfx_mtl import naming
-from tfx_mtl.results import evaluation, finite
+from tfx_mtl import finite, naming
+from tfx_mtl.results import evaluation
 from tfx_mtl.task_spec import TaskSpec
 
 _BLESSED_FILE, _NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"  # as the Evaluator writes them

@@ -14,8 +14,8 @@ import dataclasses
 import math
 from typing import Any
 
+from tfx_mtl import finite
 from tfx_mtl.naming import BASELINE, CANDIDATE
-from tfx_mtl.results import finite
 from tfx_mtl.task_spec import Task
 
 EXAMPLE_COUNT = "example_count"

@@ -15,8 +15,8 @@ import dataclasses
 import functools
 from typing import Any, TextIO
 
-from tfx_mtl import naming
-from tfx_mtl.results import finite, metadata
+from tfx_mtl import finite, naming
+from tfx_mtl.results import metadata
 from tfx_mtl.task_spec import TaskSpec
 
 

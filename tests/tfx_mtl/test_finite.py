@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from tfx_mtl import task_spec
-from tfx_mtl.results import evaluation, finite, summary
+from tfx_mtl import finite, task_spec
+from tfx_mtl.results import evaluation, summary
 
 NAN, INF = float("nan"), float("inf")
 
