@@ -194,8 +194,7 @@ def require_columns(path: str, spec) -> None:
     fmt, files = data_files(path)
     where, what = ((files[0], "its header") if fmt == "csv" and len(files) == 1 else
                    (path, f"the header of its {len(files)} CSV files") if fmt == "csv" else
-                   (path, "its tf.Examples (the first SAMPLE_RECORDS of each file)"))
-    what = what.replace("SAMPLE_RECORDS", f"{SAMPLE_RECORDS:,}")
+                   (path, f"its tf.Examples (the first {SAMPLE_RECORDS:,} of each file)"))
     lines = "".join(f"\n  no column {c!r} ({needed[c]} reads it)" for c in missing)
     raise DataError(where, f"the data lacks {len(missing)} column(s) the spec reads:{lines}\n"
                     f"  {what} has: {', '.join(have)}")
