@@ -6,8 +6,8 @@ Per feature kind (missing values are imputed, never crashed on):
   categorical  as string, vocabulary (top_k) plus OOV hash buckets
 
 Per task: the label (evaluated from its column or expression), a 0/1 mask that
-is 0 wherever any column the label reads is missing (or a regression label is
-not finite), and for regression tasks the mean and standard deviation of the
+is 0 wherever any column the label reads is missing, NaN or infinite (or a
+regression label is not finite), and for regression tasks the mean and standard deviation of the
 labelled values, which the Trainer bakes into the head so the model learns in
 standardised units and serves in the label's own units. Output names follow
 :mod:`tfx_mtl.naming`.
@@ -81,9 +81,14 @@ def _transform_feature(feature: Feature, x) -> tf.Tensor:
 def _transform_label(task: Task, columns: Mapping[str, tuple[tf.Tensor, tf.Tensor]]
                      ) -> dict[str, tf.Tensor]:
     expr = task.label_expr
-    present = tf.reduce_all(tf.stack([columns[c][1] for c in expr.columns]), axis=0)
     values = {c: columns[c][0] if columns[c][0].dtype == tf.string
               else tf.cast(columns[c][0], tf.float32) for c in expr.columns}
+    # A NaN or infinite value in a column the label reads is a missing label, whatever
+    # the task's type (a NaN is not 0, so it would be a positive binary label).
+    present = tf.reduce_all(tf.stack(
+        [columns[c][1] if values[c].dtype == tf.string
+         else tf.logical_and(columns[c][1], tf.math.is_finite(values[c]))
+         for c in expr.columns]), axis=0)
     value = expr.evaluate(values, logical_and=tf.logical_and, logical_or=tf.logical_or,
                           logical_not=tf.logical_not)
     out = {}

@@ -45,7 +45,7 @@ from tfx_mtl.components import mtl_trainer
 from tfx_mtl.components.atomic_pusher import AtomicPusher
 from tfx_mtl.components.blessing_gate import BlessingGate
 from tfx_mtl.components.curated_schema import CuratedSchemaGen, read_schema_text
-from tfx_mtl.components.schema_gate import SchemaGate
+from tfx_mtl.components.schema_gate import SchemaGate, checks_parameter
 from tfx_mtl.models import checkpoint_key
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
 from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
@@ -172,8 +172,12 @@ def create_pipeline(
             statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    schema_gate = SchemaGate(anomalies=example_validator.outputs["anomalies"],
-                             schema=schema_gen.outputs["schema"])
+    trained = trainer_config.trained_spec(spec)
+    schema_gate = SchemaGate(
+        anomalies=example_validator.outputs["anomalies"], schema=schema_gen.outputs["schema"],
+        statistics=statistics_gen.outputs["statistics"], data_root=data.directory,
+        checks=checks_parameter(data.pattern, trained.tasks,
+                                spec.evaluation.max_non_finite_labels))
     transform = heavy(tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gate.outputs["validated_schema"],
@@ -209,7 +213,6 @@ def create_pipeline(
         run_parameters_lib.WEIGHTING: trainer_config.weighting,
         run_parameters_lib.COMBINE: trainer_config.combine,
         **run_parameters})
-    trained = trainer_config.trained_spec(spec)
     baseline_nodes, evaluators = [], {}
     for task in trained.task_names:
         if baselines == "train":

@@ -32,6 +32,12 @@ FORMATS = ("csv", "tfrecord")
 PATTERNS = {"csv": "*.csv", "tfrecord": "*.tfrecord*"}
 # Examples of each TFRecord file whose keys are its columns (see _tfrecord_columns).
 SAMPLE_RECORDS = 1_000
+# Rows of each CSV file checked before the run for their number of cells (_csv_columns).
+SAMPLE_ROWS = 1_000
+BOM = "\ufeff"  # UTF-8's byte-order mark, as Python decodes it
+# The error CsvExampleGen's CSV decoder (tfx_bsl) raises on a row of more or fewer cells
+# than the header; it names neither the file nor the line (see ragged_row).
+RAGGED_ERROR = "Columns do not match specified csv headers"
 
 
 class DataError(InputError):
@@ -91,19 +97,121 @@ def columns(path: str) -> list[str]:
 
 
 def _csv_columns(files: list[str]) -> list[str]:
+    """The header every file shares, after a bounded check of each file's first rows.
+
+    CsvExampleGen reads the header itself and keeps a UTF-8 byte-order mark as part of
+    the first column's name, so a BOM is refused by name here (stripping it here alone
+    would make the spec check pass and ExampleGen's columns differ). The first
+    SAMPLE_ROWS rows of each file must have as many cells as the header (a row beyond
+    them is located when CsvExampleGen fails on it: :func:`ragged_row`), and at least one
+    file must have a row: a header-only file would pass the schema and fail training.
+    Blank lines are skipped, as CsvExampleGen skips them.
+    """
     header: list[str] | None = None
     first = None
+    rows_seen = False
     for file in files:
-        with open(file, newline="") as f:
-            row = next(csv.reader(f), None)
+        rows = _csv_rows(file)
+        _, row = next(rows, (1, None))
         if not row:
             raise DataError(file, "empty file, expected a header row")
+        if row[0].startswith(BOM):
+            raise DataError(file, f"the header starts with a UTF-8 byte-order mark (BOM): "
+                            f"CsvExampleGen would name the first column {row[0]!r}, not "
+                            f"{row[0][len(BOM):]!r}; save the file as UTF-8 without a BOM")
         if header is None:
             header, first = row, file
         elif row != header:
             raise DataError(file, f"header differs from {first}'s; all files must share one")
+        problem = _first_ragged(file, rows, len(header), SAMPLE_ROWS)
+        if isinstance(problem, DataError):
+            raise problem
+        rows_seen = rows_seen or problem
     assert header is not None
+    if not rows_seen:
+        where = files[0] if len(files) == 1 else os.path.dirname(files[0])
+        raise DataError(where, "no data rows, only a header" if len(files) == 1 else
+                        f"no data rows: each of the {len(files)} CSV files holds only a header")
     return header
+
+
+def _csv_rows(file: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of each non-blank row of a CSV file, the header first."""
+    try:
+        with open(file, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            for row in reader:
+                if row:
+                    yield reader.line_num, row
+    except UnicodeDecodeError as e:
+        raise DataError(file, f"not UTF-8 text ({e})") from None
+
+
+def _first_ragged(file: str, rows: Iterator[tuple[int, list[str]]], width: int,
+                  limit: int | None) -> DataError | bool:
+    """The first of ``rows`` (at most ``limit``) whose cell count is not ``width``, as a
+    DataError naming the file and line; else whether there was a row at all."""
+    any_row = False
+    for line, row in itertools.islice(rows, limit):
+        any_row = True
+        if len(row) != width:
+            return DataError(f"{file}:{line}", f"{len(row)} cells, but the header has {width} "
+                             "columns; every row needs one cell per column (an empty cell "
+                             "is a missing value)")
+    return any_row
+
+
+def ragged_row(path: str) -> DataError | None:
+    """The first row of the CSV data at ``path`` with more or fewer cells than its header,
+    as a DataError naming the file and line, or None.
+
+    A full read of the data, so it is only called once CsvExampleGen has failed with
+    :data:`RAGGED_ERROR` (which names neither file nor line): the check before the run
+    reads SAMPLE_ROWS rows per file only, whatever the data's size.
+    """
+    fmt, files = data_files(path)
+    if fmt != "csv":
+        return None
+    for file in files:
+        rows = _csv_rows(file)
+        _, header = next(rows, (1, []))
+        problem = _first_ragged(file, rows, len(header), None)
+        if isinstance(problem, DataError):
+            return problem
+    return None
+
+
+def require_columns(path: str, spec) -> None:
+    """Refuses data that lacks a column the spec (a valid
+    :class:`~tfx_mtl.task_spec.TaskSpec`) reads, naming the data file and each missing
+    column with what reads it: a data problem (a dropped or renamed column), not a spec
+    one."""
+    have = columns(path)
+    needed = spec_columns(spec)
+    missing = [column for column in needed if column not in have]
+    if not missing:
+        return
+    fmt, files = data_files(path)
+    where, what = ((files[0], "its header") if fmt == "csv" and len(files) == 1 else
+                   (path, f"the header of its {len(files)} CSV files") if fmt == "csv" else
+                   (path, f"its tf.Examples (the first {SAMPLE_RECORDS:,} of each file)"))
+    lines = "".join(f"\n  no column {c!r} ({needed[c]} reads it)" for c in missing)
+    raise DataError(where, f"the data lacks {len(missing)} column(s) the spec reads:{lines}\n"
+                    f"  {what} has: {', '.join(have)}")
+
+
+def spec_columns(spec) -> dict[str, str]:
+    """Each column a :class:`~tfx_mtl.task_spec.TaskSpec` reads -> what reads it."""
+    needed: dict[str, str] = {}
+    for feature in spec.features:
+        needed.setdefault(feature.name, f"feature {feature.name!r}")
+    for task in spec.tasks:
+        for column in task.label_columns:
+            needed.setdefault(column, f"the label of task {task.name!r}")
+    for slice_columns in spec.evaluation.slices:
+        for column in slice_columns:
+            needed.setdefault(column, "evaluation.slices")
+    return needed
 
 
 def _tfrecord_columns(path: str, files: list[str]) -> list[str]:

@@ -143,3 +143,6 @@ BASELINE = "baseline"
 # Kubeflow Pipelines v2 requires of a custom type) and the file inside it.
 TRANSFER_REPORT_TYPE = "tfx_mtl.TransferReport"
 TRANSFER_REPORT_FILE = "transfer_report.json"
+# SchemaGate's count of each task's label values (NaN, inf; components/data_checks.py).
+LABEL_REPORT_TYPE = "tfx_mtl.LabelReport"
+LABEL_REPORT_FILE = "label_report.json"

@@ -163,6 +163,9 @@ class Evaluation:
     baselines: str = "train"  # one of BASELINES
     # Each slice is a tuple of columns: one column, or several for a feature cross.
     slices: tuple[tuple[str, ...], ...] = ()
+    # The data is refused when more than this fraction of the examples has a NaN or
+    # infinite value in a column a task's label reads (SchemaGate; docs/task_spec.md).
+    max_non_finite_labels: float = 0.01
 
     def must_bless(self, task: Task) -> bool:
         """Whether the push waits for this task's blessing under the policy."""
@@ -254,7 +257,9 @@ def _evaluation_from_dict(data: Mapping[str, Any] | None) -> Evaluation:
     if not data:
         return Evaluation()
     return Evaluation(policy=data["policy"], baselines=data["baselines"],
-                      slices=tuple(tuple(s) for s in data["slices"]))
+                      slices=tuple(tuple(s) for s in data["slices"]),
+                      max_non_finite_labels=data.get("max_non_finite_labels",
+                                                     Evaluation.max_non_finite_labels))
 
 
 def load(path: str | os.PathLike, columns: Iterable[str] | None = None) -> TaskSpec:
@@ -568,7 +573,8 @@ def _parse_evaluation(raw: Any, problems: list[tuple[str, str]]) -> Evaluation:
     if not isinstance(raw, Mapping):
         problems.append(("evaluation", "must be a mapping with policy, baselines and slices"))
         return Evaluation()
-    _unknown_keys(raw, {"policy", "baselines", "slices"}, "evaluation.", problems)
+    _unknown_keys(raw, {"policy", "baselines", "slices", "max_non_finite_labels"},
+                  "evaluation.", problems)
     policy = raw.get("policy", "all")
     if policy not in POLICIES:
         problems.append(("evaluation.policy", f"must be one of: {', '.join(POLICIES)}; "
@@ -599,4 +605,18 @@ def _parse_evaluation(raw: Any, problems: list[tuple[str, str]]) -> Evaluation:
             problems.append((f"evaluation.slices[{i}]", f"duplicate slice {entry!r}"))
         else:
             slices.append(tuple(columns))
-    return Evaluation(policy=policy, baselines=baselines, slices=tuple(slices))
+    return Evaluation(policy=policy, baselines=baselines, slices=tuple(slices),
+                      max_non_finite_labels=_parse_fraction(
+                          raw.get("max_non_finite_labels", Evaluation.max_non_finite_labels),
+                          "evaluation.max_non_finite_labels", problems))
+
+
+def _parse_fraction(raw: Any, field: str, problems: list[tuple[str, str]]) -> float:
+    """A fraction in [0, 1], or a percentage string such as ``1%``."""
+    match = _PERCENT_RE.match(raw) if isinstance(raw, str) else None
+    value = float(match.group(1)) / 100 if match else raw
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        problems.append((field, f"must be a fraction from 0 to 1 or a percentage such as "
+                                f"'1%', got {raw!r}"))
+        return 0.0
+    return float(value)

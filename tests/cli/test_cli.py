@@ -17,14 +17,20 @@ def _csv(tmp_path, header="fare,tips,trip_miles\n1,2,3\n"):
     return path
 
 
-def test_unknown_label_column_is_refused_naming_the_field(tmp_path, capsys):
+def test_a_label_column_the_data_lacks_is_refused_naming_the_data_file(tmp_path, capsys):
+    """A dropped or renamed column is the data's problem: the data file and the column
+    are named, not 'invalid task spec'."""
     spec = tmp_path / "tasks.yaml"
     spec.write_text("features: [trip_miles]\ntasks: [{name: x, type: regression, label: fair}]\n")
-    code = cli.main(["run", "--data", str(_csv(tmp_path)), "--spec", str(spec),
+    data = _csv(tmp_path)
+    code = cli.main(["run", "--data", str(data), "--spec", str(spec),
                      "--output-dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2
-    assert "tasks.x.label: unknown column 'fair'" in err and str(spec) in err
+    assert (f"tfx-mtl run: error: {data}: the data lacks 1 column(s) the spec reads:\n"
+            "  no column 'fair' (the label of task 'x' reads it)\n"
+            "  its header has: fare, tips, trip_miles") in err
+    assert "invalid task spec" not in err
     assert not (tmp_path / "out").exists()  # refused before anything ran
 
 
@@ -49,8 +55,10 @@ def test_tfrecord_data_is_checked_against_the_spec_before_anything_runs(tmp_path
     code = cli.main(["run", "--data", str(tmp_path / "d"), "--spec", str(spec),
                      "--output-dir", str(tmp_path / "out")])
     assert code == 2
-    assert ("tasks.y.label: unknown column 'task_2' (the data has: task_1, x_0, x_1)"
-            in capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'd'}: the data lacks 1 column(s)" in err
+    assert "no column 'task_2' (the label of task 'y' reads it)" in err
+    assert "(the first 1,000 of each file) has: task_1, x_0, x_1" in err
     assert not (tmp_path / "out").exists()
 
 

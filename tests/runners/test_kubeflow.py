@@ -100,7 +100,9 @@ def test_run_time_parameters_are_declared_with_their_defaults_and_wired(compiled
 
     tasks = task_spec.load(data.bundled_spec()).task_names
     trainers = {"Trainer", *(f"baseline_{t}" for t in tasks)}
-    assert _users(spec, "data_root") == {("CsvExampleGen", "input_base")}
+    # SchemaGate names the data it refuses.
+    assert _users(spec, "data_root") == {("CsvExampleGen", "input_base"),
+                                         ("SchemaGate", "data_root")}
     assert _users(spec, "train_steps") == {(t, "train_steps") for t in trainers}
     assert _users(spec, "architecture") == {(t, "architecture") for t in trainers}
     # Baselines have one task: nothing to weigh or combine, so they stay cached.
@@ -131,7 +133,7 @@ def test_tfrecord_data_compiles_with_import_example_gen(compiled, tmp_path, caps
     for name, task in csv.root.dag.tasks.items():
         renamed = {node if t == csv_node else t for t in task.dependent_tasks}
         assert set(spec.root.dag.tasks[name.replace(csv_node, node)].dependent_tasks) == renamed
-    assert _users(spec, "data_root") == {(node, "input_base")}
+    assert _users(spec, "data_root") == {(node, "input_base"), ("SchemaGate", "data_root")}
     assert json_format.MessageToDict(
         spec.root.input_definitions.parameters["data_root"].default_value) == "gs://bucket/examples"
     input_config = spec.root.dag.tasks[node].inputs.parameters["input_config"]

@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import random
+import re
 import shutil
 
 import numpy as np
@@ -91,6 +92,13 @@ def test_summary_json_contract(taxi_run):
     assert summary["decision"] == "blessed under policy 'all'"
     assert summary["pushed"] and os.path.isdir(summary["pushed"])
     assert json.load(open(summary["transfer_report"]))["tasks"] == summary["tasks"]
+    # SchemaGate's count of the label values: the slice blanks fares, no NaN or inf.
+    labels = summary["labels"]
+    assert sum(labels["examples"].values()) == 3000 and labels["max_non_finite_labels"] == 0.01
+    assert list(labels["tasks"]) == list(TASKS)
+    fare = labels["tasks"]["fare"]["columns"]["fare"]
+    assert (fare["values"], fare["nan"], fare["inf"]) == (3000 - 3000 // 25, 0, 0)
+    assert "labels: no NaN or infinite label value in 3000 examples" in taxi_run.stdout
 
 
 def _column(csv_path, name):
@@ -414,3 +422,46 @@ def test_synthetic_tfrecord_data_runs_through_import_example_gen(tmp_path):
         glob.glob(os.path.join(examples.uri, f"Split-{split}", "*")), "GZIP"))
         for split in ("train", "eval")}
     assert sum(counts.values()) == 2000 and 0 < counts["eval"] < counts["train"]
+
+
+def _ran(out):
+    store = metadata.open_store(str(out / "metadata.sqlite"))
+    return {ctx.name.rpartition(".")[2] for e in store.get_executions()
+            for ctx in store.get_contexts_by_execution(e.id)}
+
+
+def test_data_without_rows_is_refused_naming_the_file_and_the_split(tmp_path):
+    """A header-only CSV is refused before the run; a CSV of one row reaches ExampleGen,
+    which hashes it into one split, and SchemaGate refuses the empty other one. Either
+    way: exit 2, the data file named, nothing trained or pushed."""
+    header_only = tmp_path / "header.csv"
+    with open(data.bundled_taxi_csv()) as f:
+        header_only.write_text(f.readline())
+    out = tmp_path / "runs"
+    result = run_tfx_mtl("run", "--data", str(header_only), "--output-dir", str(out), expect=2)
+    assert f"tfx-mtl run: error: {header_only}: no data rows, only a header" in result.stderr
+    assert not out.exists()
+
+    one_row = write_taxi_slice(tmp_path / "one.csv", rows=1)
+    result = run_tfx_mtl("run", "--data", str(one_row), "--output-dir", str(out),
+                         "--train-steps", "5", timeout=900, expect=2)
+    assert re.search(f"tfx-mtl run: error: {re.escape(str(one_row))}: split\\(s\\) "
+                     "'(eval|train)' of the data have no example", result.stderr), result.stderr
+    assert "refused by component SchemaGate" in result.stderr
+    assert "Transform" not in result.stdout
+    assert not {"Transform", "Trainer", "Pusher"} & _ran(out)
+    assert not (out / "serving_model").exists()
+
+
+def test_a_ragged_row_past_the_checked_rows_is_named_by_file_and_line(tmp_path):
+    """The check before the run reads 1,000 rows per file; CsvExampleGen fails on a later
+    ragged row without naming it, and the run then names the file and line."""
+    path = write_taxi_slice(tmp_path / "ragged.csv", rows=1100)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1049] = lines[1049].rstrip("\n") + ",extra\n"  # line 1050
+    path.write_text("".join(lines))
+    result = run_tfx_mtl("run", "--data", str(path), "--output-dir", str(tmp_path / "runs"),
+                         "--train-steps", "5", timeout=900, expect=2)
+    assert f"tfx-mtl run: error: {path}:1050: 19 cells, but the header has 18 columns" in (
+        result.stderr)
+    assert "CsvExampleGen failed on it" in result.stderr

@@ -3,6 +3,7 @@
 TFRecord files are written with TensorFlow's own writer, so the reader under test
 (which does not import TensorFlow) is checked against the real format.
 """
+import re
 import subprocess
 import sys
 
@@ -157,3 +158,79 @@ def test_a_gz_name_on_an_uncompressed_file_is_refused_by_name(tmp_path):
 def test_tfrecord_files_without_any_feature_are_refused_naming_the_data(tmp_path):
     _tfrecord(tmp_path / "a.tfrecord", [])
     assert _error(tmp_path, "no tf.Example with any feature").field == str(tmp_path)
+
+
+# -- CSV rows: checked before the run, bounded ---------------------------------------
+
+def test_a_header_only_csv_is_refused_naming_the_file(tmp_path):
+    """ExampleGen would write two empty splits that pass the schema; the Trainer then
+    dies with a bare StopIteration."""
+    path = tmp_path / "d.csv"
+    path.write_text("fare,tips\n\n")
+    assert _error(path, "no data rows, only a header").field == str(path)
+
+
+def test_a_directory_of_header_only_csv_files_is_refused_but_one_such_file_is_fine(tmp_path):
+    (tmp_path / "a.csv").write_text("fare,tips\n")
+    (tmp_path / "b.csv").write_text("fare,tips\n")
+    error = _error(tmp_path, "each of the 2 CSV files holds only a header")
+    assert error.field == str(tmp_path)
+    (tmp_path / "c.csv").write_text("fare,tips\n1,2\n")
+    assert data.columns(str(tmp_path)) == ["fare", "tips"]
+
+
+def test_a_bom_on_the_header_is_refused_naming_the_file_and_column(tmp_path):
+    """CsvExampleGen keeps the BOM in the first column's name (seen in its statistics),
+    so the file is refused rather than its BOM stripped on one side only."""
+    path = tmp_path / "d.csv"
+    path.write_text("\ufefffare,tips\n1,2\n", encoding="utf-8")
+    error = _error(path, re.escape("byte-order mark (BOM): CsvExampleGen would name the "
+                                   "first column '\\ufefffare', not 'fare'"))
+    assert error.field == str(path)
+
+
+def test_a_non_utf8_csv_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes("caf\u00e9,tips\n1,2\n".encode("latin-1"))
+    assert _error(path, "not UTF-8 text").field == str(path)
+
+
+@pytest.mark.parametrize("row", ["3,4,5", "3"])
+def test_a_ragged_row_is_refused_naming_the_file_and_line(tmp_path, row):
+    path = tmp_path / "d.csv"
+    path.write_text(f'fare,tips\n1,"a\nb"\n\n{row}\n6,7\n')  # a quoted newline, a blank line
+    error = _error(path, f"{len(row.split(','))} cells, but the header has 2 columns")
+    assert error.field == f"{path}:5"
+    assert str(data.ragged_row(str(path))) == str(error)
+
+
+def test_rows_past_the_sample_are_left_to_example_gen_and_then_located(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "SAMPLE_ROWS", 2)
+    (tmp_path / "a.csv").write_text("fare,tips\n1,2\n3,4\n5,6\n")
+    (tmp_path / "b.csv").write_text("fare,tips\n1,2\n3,4\n5,6,7\n")
+    assert data.columns(str(tmp_path)) == ["fare", "tips"]
+    assert data.ragged_row(str(tmp_path)).field == f"{tmp_path / 'b.csv'}:4"
+    assert data.ragged_row(str(tmp_path / "a.csv")) is None
+
+
+# -- the spec's columns ---------------------------------------------------------------
+
+def _spec(label="fare", slices=()):
+    from tfx_mtl import task_spec
+    return task_spec.parse({"features": ["trip_miles"],
+                            "tasks": [{"name": "big", "type": "binary", "label": label}],
+                            "evaluation": {"slices": list(slices)}})
+
+
+def test_a_column_the_spec_reads_and_the_data_lacks_names_the_file_and_column(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("trip_miles,fare\n1,2\n")
+    data.require_columns(str(path), _spec("fare > 1"))
+    with pytest.raises(data.DataError) as error:
+        data.require_columns(str(path), _spec("tips > 0.2 * fare", slices=["company"]))
+    assert error.value.field == str(path)
+    assert error.value.message == (
+        "the data lacks 2 column(s) the spec reads:\n"
+        "  no column 'tips' (the label of task 'big' reads it)\n"
+        "  no column 'company' (evaluation.slices reads it)\n"
+        "  its header has: trip_miles, fare")

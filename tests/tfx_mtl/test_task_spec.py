@@ -333,3 +333,17 @@ def test_all_auxiliary_is_still_reported_beside_another_problem():
     problems, _ = _problems(raw)
     assert set(problems) == {"tasks.big_tipper.loss", "tasks"}
     assert "primary" in problems["tasks"]
+
+
+@pytest.mark.parametrize("value, expected", [(None, 0.01), (0, 0.0), (0.2, 0.2), ("5%", 0.05)])
+def test_the_non_finite_label_limit_is_a_fraction_or_a_percentage(value, expected):
+    evaluation = {} if value is None else {"max_non_finite_labels": value}
+    spec = task_spec.parse(_spec(evaluation=evaluation))
+    assert spec.evaluation.max_non_finite_labels == expected
+    assert task_spec.TaskSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, "lots", True])
+def test_a_bad_non_finite_label_limit_is_refused_by_field(value):
+    problems, _ = _problems(_spec(evaluation={"max_non_finite_labels": value}))
+    assert f"got {value!r}" in problems["evaluation.max_non_finite_labels"]

@@ -6,13 +6,16 @@ times), the blessing gate's transfer report (per task: multi-task and baseline
 metrics, changes, bounds, verdict), and the Pusher's destination. The JSON
 shape is a contract (docs/pipeline.md): ``{"tasks": {"<task>": {"type", "metrics",
 "baseline_metrics", "blessed", ...}}, "policy", "decision", "pushed",
-"output_dir", ...}`` -- later versions add fields, never rename these. It is strict
-JSON: a NaN or infinite metric is ``null``, its reason in the task's ``not_finite``.
+"output_dir", "labels", ...}`` -- later versions add fields, never rename these. It
+is strict JSON: a NaN or infinite metric is ``null``, its reason in the task's
+``not_finite``.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import os
 from typing import Any, TextIO
 
 from tfx_mtl import finite, naming
@@ -38,7 +41,37 @@ def collect(output_dir: str, pipeline_name: str) -> dict[str, Any]:
         "run_id": run.run_id,
         "transfer_report": metadata.report_path(run.output(naming.BLESSING_GATE, "report")),
         "components": [dataclasses.asdict(c) for c in run.components],
+        "labels": _label_report(run),
     }
+
+
+def _label_report(run: metadata.Run) -> dict[str, Any] | None:
+    """SchemaGate's count of each task's label values (NaN, inf), if it recorded one."""
+    uri = run.outputs.get(naming.SCHEMA_GATE, {}).get("label_report")
+    if uri is None:
+        return None
+    with open(os.path.join(metadata.rebase(uri, run.pipeline_root),
+                           naming.LABEL_REPORT_FILE)) as f:
+        return json.load(f)
+
+
+def label_lines(labels: dict[str, Any] | None) -> list[str]:
+    """The label counts as printed: a line per task with NaN or infinite label values."""
+    if not labels:
+        return []
+    examples = sum(labels["examples"].values())
+    limit = labels["max_non_finite_labels"]
+    lines = []
+    for name, info in labels["tasks"].items():
+        if not info["non_finite"]:
+            continue
+        columns = "; ".join(f"{c} {v['nan']} NaN, {v['inf']} inf, {v['-inf']} -inf"
+                            for c, v in info["columns"].items()
+                            if v["nan"] + v["inf"] + v["-inf"])
+        lines.append(f"labels: task {name!r}: {info['non_finite']} NaN or infinite label "
+                     f"values in {examples} examples ({info['fraction']:.2%}; {columns}), "
+                     f"masked as missing (refused above {limit:.2%})")
+    return lines or [f"labels: no NaN or infinite label value in {examples} examples"]
 
 
 _SECTIONS = ("metrics", "baseline_metrics", "changes", "not_finite")
@@ -73,6 +106,8 @@ def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
     for row in rows:
         out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
     out.write("\n")
+    for line in label_lines(summary.get("labels")):
+        out.write(f"  {line}\n")
     for name, info in summary["tasks"].items():
         for section, reasons in info.get("not_finite", {}).items():
             for metric, why in reasons.items():

@@ -88,7 +88,8 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     spec_path = spec_path or data_lib.bundled_spec()
     run_parameters.check_train_steps(train_steps, "--train-steps")
     # Refuse a bad spec or data before anything heavy is imported or run.
-    spec = task_spec.load(spec_path, columns=data_lib.columns(data))
+    spec = task_spec.load(spec_path)
+    data_lib.require_columns(data, spec)  # a missing column is the data's problem
 
     paths = metadata_lib.RunPaths(os.path.abspath(output_dir))
     with run_lock.acquire(paths.output_dir) as lock:  # refuses a directory in use, at once
@@ -166,6 +167,10 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
         raise InputError(e.field, f"{e.message}\n  (refused by component {progress.running}; "
                                   f"full log in {log_file})") from e
     except Exception as e:
+        # CsvExampleGen names neither file nor line of a ragged row; find them now.
+        if data_lib.RAGGED_ERROR in str(e) and (ragged := data_lib.ragged_row(data)):
+            raise data_lib.DataError(ragged.field, f"{ragged.message}\n  (CsvExampleGen "
+                                     f"failed on it; full log in {log_file})") from e
         raise PipelineFailed(progress.running, e, log_file) from e
     out.write(f"  pipeline finished in {time.monotonic() - started:.1f}s\n")
 
