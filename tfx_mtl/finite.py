@@ -3,7 +3,7 @@
 Python's ``json`` writes ``NaN`` and ``Infinity``, which strict parsers (browsers,
 ``jq``, Go, Java) reject, so one bad metric would make the whole transfer report or
 run summary unreadable to them. A report keeps each such value as ``null`` and says
-beside it why (:func:`split`, :func:`sections`); :func:`dumps` refuses anything
+beside it why (:func:`nulled`, :func:`sections`); :func:`dumps` refuses anything
 non-finite that slipped through instead of writing invalid JSON.
 """
 from __future__ import annotations
@@ -25,22 +25,10 @@ def reason(value: Any) -> str | None:
     return INFINITE.format(sign="+" if value > 0 else "-")
 
 
-def split(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """``values`` with every non-finite float replaced by None, and the reasons by key."""
-    clean, reasons = {}, {}
-    for key, value in values.items():
-        why = reason(value)
-        if why is not None:
-            reasons[key] = why
-            value = None
-        clean[key] = value
-    return clean, reasons
-
-
 def nulled(obj: Any, path: str = "") -> tuple[Any, dict[str, str]]:
     """``obj`` (dicts, lists, numbers) with every non-finite float replaced by None, and
-    the reasons by dotted path (``eval_metrics.fare.rmse``): for a record with no fixed
-    sections, such as the training report."""
+    the reasons by dotted path (``eval_metrics.fare.rmse``; the key itself in a flat
+    dict)."""
     if isinstance(obj, dict):
         pairs = [nulled(v, f"{path}.{k}" if path else str(k)) for k, v in obj.items()]
         return ({k: v for k, (v, _) in zip(obj, pairs)},
@@ -58,7 +46,7 @@ def dumps(obj: Any, **kwargs) -> str:
 
 
 def sections(values: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Each section of metric values (e.g. ``metrics``, ``baseline_metrics``) split,
+    """Each section of metric values (e.g. ``metrics``, ``baseline_metrics``) nulled,
     plus ``not_finite``: the reasons by section and key (empty when all are finite).
 
     Reasons already recorded under ``values["not_finite"]`` are kept, so a report
@@ -67,7 +55,7 @@ def sections(values: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     for section, section_values in values.items():
         if section == "not_finite":
             continue
-        result[section], reasons = split(section_values)
+        result[section], reasons = nulled(dict(section_values))
         if reasons:
             not_finite.setdefault(section, {}).update(reasons)
     result["not_finite"] = not_finite
