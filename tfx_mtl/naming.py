@@ -94,7 +94,9 @@ BLESSING_GATE = "BlessingGate"
 PUSHER = "Pusher"  # TFX's Pusher kept this id; AtomicPusher keeps it too
 # A push in progress, beside the versions: TF Serving takes only all-digit names as versions.
 PUSH_TEMP_PREFIX = ".push-"
+MODEL_COMPARISON = "ModelComparison"
 _BASELINE_PREFIX = "baseline_"
+_SEED_SUFFIX = "__seed"
 
 
 _PIPELINE_PREFIX = "tfx-mtl-"
@@ -115,25 +117,57 @@ def pipeline_name(spec_name: str) -> str:
     return f"{_PIPELINE_PREFIX}{spec_name}".replace("_", "-")
 
 
-def baseline_node(task: str) -> str:
-    """The id of ``task``'s single-task baseline Trainer."""
-    return f"{_BASELINE_PREFIX}{task}"
+def _seeded(node: str, seed_index: int) -> str:
+    # Seed 0 keeps the plain id, so a run with more seeds reuses a one-seed run's cached
+    # Trainers; ``__`` cannot occur in a task name, so the suffix is never ambiguous.
+    if seed_index < 0:
+        raise ValueError(f"seed_index must be >= 0, got {seed_index}")
+    return f"{node}{_SEED_SUFFIX}{seed_index}" if seed_index else node
+
+
+def trainer_node(seed_index: int = 0) -> str:
+    """The id of the multi-task Trainer of seed ``seed_index`` (0: ``Trainer``)."""
+    return _seeded(TRAINER, seed_index)
+
+
+def baseline_node(task: str, seed_index: int = 0) -> str:
+    """The id of ``task``'s single-task baseline Trainer of seed ``seed_index``."""
+    return _seeded(f"{_BASELINE_PREFIX}{task}", seed_index)
+
+
+def seed_index(node: str) -> int:
+    """The seed index a Trainer's node id carries (0 for the plain id)."""
+    base, sep, index = node.rpartition(_SEED_SUFFIX)
+    return int(index) if sep and base and index.isdigit() else 0
+
+
+def _unseeded(node: str) -> str:
+    base, sep, index = node.rpartition(_SEED_SUFFIX)
+    return base if sep and base and index.isdigit() else node
 
 
 def baseline_task(node: str) -> str | None:
-    """The task of a baseline Trainer's node id; None for any other node."""
+    """The task of a baseline Trainer's node id (any seed); None for any other node."""
+    node = _unseeded(node)
     return node[len(_BASELINE_PREFIX):] if node.startswith(_BASELINE_PREFIX) else None
 
 
-def latest_baseline_node(task: str) -> str:
+def latest_baseline_node(task: str, seed_index: int = 0) -> str:
     """The id of the resolver that finds ``task``'s latest baseline (``baselines: reuse``)."""
-    return f"latest_{baseline_node(task)}"
+    return f"latest_{baseline_node(task, seed_index)}"
 
 
 def evaluator_node(task: str) -> str:
     """The id of ``task``'s Evaluator (multi-task model vs that task's baseline)."""
     return f"evaluate_{task}"
 
+
+# ExampleGen's splits: Trainers fit on train and select on validation; only the
+# Evaluators and ModelComparison read test (docs/pipeline.md).
+TRAIN = "train"
+VALIDATION = "validation"
+TEST = "test"
+SPLITS = (TRAIN, VALIDATION, TEST)
 
 # The two models each Evaluator compares (TFMA model names).
 CANDIDATE = "candidate"
@@ -146,3 +180,6 @@ TRANSFER_REPORT_FILE = "transfer_report.json"
 # SchemaGate's count of each task's label values (NaN, inf; components/data_checks.py).
 LABEL_REPORT_TYPE = "tfx_mtl.LabelReport"
 LABEL_REPORT_FILE = "label_report.json"
+# ModelComparison's paired comparison of every task on the test split (tfx_mtl.comparison).
+MODEL_COMPARISON_TYPE = "tfx_mtl.ModelComparison"
+MODEL_COMPARISON_FILE = "comparison.json"

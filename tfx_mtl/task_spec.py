@@ -33,6 +33,8 @@ POLICIES = ("all", "primary")
 # train: a fresh single-task baseline per task (TFX caches it while its inputs
 # are unchanged); reuse: the latest baselines already in the MLMD store.
 BASELINES = ("train", "reuse")
+READINGS = ("significant", "strict")
+MIN_BOOTSTRAP_SAMPLES = 100
 FEATURE_KINDS = ("numeric", "bucketized", "categorical")
 
 # Losses each task type accepts; the first is the default.
@@ -117,6 +119,9 @@ class MaxRegression:
 
     amount: float
     relative: bool = False
+    # Filled from ``evaluation.default_max_regression`` for a task the spec left unbounded
+    # (so no task is blessed whatever it scores); the report marks it as a default.
+    default: bool = False
 
     def describe(self, higher_is_better: bool) -> str:
         verb = "fall" if higher_is_better else "rise"
@@ -129,6 +134,8 @@ class Metric:
     name: str
     threshold: Threshold | None = None
     max_regression: MaxRegression | None = None
+    # ``max_regression: none`` with a reason: the spec relaxes the default change bound.
+    unbounded_reason: str | None = None
 
     def definition(self, task_type: str) -> MetricDef:
         return METRICS[task_type][self.name]
@@ -166,10 +173,28 @@ class Evaluation:
     # The data is refused when more than this fraction of the examples has a NaN or
     # infinite value in a column a task's label reads (SchemaGate; docs/task_spec.md).
     max_non_finite_labels: float = 0.01
+    # How a change bound (max_regression) reads the paired interval (tfx_mtl.comparison):
+    # "significant" refuses when the whole interval is beyond the bound, "strict" when
+    # the point estimate is.
+    reading: str = "significant"  # one of READINGS
+    confidence: float = 0.95  # of the interval of each change and of Δm
+    bootstrap_samples: int = 2000
+    seeds: int = 1  # the multi-task model and every baseline are trained with this many
+    # The change bound a task gets on its first metric when the spec sets none.
+    default_max_regression: MaxRegression = MaxRegression(0.01, relative=True)
 
     def must_bless(self, task: Task) -> bool:
         """Whether the push waits for this task's blessing under the policy."""
         return self.policy == "all" or task.role == "primary"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """How ExampleGen splits one unsplit input: hash buckets per split, in
+    naming.SPLITS order. A pre-split input (a directory per split) is used as given."""
+
+    splits: tuple[tuple[str, int], ...] = ((naming.TRAIN, 8), (naming.VALIDATION, 1),
+                                           (naming.TEST, 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +206,7 @@ class TaskSpec:
     source: str = "<dict>"
     evaluation: Evaluation = Evaluation()
     trainer: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # TrainerConfig fields
+    data: DataConfig = DataConfig()
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -223,11 +249,12 @@ class TaskSpec:
         tasks = tuple(dataclasses.replace(t, metrics=tuple(Metric(m.name) for m in t.metrics))
                       for t in self.tasks)
         return dataclasses.replace(self, tasks=tasks, evaluation=Evaluation(), schema=None,
-                                   source=self.name, trainer={})
+                                   source=self.name, trainer={}, data=DataConfig())
 
     def judging_view(self) -> "TaskSpec":
         """What the blessing gate needs: the tasks and how they are judged, no paths."""
-        return dataclasses.replace(self, schema=None, source=self.name, trainer={})
+        return dataclasses.replace(self, schema=None, source=self.name, trainer={},
+                                   data=DataConfig())
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form, e.g. for a TFX component's ``custom_config``."""
@@ -243,23 +270,28 @@ class TaskSpec:
                 Task(**{**t, "metrics": tuple(
                     Metric(m["name"], Threshold(**m["threshold"]) if m["threshold"] else None,
                            MaxRegression(**m["max_regression"])
-                           if m.get("max_regression") else None)
+                           if m.get("max_regression") else None,
+                           m.get("unbounded_reason"))
                     for m in t["metrics"])})
                 for t in data["tasks"]),
             schema=data.get("schema"),
             source=data.get("source", "<dict>"),
             evaluation=_evaluation_from_dict(data.get("evaluation")),
             trainer=dict(data.get("trainer") or {}),
+            data=DataConfig(tuple((name, buckets) for name, buckets in data["data"]["splits"]))
+            if data.get("data") else DataConfig(),
         )
 
 
 def _evaluation_from_dict(data: Mapping[str, Any] | None) -> Evaluation:
     if not data:
         return Evaluation()
-    return Evaluation(policy=data["policy"], baselines=data["baselines"],
-                      slices=tuple(tuple(s) for s in data["slices"]),
-                      max_non_finite_labels=data.get("max_non_finite_labels",
-                                                     Evaluation.max_non_finite_labels))
+    defaults = Evaluation()
+    fields = {f.name: data[f.name] for f in dataclasses.fields(Evaluation) if f.name in data}
+    fields["slices"] = tuple(tuple(s) for s in fields.get("slices", ()))
+    if "default_max_regression" in fields:
+        fields["default_max_regression"] = MaxRegression(**fields["default_max_regression"])
+    return dataclasses.replace(defaults, **fields)
 
 
 def load(path: str | os.PathLike, columns: Iterable[str] | None = None) -> TaskSpec:
@@ -282,8 +314,8 @@ def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
     problems: list[tuple[str, str]] = []
     if not isinstance(data, Mapping):
         raise TaskSpecError(source, [("<root>", "must be a mapping with 'features' and 'tasks'")])
-    _unknown_keys(data, {"name", "schema", "features", "tasks", "evaluation", "trainer"}, "",
-                  problems)
+    _unknown_keys(data, {"name", "schema", "features", "tasks", "evaluation", "trainer", "data"},
+                  "", problems)
 
     name = data.get("name", "tasks")
     _check_spec_name(name, problems)
@@ -303,6 +335,8 @@ def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
     features = _parse_features(data.get("features"), problems)
     tasks = _parse_tasks(data.get("tasks"), problems)
     evaluation = _parse_evaluation(data.get("evaluation"), problems)
+    tasks = [_with_default_bound(task, evaluation.default_max_regression) for task in tasks]
+    data_config = _parse_data(data.get("data"), problems)
     trainer = data.get("trainer") or {}
     if not isinstance(trainer, Mapping):
         problems.append(("trainer", "must be a mapping of Trainer options (e.g. weighting: "
@@ -332,7 +366,8 @@ def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
     if problems:
         raise TaskSpecError(source, problems)
     return TaskSpec(name=name, features=tuple(features), tasks=tuple(tasks),
-                    schema=schema, source=source, evaluation=evaluation, trainer=dict(trainer))
+                    schema=schema, source=source, evaluation=evaluation, trainer=dict(trainer),
+                    data=data_config)
 
 
 def _unknown_column(column: str, columns: list[str]) -> str:
@@ -519,7 +554,7 @@ def _parse_metrics(raw: Any, task_type: str, field: str,
         if not isinstance(entry, Mapping):
             problems.append((where, "must be a metric name or {name, lower_bound, upper_bound}"))
             continue
-        _unknown_keys(entry, {"name", "lower_bound", "upper_bound", "max_regression"},
+        _unknown_keys(entry, {"name", "lower_bound", "upper_bound", "max_regression", "reason"},
                       f"{where}.", problems)
         name = entry.get("name")
         if name not in known:
@@ -542,10 +577,37 @@ def _parse_metrics(raw: Any, task_type: str, field: str,
         if (bounds.get("lower_bound") is not None and bounds.get("upper_bound") is not None
                 and bounds["lower_bound"] > bounds["upper_bound"]):
             problems.append((where, "lower_bound is above upper_bound"))
-        max_regression = _parse_max_regression(entry.get("max_regression"),
-                                               f"{where}.max_regression", problems)
-        metrics.append(Metric(name, Threshold(**bounds) if bounds else None, max_regression))
+        reason = entry.get("reason")
+        if entry.get("max_regression") == _NO_BOUND:
+            max_regression = None
+            if not isinstance(reason, str) or not reason.strip():
+                problems.append((f"{where}.reason", "max_regression: none needs a reason (why "
+                                 "this task may be worse than its baseline), e.g. reason: "
+                                 "informational auxiliary task"))
+                reason = None
+        else:
+            max_regression = _parse_max_regression(entry.get("max_regression"),
+                                                   f"{where}.max_regression", problems)
+            if reason is not None:
+                problems.append((f"{where}.reason", "only goes with max_regression: none"))
+                reason = None
+        metrics.append(Metric(name, Threshold(**bounds) if bounds else None, max_regression,
+                              reason.strip() if reason else None))
     return metrics
+
+
+_NO_BOUND = "none"
+
+
+def _with_default_bound(task: Task, default: MaxRegression) -> Task:
+    """``task`` with the default change bound on its first metric when the spec sets no
+    change bound on any of its metrics and does not relax it (``max_regression: none``)."""
+    if any(m.max_regression or m.unbounded_reason for m in task.metrics):
+        return task
+    first, *rest = task.metrics
+    bound = dataclasses.replace(default, default=True)
+    return dataclasses.replace(task, metrics=(dataclasses.replace(first, max_regression=bound),
+                                              *rest))
 
 
 _PERCENT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*%\s*$")
@@ -567,14 +629,36 @@ def _parse_max_regression(raw: Any, field: str,
     return None
 
 
+def _parse_data(raw: Any, problems: list[tuple[str, str]]) -> DataConfig:
+    """``data: {splits: {train: 8, validation: 1, test: 1}}``: hash buckets per split."""
+    if raw is None:
+        return DataConfig()
+    if not isinstance(raw, Mapping):
+        problems.append(("data", "must be a mapping, e.g. {splits: {train: 8, validation: 1, "
+                                 "test: 1}}"))
+        return DataConfig()
+    _unknown_keys(raw, {"splits"}, "data.", problems)
+    splits = raw.get("splits")
+    if splits is None:
+        return DataConfig()
+    if not isinstance(splits, Mapping) or set(splits) != set(naming.SPLITS):
+        problems.append(("data.splits", "must give the hash buckets of exactly these splits: "
+                                        f"{', '.join(naming.SPLITS)}; got {splits!r}"))
+        return DataConfig()
+    buckets = []
+    for name in naming.SPLITS:
+        buckets.append((name, _positive_int(splits, name, 1, "data.splits", problems)))
+    return DataConfig(tuple(buckets))
+
+
 def _parse_evaluation(raw: Any, problems: list[tuple[str, str]]) -> Evaluation:
     if raw is None:
         return Evaluation()
     if not isinstance(raw, Mapping):
         problems.append(("evaluation", "must be a mapping with policy, baselines and slices"))
         return Evaluation()
-    _unknown_keys(raw, {"policy", "baselines", "slices", "max_non_finite_labels"},
-                  "evaluation.", problems)
+    _unknown_keys(raw, {f.name for f in dataclasses.fields(Evaluation)}, "evaluation.",
+                  problems)
     policy = raw.get("policy", "all")
     if policy not in POLICIES:
         problems.append(("evaluation.policy", f"must be one of: {', '.join(POLICIES)}; "
@@ -605,10 +689,37 @@ def _parse_evaluation(raw: Any, problems: list[tuple[str, str]]) -> Evaluation:
             problems.append((f"evaluation.slices[{i}]", f"duplicate slice {entry!r}"))
         else:
             slices.append(tuple(columns))
+    defaults = Evaluation()
+    reading = raw.get("reading", defaults.reading)
+    if reading not in READINGS:
+        problems.append(("evaluation.reading", f"must be one of: {', '.join(READINGS)}; "
+                                               f"got {reading!r}"))
+        reading = defaults.reading
+    confidence = raw.get("confidence", defaults.confidence)
+    if (isinstance(confidence, bool) or not isinstance(confidence, (int, float))
+            or not 0.5 <= confidence < 1):
+        problems.append(("evaluation.confidence", "must be a number from 0.5 to below 1 (e.g. "
+                                                  f"0.95 for a 95% interval), got {confidence!r}"))
+        confidence = defaults.confidence
+    samples = _positive_int(raw, "bootstrap_samples", defaults.bootstrap_samples, "evaluation",
+                            problems)
+    if samples < MIN_BOOTSTRAP_SAMPLES:
+        problems.append(("evaluation.bootstrap_samples",
+                         f"must be at least {MIN_BOOTSTRAP_SAMPLES} for a percentile interval, "
+                         f"got {samples}"))
+        samples = defaults.bootstrap_samples
+    default_bound = defaults.default_max_regression
+    if "default_max_regression" in raw:
+        default_bound = _parse_max_regression(raw["default_max_regression"],
+                                              "evaluation.default_max_regression",
+                                              problems) or default_bound
     return Evaluation(policy=policy, baselines=baselines, slices=tuple(slices),
                       max_non_finite_labels=_parse_fraction(
                           raw.get("max_non_finite_labels", Evaluation.max_non_finite_labels),
-                          "evaluation.max_non_finite_labels", problems))
+                          "evaluation.max_non_finite_labels", problems),
+                      reading=reading, confidence=float(confidence), bootstrap_samples=samples,
+                      seeds=_positive_int(raw, "seeds", defaults.seeds, "evaluation", problems),
+                      default_max_regression=default_bound)
 
 
 def _parse_fraction(raw: Any, field: str, problems: list[tuple[str, str]]) -> float:

@@ -205,6 +205,9 @@ def test_write_csv_round_trips_float32_and_writes_a_loadable_spec(tmp_path):
     assert (t2.type, t2.role, [m.name for m in t2.metrics]) == (
         "binary", "auxiliary", ["auc", "binary_accuracy"])
     assert t3.role == "auxiliary" and t3.standardize  # no label_scales: default
+    for task in spec.tasks:  # each bounded in the spec itself, not by the default
+        assert task.metrics[0].max_regression == task_spec.MaxRegression(0.01, relative=True)
+        assert task.metrics[1].max_regression is None
     text = open(result["spec"]).read()
     assert "standardize" not in text
     assert "tfx-mtl synth --rows 300 --tasks 3 --correlation 0.5 --features 8 --seed 0" in text

@@ -347,3 +347,106 @@ def test_the_non_finite_label_limit_is_a_fraction_or_a_percentage(value, expecte
 def test_a_bad_non_finite_label_limit_is_refused_by_field(value):
     problems, _ = _problems(_spec(evaluation={"max_non_finite_labels": value}))
     assert f"got {value!r}" in problems["evaluation.max_non_finite_labels"]
+
+
+# -- every task is judged against its baseline (issue 15) ---------------------------------
+
+def test_a_task_with_no_change_bound_gets_the_default_on_its_first_metric():
+    raw = _spec()
+    raw["tasks"][1]["metrics"] = ["mse", "mae"]
+    spec = task_spec.parse(raw)
+    auc = spec.task("big_tipper").metrics[0]  # a value bound only: still compared
+    assert auc.max_regression == task_spec.MaxRegression(0.01, relative=True, default=True)
+    mse, mae = spec.task("fare").metrics
+    assert mse.max_regression == task_spec.MaxRegression(0.01, relative=True, default=True)
+    assert mae.max_regression is None
+    assert task_spec.TaskSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_the_default_bound_is_set_in_the_spec_and_an_explicit_bound_replaces_it():
+    raw = _spec(evaluation={"default_max_regression": 0.02})
+    raw["tasks"][1]["metrics"] = ["mse", {"name": "mae", "max_regression": "3%"}]
+    spec = task_spec.parse(raw)
+    assert spec.task("big_tipper").metrics[0].max_regression == task_spec.MaxRegression(
+        0.02, relative=False, default=True)
+    mse, mae = spec.task("fare").metrics
+    assert mse.max_regression is None  # the task has a bound of its own, on mae
+    assert mae.max_regression == task_spec.MaxRegression(0.03, relative=True)
+
+
+def test_max_regression_none_needs_a_reason_and_relaxes_the_default():
+    raw = _spec()
+    raw["tasks"][1]["metrics"] = [{"name": "mse", "max_regression": "none",
+                                   "reason": " informational auxiliary task "}]
+    spec = task_spec.parse(raw)
+    (mse,) = spec.task("fare").metrics
+    assert mse.max_regression is None
+    assert mse.unbounded_reason == "informational auxiliary task"
+    assert task_spec.TaskSpec.from_dict(spec.to_dict()) == spec
+
+    raw["tasks"][1]["metrics"] = [{"name": "mse", "max_regression": "none"},
+                                  {"name": "mae", "max_regression": "1%", "reason": "why"}]
+    problems, _ = _problems(raw)
+    assert "needs a reason" in problems["tasks.fare.metrics[0].reason"]
+    assert "only goes with max_regression: none" in problems["tasks.fare.metrics[1].reason"]
+
+
+def test_how_verdicts_are_read_defaults_and_round_trip():
+    evaluation = task_spec.parse(_spec()).evaluation
+    assert (evaluation.reading, evaluation.confidence, evaluation.bootstrap_samples,
+            evaluation.seeds) == ("significant", 0.95, 2000, 1)
+    raw = _spec(evaluation={"reading": "strict", "confidence": 0.9, "bootstrap_samples": 500,
+                            "seeds": 3, "default_max_regression": "2%"})
+    spec = task_spec.parse(raw)
+    assert (spec.evaluation.reading, spec.evaluation.confidence,
+            spec.evaluation.bootstrap_samples, spec.evaluation.seeds) == ("strict", 0.9, 500, 3)
+    assert spec.evaluation.default_max_regression == task_spec.MaxRegression(0.02, True)
+    assert task_spec.TaskSpec.from_dict(spec.to_dict()) == spec
+    # How runs are judged is not what Transform and the Trainers key on.
+    assert spec.training_view() == task_spec.parse(_spec()).training_view()
+
+
+def test_bad_verdict_settings_name_their_fields():
+    raw = _spec(evaluation={"reading": "lenient", "confidence": 1.0, "bootstrap_samples": 10,
+                            "seeds": 0, "default_max_regression": "-1%"})
+    problems, _ = _problems(raw)
+    assert "got 'lenient'" in problems["evaluation.reading"]
+    assert "got 1.0" in problems["evaluation.confidence"]
+    assert "at least 100" in problems["evaluation.bootstrap_samples"]
+    assert "positive integer" in problems["evaluation.seeds"]
+    assert "non-negative number" in problems["evaluation.default_max_regression"]
+
+
+def test_data_splits_default_to_8_1_1_hash_buckets_and_can_be_set():
+    assert task_spec.parse(_spec()).data.splits == (("train", 8), ("validation", 1), ("test", 1))
+    spec = task_spec.parse(_spec(data={"splits": {"test": 2, "train": 6, "validation": 2}}))
+    assert spec.data.splits == (("train", 6), ("validation", 2), ("test", 2))
+    assert task_spec.TaskSpec.from_dict(spec.to_dict()) == spec
+    assert spec.training_view() == task_spec.parse(_spec()).training_view()
+
+
+@pytest.mark.parametrize("data, field, needle", [
+    ({"splits": {"train": 4, "eval": 1}}, "data.splits", "exactly these splits"),
+    ({"splits": {"train": 8, "validation": 0, "test": 1}}, "data.splits.validation",
+     "positive integer"),
+    ({"split": {}}, "data.split", "unknown field"),
+    ([1], "data", "must be a mapping"),
+])
+def test_bad_data_section_names_the_field(data, field, needle):
+    problems, _ = _problems(_spec(data=data))
+    assert needle in problems[field]
+
+
+def test_seeded_node_ids_keep_seed_zero_plain_and_parse_back():
+    assert naming.trainer_node() == naming.trainer_node(0) == naming.TRAINER
+    assert naming.trainer_node(2) == "Trainer__seed2"
+    assert naming.baseline_node("fare_seed1") == "baseline_fare_seed1"
+    assert naming.baseline_node("fare_seed1", 1) == "baseline_fare_seed1__seed1"
+    for task in ("fare", "fare_seed1"):
+        for i in (0, 1, 12):
+            node = naming.baseline_node(task, i)
+            assert naming.baseline_task(node) == task and naming.seed_index(node) == i
+    assert naming.baseline_task(naming.trainer_node(1)) is None
+    assert naming.seed_index(naming.TRAINER) == 0
+    with pytest.raises(ValueError):
+        naming.trainer_node(-1)
