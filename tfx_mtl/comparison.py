@@ -27,8 +27,8 @@ seeds. The interval is the percentile interval of the replicates at ``confidence
 Replicates are processed in chunks so memory stays bounded for ~1e5 test rows.
 
 Known limitations: with N = 2-3 seeds, resampling seeds understates the
-between-seed variance (the bootstrap variance of a mean of N is (N-1)/N of the
-plug-in one, and N values say little about the spread anyway); the interval covers
+between-seed variance (the bootstrap variance of a mean of N values is (N-1)/N of
+the usual s²/N, and N values say little about the spread anyway); the interval covers
 test-example and seed noise, not the choice of test split. A metric undefined in
 some resample (e.g. precision with no predicted positive) makes the interval NaN,
 and such a bound cannot be judged.
@@ -148,8 +148,9 @@ class _Confusion(_Prepared):
 
 
 class _Curve(_Prepared):
-    """TFMA's histogram AUC (ROC or PR). Examples are sorted by rebinned bucket, so the
-    true/false positives above each threshold are suffix sums of the drawn weights.
+    """TFMA's histogram AUC (ROC or PR). The positive and the negative weights are each
+    sorted by rebinned bucket (an example with a 0/1 label is in one of them only), so
+    the true/false positives above each threshold are suffix sums of the drawn weights.
     Only thresholds where a count can change are kept (every skipped step adds exactly
     0 to TFMA's sums: a zero-width trapezoid, or a 0/0 PR term that ``nansum`` drops)."""
 
@@ -162,30 +163,35 @@ class _Curve(_Prepared):
         bucket = np.where(index < 0, 0, np.where(index >= _NUM_BUCKETS + 1, _NUM_BUCKETS + 1,
                                                  np.clip(index, 0, _NUM_BUCKETS + 1)))
         rebinned = _REBIN[bucket.astype(np.int64)]
-        self.order = np.argsort(rebinned, kind="stable")
-        ranked = rebinned[self.order]
+        w = np.where(present, weight, 0.0)
+        sides = []
+        for side_weight in (w * label, w * (1 - label)):
+            rows = np.flatnonzero(side_weight != 0)
+            rows = rows[np.argsort(rebinned[rows], kind="stable")]
+            sides.append((rows, side_weight[rows], rebinned[rows]))
         last = _NUM_THRESHOLDS - 1
-        points = np.unique(np.concatenate([[0], np.minimum(ranked + 1, last), [last]]))
-        self.starts = np.searchsorted(ranked, points, side="left")
+        points = np.unique(np.concatenate(
+            [[0, last]] + [np.minimum(ranked + 1, last) for _, _, ranked in sides]))
         self.at_end = points == last
-        w = np.where(present, weight, 0.0)[self.order]
-        self.pos, self.neg = w * label[self.order], w * (1 - label[self.order])
+        self.sides = [(rows, weights, np.searchsorted(ranked, points, side="left"))
+                      for rows, weights, ranked in sides]
 
     def values(self, counts):
-        drawn = counts[:, self.order]
-        tp, p_total = self._above(drawn * self.pos)
-        fp, n_total = self._above(drawn * self.neg)
+        (tp, p_total), (fp, n_total) = (self._above(counts, *side) for side in self.sides)
         fn, tn = p_total[:, None] - tp, n_total[:, None] - fp
         value = _pr_auc(tp, fp, fn) if self.curve == "PR" else _roc_auc(tp, fp, fn, tn)
         if self.bad.size:
             value = np.where(counts[:, self.bad].sum(axis=1) > 0, math.nan, value)
         return value
 
-    def _above(self, weights):
-        prefix = np.concatenate([np.zeros((len(weights), 1)), np.cumsum(weights, axis=1)],
-                                axis=1)
+    def _above(self, counts, rows, weights, starts):
+        """Per replicate: the drawn weight at or above each kept threshold, and in all."""
+        if not rows.size:
+            return np.zeros((len(counts), len(starts))), np.zeros(len(counts))
+        prefix = np.cumsum(counts[:, rows] * weights, axis=1)
         total = prefix[:, -1]
-        above = total[:, None] - prefix[:, self.starts]
+        below = np.where(starts > 0, prefix[:, np.maximum(starts - 1, 0)], 0.0)
+        above = total[:, None] - below
         above[:, self.at_end] = 0.0  # TFMA: nothing is above the 1+eps threshold
         return above, total
 
