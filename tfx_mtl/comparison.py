@@ -467,14 +467,13 @@ def verdict(entry: Mapping, amount: float, relative: bool, reading: str) -> tupl
     level = entry.get("confidence")
     interval = f"{level * 100:g}% interval" if level else "interval"
 
-    needed = [("change", worse)] + ([("interval", best), ("interval", ends[1])]
-                                    if reading == "significant" else [])
-    if any(not math.isfinite(v) for _, v in needed):
+    needed = [worse] + (ends if reading == "significant" else [])
+    if not all(math.isfinite(v) for v in needed):
         why = [_undefined(f"{who} value", v) for who, v in (("candidate", candidate),
                                                             ("baseline", baseline))
                if not math.isfinite(v)]
         if not why and not math.isfinite(worse):
-            why = [_undefined(f"{kind}", point)]
+            why = [_undefined("relative change" if relative else "change", point)]
         if not why:
             why = ["the interval is not a number (the metric is undefined in some "
                    "resamples of the test examples)"]

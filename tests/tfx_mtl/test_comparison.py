@@ -1,12 +1,13 @@
 """The comparison's statistics: TFMA's metrics, the paired bootstrap over examples and
 seeds, Δm and the verdicts, on numbers worked out by hand."""
+import ast
 import json
 import math
 
 import numpy as np
 import pytest
 
-from tfx_mtl import comparison, finite
+from tfx_mtl import comparison, finite, module_graph
 from tfx_mtl.comparison import TaskData, compare, metric_value, verdict
 from tfx_mtl.errors import InputError
 
@@ -23,6 +24,21 @@ def _regression(label, candidate, baseline, weight=None):
 def _one(task, metric, *, seeds=(42,), **kwargs):
     record = compare({"t": task}, {"t": [metric]}, {"t": metric}, list(seeds), **kwargs)
     return record, record["tasks"]["t"]["metrics"][metric]
+
+
+def test_the_statistics_import_neither_tensorflow_nor_tfma_nor_beam():
+    modules = module_graph.project_modules()
+    imported = set()
+    for module in module_graph.closure(module_graph.import_graph(), ["tfx_mtl.comparison"]):
+        with open(modules[module]) as f:
+            for node in ast.walk(ast.parse(f.read())):
+                if isinstance(node, ast.Import):
+                    imported.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and not node.level:
+                    imported.add(node.module.split(".")[0])
+    assert "numpy" in imported
+    assert not imported & {"tensorflow", "tensorflow_model_analysis", "tf_keras", "tfx",
+                           "apache_beam", "scipy", "sklearn"}
 
 
 # --- metrics, by hand ----------------------------------------------------------------
@@ -375,6 +391,10 @@ def test_a_nan_baseline_cannot_be_judged_and_fails(reading):
     assert words.startswith("rmse cannot be judged: the baseline value is undefined (NaN)")
     absolute = dict(entry, change=None, change_low=None, change_high=None)  # strict JSON
     assert verdict(absolute, 1.0, False, reading)[0] is False
+    on_zero = {"metric": "mae", "higher_is_better": False, "candidate": 0.5, "baseline": 0.0,
+               "relative": math.inf, "relative_low": 2.0, "relative_high": math.inf}
+    ok, words = verdict(on_zero, 0.01, True, reading)  # a relative bound on a 0 baseline
+    assert not ok and "the relative change is infinite" in words
 
 
 def test_an_undefined_interval_fails_only_the_significant_reading():
