@@ -98,6 +98,15 @@ def split_layout(path: str) -> tuple[str, ...]:
     return naming.SPLITS
 
 
+def describe_splits(path: str, buckets) -> str:
+    """How the data at ``path`` becomes the splits, for the run's header: its split
+    directories, or ``buckets`` ((split, hash buckets) pairs: the spec's data.splits)."""
+    if split_layout(path):
+        return ", ".join(f"{s}/" for s in naming.SPLITS) + " as given"
+    total = sum(count for _, count in buckets)
+    return ", ".join(f"{s} {count}/{total}" for s, count in buckets) + " of the rows, hashed"
+
+
 def _format_files(directory: str) -> dict[str, list[str]]:
     """Each format's files directly in ``directory``."""
     return {fmt: sorted(glob.glob(os.path.join(directory, pattern)))

@@ -317,3 +317,12 @@ def test_a_column_split_data_lacks_names_the_data_directory(tmp_path):
         data.require_columns(str(root), _spec("tips > 0.2 * fare"))
     assert error.value.field == str(root)
     assert error.value.message.endswith("the header of its 3 CSV files has: trip_miles, fare")
+
+
+def test_the_run_says_how_the_data_becomes_the_splits(tmp_path):
+    buckets = (("train", 8), ("validation", 1), ("test", 1))
+    (tmp_path / "d.csv").write_text("fare\n1\n")
+    assert data.describe_splits(str(tmp_path / "d.csv"), buckets) == (
+        "train 8/10, validation 1/10, test 1/10 of the rows, hashed")
+    assert data.describe_splits(str(_split_dirs(tmp_path / "split")), buckets) == (
+        "train/, validation/, test/ as given")

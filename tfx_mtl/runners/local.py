@@ -123,7 +123,7 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
     log_file = os.path.join(paths.logs, time.strftime(f"run-%Y%m%d-%H%M%S-{os.getpid()}.log"))
     name = naming.pipeline_name(spec.name)
     out.write(f"tfx-mtl: pipeline {name!r} on {data}\n"
-              f"  splits: {_splits_line(data, spec)}\n"
+              f"  splits: {data_lib.describe_splits(data, spec.data.splits)}\n"
               f"  spec {spec_path}: tasks {', '.join(spec.task_names)}\n"
               f"  output {paths.output_dir} (full log: {log_file})\n")
     out.flush()
@@ -180,14 +180,6 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
         summary = summary_lib.collect(paths.output_dir, name)
     summary_lib.render(summary, spec, out)
     return summary
-
-
-def _splits_line(data: str, spec: task_spec.TaskSpec) -> str:
-    """How the data becomes the splits: its split directories, or the spec's hash buckets."""
-    if data_lib.split_layout(data):
-        return ", ".join(f"{s}/" for s in naming.SPLITS) + " as given"
-    total = sum(n for _, n in spec.data.splits)
-    return ", ".join(f"{s} {n}/{total}" for s, n in spec.data.splits) + " of the rows (hashed)"
 
 
 def _check_reusable_baselines(metadata: str, name: str, spec: task_spec.TaskSpec,
