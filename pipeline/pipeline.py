@@ -70,8 +70,8 @@ class DataSource:
     """Where ExampleGen reads: a directory (or a RuntimeParameter naming one), a file
     pattern inside it, and the files' format (:data:`tfx_mtl.data.FORMATS`): CSV
     files (CsvExampleGen) or TFRecord files of serialized tf.Example (ImportExampleGen).
-    ``splits``: the sub-directories of an input already split (:func:`tfx_mtl.data.split_layout`),
-    the pattern inside each; empty for one input that ExampleGen hashes into the splits."""
+    ``splits``: the sub-directories of an input already split, the pattern inside each
+    (:func:`tfx_mtl.data.split_layout`); empty for one input that ExampleGen hashes."""
 
     directory: Any
     pattern: str = "*"
