@@ -23,7 +23,12 @@ from typing import Any, Mapping, Sequence
 
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-TRAIN = "train"
+from tfx_mtl import naming
+
+# What a task without a labelled example in a split would leave undone.
+_NEEDS_LABELS = {naming.TRAIN: "nothing to train on",
+                 naming.VALIDATION: "nothing to select the model on",
+                 naming.TEST: "nothing to judge it on"}
 # Beyond this magnitude a float32 square overflows to inf: an MSE loss or an RMSE of
 # such a label is inf, and so is the variance its standardisation divides by.
 FLOAT32_SQUARE_LIMIT = math.sqrt(3.4028234663852886e38)
@@ -119,19 +124,21 @@ def label_report(per_split: Mapping[str, statistics_pb2.DatasetFeatureStatistics
 def label_problems(per_split: Mapping[str, statistics_pb2.DatasetFeatureStatisticsList],
                    tasks: Sequence[Mapping[str, Any]], report: Mapping[str, Any]
                    ) -> list[str]:
-    """One line per task the data cannot train: no labelled example in the train split,
-    too many NaN or infinite label values, or a regression label whose square overflows."""
+    """One line per task the data cannot train, select or judge: no labelled example in
+    a split (train, validation or test), too many NaN or infinite label values, or a
+    regression label whose square overflows."""
     problems = []
     limit = report["max_non_finite_labels"]
     for task in tasks:
         name = task["name"]
-        train = {c: column_counts(per_split[TRAIN], c) for c in task["columns"]}
-        empty = [c for c, counts in train.items() if counts.usable == 0]
-        if empty:
-            problems.append(
-                f"task {name!r}: no labelled example in split 'train' "
-                f"({num_examples(per_split[TRAIN])} examples): column {empty[0]!r} has no "
-                f"value there that is not empty, NaN or infinite")
+        for split in (s for s in naming.SPLITS if s in per_split):
+            counts = {c: column_counts(per_split[split], c) for c in task["columns"]}
+            empty = [c for c, column in counts.items() if column.usable == 0]
+            if empty:
+                problems.append(
+                    f"task {name!r}: no labelled example in split {split!r} "
+                    f"({num_examples(per_split[split])} examples): column {empty[0]!r} has no "
+                    f"value there that is not empty, NaN or infinite; {_NEEDS_LABELS[split]}")
         counts = report["tasks"][name]
         if counts["fraction"] > limit:
             detail = ", ".join(

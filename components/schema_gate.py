@@ -4,7 +4,8 @@ ExampleValidator only records anomalies; nothing downstream reads them. This
 component reads them and the statistics, and refuses the run, naming the data and
 every split, feature, task and column at fault, when a split has no example, the
 data does not match the schema, or a task's labels cannot be trained on (none in
-the train split, too many NaN or infinite values, values whose square overflows:
+the train, validation or test split, too many NaN or infinite values, values whose
+square overflows:
 :mod:`data_checks`). Otherwise it passes the schema through unchanged, and writes
 the count of each task's label values (``LabelReport``, ``label_report.json``),
 which the run prints. Transform takes its schema from here, so the dependency is
@@ -15,6 +16,7 @@ not use ``from __future__ import annotations``.
 """
 import json
 import os
+from typing import Sequence
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
@@ -81,13 +83,31 @@ def describe(per_split: dict[str, anomalies_pb2.Anomalies]) -> list[str]:
     return lines
 
 
-def checks_parameter(pattern: str, tasks, max_non_finite_labels: float) -> str:
-    """The ``checks`` parameter: the data's file pattern (for messages) and, per task
+def checks_parameter(pattern: str, tasks, max_non_finite_labels: float,
+                     split_dirs: Sequence[str] = ()) -> str:
+    """The ``checks`` parameter: the data's file pattern and, for an input already split,
+    its split directories (for messages), and per task
     (:class:`~tfx_mtl.task_spec.Task`), what its label reads."""
     return json.dumps({
-        "pattern": pattern, "max_non_finite_labels": max_non_finite_labels,
+        "pattern": pattern, "split_dirs": list(split_dirs),
+        "max_non_finite_labels": max_non_finite_labels,
         "tasks": [{"name": t.name, "type": t.type, "label": t.label,
                    "columns": list(t.label_columns)} for t in tasks]}, sort_keys=True)
+
+
+def empty_split_error(data_root: str, pattern: str, split_dirs: Sequence[str],
+                      per_split: dict, empty: Sequence[str]) -> EmptySplitError:
+    """The refusal of splits without examples, naming the data (an input ExampleGen
+    hashed into splits) or the first empty split's directory (an input already split)."""
+    counts = ", ".join(f"{s} {data_checks.num_examples(v)}" for s, v in sorted(per_split.items()))
+    what = (f"split(s) {', '.join(map(repr, empty))} of the data have no example "
+            f"(examples per split: {counts}); ")
+    if split_dirs:
+        return EmptySplitError(os.path.join(data_root, empty[0]), what + "the data is split by "
+                               "directory, and each split's directory needs at least one row")
+    return EmptySplitError(os.path.join(data_root, pattern), what + "ExampleGen hashes each row "
+                           "into a split (the spec's data.splits), and every split needs at "
+                           "least one row")
 
 
 @tfx.dsl.components.component
@@ -103,14 +123,12 @@ def SchemaGate(
     """Raises an InputError on empty splits, anomalies or untrainable labels; else outputs
     the schema as validated and the label report."""
     checks = json.loads(checks)
-    data = os.path.join(data_root, checks["pattern"])
+    split_dirs = checks.get("split_dirs", [])
+    data = data_root if split_dirs else os.path.join(data_root, checks["pattern"])
     per_split = read_statistics(statistics)
     empty = data_checks.empty_splits(per_split)
     if empty:
-        counts = ", ".join(f"{s} {data_checks.num_examples(v)}" for s, v in sorted(per_split.items()))
-        raise EmptySplitError(data, f"split(s) {', '.join(map(repr, empty))} of the data have no "
-                              f"example (examples per split: {counts}); ExampleGen hashes each "
-                              "row into a split, and every split needs at least one row")
+        raise empty_split_error(data_root, checks["pattern"], split_dirs, per_split, empty)
     problems = describe(read_anomalies(anomalies.uri, anomalies.split_names))
     if problems:
         raise DataAnomaliesError(

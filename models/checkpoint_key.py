@@ -6,7 +6,8 @@ stable root instead (``<pipeline_root>/<node>/checkpoints``, in ``custom_config`
 under :data:`CHECKPOINT_ROOT_KEY`), and the checkpoints go to ``<root>/<key>/``,
 the key a digest of everything that determines the trained weights:
 
-- the input artifacts: the Examples' split patterns and the TransformGraph's URI,
+- the input artifacts: the Examples' split patterns (train, and validation, what
+  ``fn_args.eval_files`` holds) and the TransformGraph's URI,
   and each one's files (relative path and size). TFX's cache reuses the upstream
   artifacts when a Trainer re-runs after a crash, so their URIs are stable; new
   upstream artifacts are new data, and training starts fresh;
@@ -32,6 +33,8 @@ import os
 from typing import Any, Mapping, Sequence
 
 import tensorflow as tf
+
+from tfx_mtl import naming
 
 CHECKPOINT_ROOT_KEY = "checkpoint_root"  # in a Trainer's custom_config
 CHECKPOINTS = "checkpoints"
@@ -70,7 +73,7 @@ def training_inputs(custom_config: Mapping[str, Any], train_files: Sequence[str]
                     eval_steps: int | None, strategy: str, replicas: int) -> dict[str, Any]:
     """What determines a Trainer's weights, as JSON-able values (the manifest's body)."""
     return {
-        "examples": {"train": _files(train_files), "eval": _files(eval_files)},
+        "examples": {naming.TRAIN: _files(train_files), naming.VALIDATION: _files(eval_files)},
         "transform_graph": _files([transform_graph], walk=True),
         "custom_config": {k: v for k, v in custom_config.items() if k != CHECKPOINT_ROOT_KEY},
         "train_steps": train_steps, "eval_steps": eval_steps,

@@ -1,11 +1,14 @@
 """The multi-task TFX pipeline, one definition for every runner.
 
-CsvExampleGen | ImportExampleGen (CSV | TFRecord data) -> StatisticsGen
+CsvExampleGen | ImportExampleGen (CSV | TFRecord data, into the splits train,
+   validation and test) -> StatisticsGen
 -> SchemaGen | CuratedSchemaGen (the spec's schema) -> ExampleValidator -> SchemaGate
--> Transform -> Trainer (the multi-task model)
+-> Transform (analyses train, transforms every split)
+-> Trainer (the multi-task model)
    and, per task, ``baseline_<task>`` (a single-task Trainer of the same family
-   and budget, or the latest one already trained: ``latest_baseline_<task>``)
--> per task, ``evaluate_<task>`` (TFMA: multi-task vs that task's baseline)
+   and budget, or the latest one already trained: ``latest_baseline_<task>``);
+   each fits on train and evaluates on validation, never reading test
+-> per task, ``evaluate_<task>`` (TFMA on test: multi-task vs that task's baseline)
 -> BlessingGate (the spec's policy over the per-task blessings) -> Pusher (AtomicPusher:
    TFX's, with a version that appears whole, never overwritten)
 
@@ -50,7 +53,7 @@ from tfx_mtl.models import checkpoint_key
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
 from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
 from tfx_mtl.pipeline import eval_config
-from tfx_mtl.task_spec import TaskSpec
+from tfx_mtl.task_spec import DataConfig, TaskSpec
 
 PREPROCESSING_FN = "tfx_mtl.models.preprocessing.preprocessing_fn"
 RUN_FN = "tfx_mtl.models.trainer.run_fn"
@@ -66,19 +69,24 @@ CODE_VERSION_KEY = "code_version"  # in Transform's and the Trainers' custom_con
 class DataSource:
     """Where ExampleGen reads: a directory (or a RuntimeParameter naming one), a file
     pattern inside it, and the files' format (:data:`tfx_mtl.data.FORMATS`): CSV
-    files (CsvExampleGen) or TFRecord files of serialized tf.Example (ImportExampleGen)."""
+    files (CsvExampleGen) or TFRecord files of serialized tf.Example (ImportExampleGen).
+    ``splits``: the sub-directories of an input already split, the pattern inside each
+    (:func:`tfx_mtl.data.split_layout`); empty for one input that ExampleGen hashes."""
 
     directory: Any
     pattern: str = "*"
     format: str = "csv"
+    splits: tuple[str, ...] = ()
 
     @classmethod
     def from_path(cls, path: str) -> "DataSource":
-        """A --data argument: one file, or a directory's files of one format."""
+        """A --data argument: one file, a directory's files of one format, or a directory
+        per split."""
         fmt, _ = data_lib.data_files(path)
+        splits = data_lib.split_layout(path)
         path = os.path.abspath(path)
         if os.path.isdir(path):
-            return cls(path, data_lib.PATTERNS[fmt], fmt)
+            return cls(path, data_lib.PATTERNS[fmt], fmt, splits)
         return cls(os.path.dirname(path), os.path.basename(path), fmt)
 
 
@@ -110,18 +118,28 @@ class Scale:
     vertex_training: Mapping[str, Any] | None = None
 
 
-def create_example_gen(data: DataSource):
-    """The ExampleGen for the data's format, under TFX's default id (naming.EXAMPLE_GEN):
-    all the files in one split, hashed into train (4/5) and eval (1/5)."""
+def create_example_gen(data: DataSource,
+                       buckets: Sequence[tuple[str, int]] = DataConfig().splits):
+    """The ExampleGen for the data's format, under TFX's default id (naming.EXAMPLE_GEN),
+    writing the splits of naming.SPLITS: an input already split is used as given (one
+    input split per directory, and an empty output config, which TFX then copies);
+    otherwise all the files are one input, hashed into the splits by ``buckets``
+    (the spec's ``data.splits``: (split, hash buckets) pairs)."""
     component_class = {"csv": tfx.components.CsvExampleGen,
                        "tfrecord": tfx.components.ImportExampleGen}[data.format]
-    return component_class(
-        input_base=data.directory,
-        input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name="single_split", pattern=data.pattern)]),
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-            tfx.proto.SplitConfig.Split(name="train", hash_buckets=4),
-            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=1)])))
+    if data.splits:
+        input_config = tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name=split, pattern=f"{split}/{data.pattern}")
+            for split in data.splits])
+        output_config = tfx.proto.Output()
+    else:
+        input_config = tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name="single_split", pattern=data.pattern)])
+        output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+            tfx.proto.SplitConfig.Split(name=split, hash_buckets=count)
+            for split, count in buckets]))
+    return component_class(input_base=data.directory, input_config=input_config,
+                           output_config=output_config)
 
 
 def create_pipeline(
@@ -163,7 +181,7 @@ def create_pipeline(
         """A data-parallel Beam component: on the distributed runner when one is set."""
         return component.with_beam_pipeline_args(heavy_beam_args) if heavy_beam_args else component
 
-    example_gen = heavy(create_example_gen(data))
+    example_gen = heavy(create_example_gen(data, spec.data.splits))
     statistics_gen = heavy(tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]))
     if spec.schema:
         schema_gen = CuratedSchemaGen(schema_text=read_schema_text(spec.schema))
@@ -177,11 +195,14 @@ def create_pipeline(
         anomalies=example_validator.outputs["anomalies"], schema=schema_gen.outputs["schema"],
         statistics=statistics_gen.outputs["statistics"], data_root=data.directory,
         checks=checks_parameter(data.pattern, trained.tasks,
-                                spec.evaluation.max_non_finite_labels))
+                                spec.evaluation.max_non_finite_labels, data.splits))
     transform = heavy(tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
+        # TFX's default, pinned: the statistics of train only, every split transformed.
+        splits_config=tfx.proto.SplitsConfig(analyze=[naming.TRAIN],
+                                             transform=list(naming.SPLITS)),
         custom_config={**spec_config, CODE_VERSION_KEY: _code_version(
             tfx.components.Transform, PREPROCESSING_FN)}))
 
@@ -196,8 +217,9 @@ def create_pipeline(
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             train_args=tfx.proto.TrainArgs(
+                splits=[naming.TRAIN],
                 num_steps=train_steps if isinstance(train_steps, int) else None),
-            eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
+            eval_args=tfx.proto.EvalArgs(splits=[naming.VALIDATION], num_steps=eval_steps),
             custom_config={**spec_config, CODE_VERSION_KEY: _code_version(component_class, RUN_FN),
                            TRAINER_CONFIG_KEY: config.to_dict(),
                            checkpoint_key.CHECKPOINT_ROOT_KEY: checkpoint_key.root(
@@ -229,7 +251,7 @@ def create_pipeline(
             ).with_id(naming.latest_baseline_node(task))
         baseline_nodes.append(baseline)
         evaluators[task] = heavy(tfx.components.Evaluator(
-            examples=example_gen.outputs["examples"],
+            examples=example_gen.outputs["examples"], example_splits=[naming.TEST],
             model=multi_task.outputs["model"],
             baseline_model=baseline.outputs["model"],
             eval_config=eval_config.for_task(trained, task))).with_id(naming.evaluator_node(task))

@@ -1,7 +1,10 @@
-"""Input data: the bundled dataset, and the format and columns of a ``--data`` source.
+"""Input data: the bundled dataset, and the layout, format and columns of a ``--data`` source.
 
-``--data`` names one file, or a directory of files of one format; the file names
-tell the format (:data:`PATTERNS`), and ExampleGen reads the very same files:
+``--data`` names one file, or a directory of files of one format, which ExampleGen
+hashes into the spec's splits; or a directory already split, holding one
+sub-directory per split (``train/``, ``validation/``, ``test/``: :func:`split_layout`)
+and no data file of its own, whose splits are used as given. The file names tell
+the format (:data:`PATTERNS`), and ExampleGen reads the very same files:
 
 - CSV files with a header row (CsvExampleGen);
 - TFRecord files of serialized ``tf.Example`` (ImportExampleGen), gzip-compressed
@@ -23,6 +26,7 @@ import struct
 import zlib
 from typing import Iterator
 
+from tfx_mtl import naming
 from tfx_mtl.errors import InputError
 
 FORMATS = ("csv", "tfrecord")
@@ -38,6 +42,11 @@ BOM = "\ufeff"  # UTF-8's byte-order mark, as Python decodes it
 # The error CsvExampleGen's CSV decoder (tfx_bsl) raises on a row of more or fewer cells
 # than the header; it names neither the file nor the line (see ragged_row).
 RAGGED_ERROR = "Columns do not match specified csv headers"
+# How the data is laid out: one unsplit input that ExampleGen hashes into the splits, or
+# a directory per split. A compiled (Kubeflow) pipeline cannot look at its data root,
+# which is a run-time parameter, so there the layout is a compile option.
+UNSPLIT, SPLIT_DIRS = "unsplit", "split-dirs"
+LAYOUTS = (UNSPLIT, SPLIT_DIRS)
 
 
 class DataError(InputError):
@@ -62,22 +71,83 @@ def bundled_taxi_csv() -> str:
     return path
 
 
-def data_files(path: str) -> tuple[str, list[str]]:
-    """The format of a --data argument and the files ExampleGen reads: the one file, or
-    the directory's files of its one format (other files, e.g. a tasks.yaml, are left)."""
+def split_layout(path: str) -> tuple[str, ...]:
+    """The splits a --data directory is already split into: :data:`naming.SPLITS` when it
+    holds a sub-directory per split and no data file of its own, else ``()`` (ExampleGen
+    hashes the input into the splits). Some of the split directories but not all, or split
+    directories beside data files, are refused naming what is missing or in the way."""
+    if not os.path.isdir(path):
+        return ()
+    present = [s for s in naming.SPLITS if os.path.isdir(os.path.join(path, s))]
+    if not present:
+        return ()
+    found = ", ".join(f"{s}/" for s in present)
+    own = [files[0] for files in _format_files(path).values() if files]
+    if own:
+        raise DataError(path, f"the directory holds both data files ({os.path.basename(own[0])})"
+                        f" and split directories ({found}): keep either one input that "
+                        "ExampleGen splits, or one directory per split and no data file beside")
+    missing = [s for s in naming.SPLITS if s not in present]
+    if missing:
+        others = sorted(d for d in os.listdir(path) if d not in naming.SPLITS
+                        and os.path.isdir(os.path.join(path, d)))
+        aside = f"; other directories: {', '.join(f'{d}/' for d in others)}" if others else ""
+        raise DataError(os.path.join(path, missing[0]), "no such directory: the data is split by "
+                        f"directory ({found} found{aside}), and a split input needs one per "
+                        f"split: {', '.join(f'{s}/' for s in naming.SPLITS)}")
+    return naming.SPLITS
+
+
+def describe_splits(path: str, buckets) -> str:
+    """How the data at ``path`` becomes the splits, for the run's header: its split
+    directories, or ``buckets`` ((split, hash buckets) pairs: the spec's data.splits)."""
+    if split_layout(path):
+        return ", ".join(f"{s}/" for s in naming.SPLITS) + " as given"
+    total = sum(count for _, count in buckets)
+    return ", ".join(f"{s} {count}/{total}" for s, count in buckets) + " of the rows, hashed"
+
+
+def _format_files(directory: str) -> dict[str, list[str]]:
+    """Each format's files directly in ``directory``."""
+    return {fmt: sorted(glob.glob(os.path.join(directory, pattern)))
+            for fmt, pattern in PATTERNS.items()}
+
+
+def _directory_files(path: str) -> tuple[str, list[str]]:
+    """The format of a directory's data files and the files (one format per directory)."""
+    found = _format_files(path)
+    if all(found.values()):
+        raise DataError(path, f"the directory mixes CSV and TFRecord files "
+                        f"({os.path.basename(found['csv'][0])}, "
+                        f"{os.path.basename(found['tfrecord'][0])}); "
+                        "keep one format per directory")
+    for fmt, files in found.items():
+        if files:
+            return fmt, files
+    raise DataError(path, "the directory holds neither a CSV (*.csv) nor a TFRecord "
+                          "(*.tfrecord*) file")
+
+
+def split_files(path: str) -> tuple[str, dict[str, list[str]]]:
+    """The format of a --data argument and the files ExampleGen reads, by input split:
+    ``{split: files}`` for a directory per split (one format for all), else
+    ``{"": files}``, the one file or the directory's files of its one format (other
+    files, e.g. a tasks.yaml, are left)."""
+    splits = split_layout(path)
+    if splits:
+        found = {s: _directory_files(os.path.join(path, s)) for s in splits}
+        formats: dict[str, str] = {}  # format -> the first split holding it
+        for split, (fmt, _) in found.items():
+            formats.setdefault(fmt, split)
+        if len(formats) > 1:
+            raise DataError(path, "the split directories hold different formats ("
+                            + ", ".join(f"{s}/: {fmt}" for fmt, s in formats.items())
+                            + "); keep one format for every split")
+        (fmt,) = formats
+        return fmt, {s: files for s, (_, files) in found.items()}
     if os.path.isdir(path):
-        found = {fmt: sorted(glob.glob(os.path.join(path, pattern)))
-                 for fmt, pattern in PATTERNS.items()}
-        if all(found.values()):
-            raise DataError(path, f"the directory mixes CSV and TFRecord files "
-                            f"({os.path.basename(found['csv'][0])}, "
-                            f"{os.path.basename(found['tfrecord'][0])}); "
-                            "keep one format per directory")
-        for fmt, files in found.items():
-            if files:
-                return fmt, files
-        raise DataError(path, "the directory holds neither a CSV (*.csv) nor a TFRecord "
-                              "(*.tfrecord*) file")
+        fmt, files = _directory_files(path)
+        return fmt, {"": files}
     if not os.path.isfile(path):
         raise DataError(path, "no such file or directory")
     name = os.path.basename(path)
@@ -86,52 +156,63 @@ def data_files(path: str) -> tuple[str, list[str]]:
         fits = "both *.csv and *.tfrecord*" if formats else "neither *.csv nor *.tfrecord*"
         raise DataError(path, f"the name tells the format, and it fits {fits}: a CSV file is "
                         "*.csv, a TFRecord file of tf.Example *.tfrecord* (gzip: *.tfrecord*.gz)")
-    return formats[0], [path]
+    return formats[0], {"": [path]}
+
+
+def data_files(path: str) -> tuple[str, list[str]]:
+    """The format of a --data argument and every file ExampleGen reads (:func:`split_files`,
+    every split's)."""
+    fmt, by_split = split_files(path)
+    return fmt, [file for files in by_split.values() for file in files]
 
 
 def columns(path: str) -> list[str]:
-    """The data's column names: the CSV header (every file's must be the same) or the
-    feature keys of the TFRecord files' examples."""
-    fmt, files = data_files(path)
-    return _csv_columns(files) if fmt == "csv" else _tfrecord_columns(path, files)
+    """The data's column names: the CSV header (every file's, in every split, must be the
+    same) or the feature keys of the TFRecord files' examples."""
+    fmt, by_split = split_files(path)
+    if fmt == "csv":
+        return _csv_columns(list(by_split.values()))
+    return _tfrecord_columns(path, [file for files in by_split.values() for file in files])
 
 
-def _csv_columns(files: list[str]) -> list[str]:
-    """The header every file shares, after a bounded check of each file's first rows.
+def _csv_columns(groups: list[list[str]]) -> list[str]:
+    """The header every file of every group (a split's files) shares, after a bounded
+    check of each file's first rows.
 
     CsvExampleGen reads the header itself and keeps a UTF-8 byte-order mark as part of
     the first column's name, so a BOM is refused by name here (stripping it here alone
     would make the spec check pass and ExampleGen's columns differ). The first
     SAMPLE_ROWS rows of each file must have as many cells as the header (a row beyond
     them is located when CsvExampleGen fails on it: :func:`ragged_row`), and at least one
-    file must have a row: a header-only file would pass the schema and fail training.
-    Blank lines are skipped, as CsvExampleGen skips them.
+    file of each group must have a row: a header-only input (or split) would pass the
+    schema and fail training. Blank lines are skipped, as CsvExampleGen skips them.
     """
     header: list[str] | None = None
     first = None
-    rows_seen = False
-    for file in files:
-        rows = _csv_rows(file)
-        _, row = next(rows, (1, None))
-        if not row:
-            raise DataError(file, "empty file, expected a header row")
-        if row[0].startswith(BOM):
-            raise DataError(file, f"the header starts with a UTF-8 byte-order mark (BOM): "
-                            f"CsvExampleGen would name the first column {row[0]!r}, not "
-                            f"{row[0][len(BOM):]!r}; save the file as UTF-8 without a BOM")
-        if header is None:
-            header, first = row, file
-        elif row != header:
-            raise DataError(file, f"header differs from {first}'s; all files must share one")
-        problem = _first_ragged(file, rows, len(header), SAMPLE_ROWS)
-        if isinstance(problem, DataError):
-            raise problem
-        rows_seen = rows_seen or problem
+    for files in groups:
+        rows_seen = False
+        for file in files:
+            rows = _csv_rows(file)
+            _, row = next(rows, (1, None))
+            if not row:
+                raise DataError(file, "empty file, expected a header row")
+            if row[0].startswith(BOM):
+                raise DataError(file, f"the header starts with a UTF-8 byte-order mark (BOM): "
+                                f"CsvExampleGen would name the first column {row[0]!r}, not "
+                                f"{row[0][len(BOM):]!r}; save the file as UTF-8 without a BOM")
+            if header is None:
+                header, first = row, file
+            elif row != header:
+                raise DataError(file, f"header differs from {first}'s; all files must share one")
+            problem = _first_ragged(file, rows, len(header), SAMPLE_ROWS)
+            if isinstance(problem, DataError):
+                raise problem
+            rows_seen = rows_seen or problem
+        if not rows_seen:
+            where = files[0] if len(files) == 1 else os.path.dirname(files[0])
+            raise DataError(where, "no data rows, only a header" if len(files) == 1 else
+                            f"no data rows: each of the {len(files)} CSV files holds only a header")
     assert header is not None
-    if not rows_seen:
-        where = files[0] if len(files) == 1 else os.path.dirname(files[0])
-        raise DataError(where, "no data rows, only a header" if len(files) == 1 else
-                        f"no data rows: each of the {len(files)} CSV files holds only a header")
     return header
 
 

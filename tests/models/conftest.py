@@ -68,7 +68,7 @@ def trainer_job(transformed, directory: pathlib.Path, config, train_steps: int) 
 
     rows, tft_output = transformed
     schema = tft_output.transformed_metadata.schema
-    for split in ("train", "eval"):  # one file per split: file sharding cannot work
+    for split in ("train", "validation"):  # one file per split: file sharding cannot work
         _write_examples(directory / "examples" / f"Split-{split}" / "data.gz", rows * 4, schema)
     return {"examples": str(directory / "examples"),
             "transform_graph": os.path.dirname(tft_output.transform_savedmodel_dir),

@@ -24,8 +24,8 @@ from .conftest import trainer_job  # noqa: F401  (importlib mode: the fixture mo
 
 
 def _artifacts(tmp_path):
-    """An Examples directory (two splits) and a TransformGraph directory of real files."""
-    for split in ("train", "eval"):
+    """An Examples directory (three splits) and a TransformGraph directory of real files."""
+    for split in ("train", "validation", "test"):
         (tmp_path / "examples" / f"Split-{split}").mkdir(parents=True)
         (tmp_path / "examples" / f"Split-{split}" / "data.gz").write_bytes(b"rows" * 10)
     (tmp_path / "graph" / "transform_fn").mkdir(parents=True)
@@ -39,7 +39,7 @@ def _inputs(tmp_path, **changes):
                        "trainer": TrainerConfig().to_dict(),
                        checkpoint_key.CHECKPOINT_ROOT_KEY: str(tmp_path / "root")},
         train_files=[str(tmp_path / "examples" / "Split-train" / "*")],
-        eval_files=[str(tmp_path / "examples" / "Split-eval" / "*")],
+        eval_files=[str(tmp_path / "examples" / "Split-validation" / "*")],
         transform_graph=str(tmp_path / "graph"), train_steps=100, eval_steps=5,
         strategy="_DefaultDistributionStrategy", replicas=1)
     values.update(changes)
@@ -62,6 +62,7 @@ def test_the_same_training_gets_the_same_key_wherever_its_root_is(tmp_path):
     keyed = checkpoint_key.keyed("gs://bucket/root/Trainer/checkpoints/", inputs)
     assert keyed.directory == f"gs://bucket/root/Trainer/checkpoints/{keyed.key}"
     assert inputs["examples"]["train"]["files"] == 1 and inputs["examples"]["train"]["bytes"] == 40
+    assert set(inputs["examples"]) == {"train", "validation"}  # the splits a Trainer reads
     assert inputs["transform_graph"]["files"] == 1
 
 
@@ -98,7 +99,7 @@ def test_anything_that_determines_the_training_changes_the_key(tmp_path, change)
     if change == "examples_content":  # the same URI, rewritten (TFX never does; a copy may)
         (tmp_path / "examples" / "Split-train" / "data.gz").write_bytes(b"rows" * 11)
     if change == "examples_new_file":
-        (tmp_path / "examples" / "Split-eval" / "data-2.gz").write_bytes(b"more")
+        (tmp_path / "examples" / "Split-validation" / "data-2.gz").write_bytes(b"more")
     if change == "graph_content":
         (tmp_path / "graph" / "transform_fn" / "saved_model.pb").write_bytes(b"graph!")
     after = checkpoint_key.key(_inputs(artifacts, **changes.get(change, dict)()))

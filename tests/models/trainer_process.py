@@ -28,13 +28,13 @@ def run_fn(job_path: str) -> None:
     logging.set_verbosity(logging.INFO)
     examples = standard_artifacts.Examples()
     examples.uri = job["examples"]
-    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    examples.split_names = artifact_utils.encode_split_names(["train", "validation"])
     graph = standard_artifacts.TransformGraph()
     graph.uri = job["transform_graph"]
     fn_args = fn_args_utils.get_common_fn_args(
         {keys.EXAMPLES_KEY: [examples], keys.TRANSFORM_GRAPH_KEY: [graph]},
-        {keys.TRAIN_ARGS_KEY: json.dumps({"num_steps": job["train_steps"]}),
-         keys.EVAL_ARGS_KEY: json.dumps({"num_steps": 1}),
+        {keys.TRAIN_ARGS_KEY: json.dumps({"num_steps": job["train_steps"], "splits": ["train"]}),
+         keys.EVAL_ARGS_KEY: json.dumps({"num_steps": 1, "splits": ["validation"]}),
          keys.CUSTOM_CONFIG_KEY: json.dumps(job["custom_config"])})
     # What TFX's GenericExecutor._GetFnArgs adds to the common arguments.
     fn_args.transform_output = fn_args.transform_graph_path

@@ -84,7 +84,8 @@ def test_each_trainer_keeps_checkpoints_under_the_pipeline_root_not_an_execution
 @pytest.mark.parametrize("fmt, file", [("csv", "a.csv"), ("tfrecord", "a.tfrecord.gz")])
 def test_the_data_format_picks_the_example_gen_with_the_same_splits(tmp_path, fmt, file):
     """CSV data is read by CsvExampleGen, TFRecord data by ImportExampleGen, each under
-    its default id, into the same train/eval hash split, for every downstream node."""
+    its default id, into the same train/validation/test hash split (8/1/1 by default),
+    for every downstream node."""
     from tfx import v1 as tfx
 
     source_dir = tmp_path / "data"
@@ -103,44 +104,129 @@ def test_the_data_format_picks_the_example_gen_with_the_same_splits(tmp_path, fm
     assert json.loads(example_gen.exec_properties["input_config"]) == {
         "splits": [{"name": "single_split", "pattern": data.PATTERNS[fmt]}]}
     assert json.loads(example_gen.exec_properties["output_config"])["split_config"] == {
-        "splits": [{"name": "train", "hash_buckets": 4}, {"name": "eval", "hash_buckets": 1}]}
+        "splits": [{"name": "train", "hash_buckets": 8}, {"name": "validation", "hash_buckets": 1},
+                   {"name": "test", "hash_buckets": 1}]}
     readers = ["StatisticsGen", "Transform", *(n for n in by_id if n.startswith("evaluate_"))]
     for reader in readers:
         assert by_id[reader].inputs["examples"].producer_component_id == node, reader
 
 
-@pytest.mark.e2e
-def test_import_example_gen_reads_every_tfrecord_file_gzip_too(tmp_path):
-    """The files data.columns reads are those ImportExampleGen reads: every *.tfrecord*
-    file of the directory, a .gz one decompressed, all examples split train/eval."""
+def test_the_specs_hash_buckets_reach_example_gen(tmp_path):
+    spec = dataclasses.replace(task_spec.load(data.bundled_spec()), data=task_spec.DataConfig(
+        (("train", 6), ("validation", 2), ("test", 3))))
+    example_gen = {c.id: c for c in _pipeline(tmp_path, spec).components}["CsvExampleGen"]
+    assert json.loads(example_gen.exec_properties["output_config"])["split_config"] == {
+        "splits": [{"name": "train", "hash_buckets": 6}, {"name": "validation", "hash_buckets": 2},
+                   {"name": "test", "hash_buckets": 3}]}
+
+
+@pytest.mark.parametrize("fmt, file", [("csv", "part.csv"), ("tfrecord", "part.tfrecord.gz")])
+def test_a_directory_per_split_is_read_as_given(tmp_path, fmt, file):
+    """One input split per directory and no output split config: TFX then writes the
+    input splits as they are (no hashing), whatever the spec's buckets say."""
+    source_dir = tmp_path / "data"
+    for split in naming.SPLITS:
+        (source_dir / split).mkdir(parents=True)
+        (source_dir / split / file).write_bytes(b"")
+    source = pipeline_lib.DataSource.from_path(str(source_dir))
+    assert source == pipeline_lib.DataSource(str(source_dir), data.PATTERNS[fmt], fmt,
+                                             ("train", "validation", "test"))
+    example_gen = {c.id: c for c in _pipeline(tmp_path, source=source).components}[
+        naming.EXAMPLE_GEN[fmt]]
+    assert json.loads(example_gen.exec_properties["input_config"]) == {"splits": [
+        {"name": split, "pattern": f"{split}/{data.PATTERNS[fmt]}"} for split in naming.SPLITS]}
+    assert json.loads(example_gen.exec_properties["output_config"]) == {}
+
+
+def test_transform_analyses_train_and_the_trainers_never_see_test(tmp_path):
+    """Transform's statistics come from train only; every Trainer fits on train and
+    evaluates (selects) on validation; each Evaluator judges on test, and only there."""
+    by_id = {c.id: c for c in _pipeline(tmp_path).components}
+    assert json.loads(by_id["Transform"].exec_properties["splits_config"]) == {
+        "analyze": ["train"], "transform": ["train", "validation", "test"]}
+    trainers = [n for n in by_id if n == "Trainer" or n.startswith("baseline_")]
+    assert len(trainers) == 4
+    for node in trainers:
+        props = by_id[node].exec_properties
+        assert json.loads(props["train_args"]) == {"num_steps": 5, "splits": ["train"]}, node
+        assert json.loads(props["eval_args"]) == {"num_steps": 50, "splits": ["validation"]}, node
+    evaluators = [n for n in by_id if n.startswith("evaluate_")]
+    assert len(evaluators) == 3
+    for node in evaluators:
+        assert json.loads(by_id[node].exec_properties["example_splits"]) == ["test"], node
+
+
+def _example_gen_output(tmp_path, source) -> dict[str, list]:
+    """Runs the pipeline's ExampleGen alone on ``source``: each output split's
+    tf.Examples, as the values of their feature ``x``."""
     import tensorflow as tf
     from tfx import v1 as tfx
 
-    source_dir = tmp_path / "data"
-    source_dir.mkdir()
-    examples = [tf.train.Example(features=tf.train.Features(feature={"x": tf.train.Feature(
-        float_list=tf.train.FloatList(value=[float(i)]))})) for i in range(100)]
-    for name, part, options in (("a.tfrecord", examples[:60], None),
-                                ("b.tfrecord.gz", examples[60:], "GZIP")):
-        with tf.io.TFRecordWriter(str(source_dir / name), options=options) as writer:
-            for example in part:
-                writer.write(example.SerializeToString())
-    assert data.columns(str(source_dir)) == ["x"]
-    example_gen = pipeline_lib.create_example_gen(
-        pipeline_lib.DataSource.from_path(str(source_dir)))
+    example_gen = pipeline_lib.create_example_gen(source)
     tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
-        pipeline_name="import", pipeline_root=str(tmp_path / "root"), components=[example_gen],
+        pipeline_name="example-gen", pipeline_root=str(tmp_path / "root"),
+        components=[example_gen],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(tmp_path / "metadata.sqlite"))))
     (examples_dir,) = (tmp_path / "root" / example_gen.id / "examples").iterdir()
     values = {}
-    for split in ("train", "eval"):
-        records = tf.data.TFRecordDataset(
-            [str(f) for f in (examples_dir / f"Split-{split}").iterdir()], "GZIP")
-        values[split] = [tf.train.Example.FromString(r.numpy()).features.feature["x"]
-                         .float_list.value[0] for r in records]
-    assert sorted(values["train"] + values["eval"]) == list(range(100))
-    assert 0 < len(values["eval"]) < len(values["train"])
+    for split_dir in examples_dir.iterdir():
+        records = tf.data.TFRecordDataset([str(f) for f in split_dir.iterdir()], "GZIP")
+        features = [tf.train.Example.FromString(r.numpy()).features.feature["x"]
+                    for r in records]  # CsvExampleGen reads whole numbers as int64
+        values[split_dir.name.removeprefix("Split-")] = sorted(
+            (f.float_list.value or f.int64_list.value)[0] for f in features)
+    return values
+
+
+def _tf_examples(values):
+    import tensorflow as tf
+    return [tf.train.Example(features=tf.train.Features(feature={"x": tf.train.Feature(
+        float_list=tf.train.FloatList(value=[float(v)]))})) for v in values]
+
+
+def _write_tfrecord(path, values, compression=None):
+    import tensorflow as tf
+    with tf.io.TFRecordWriter(str(path), options=compression) as writer:
+        for example in _tf_examples(values):
+            writer.write(example.SerializeToString())
+
+
+@pytest.mark.e2e
+def test_import_example_gen_reads_every_tfrecord_file_gzip_too(tmp_path):
+    """The files data.columns reads are those ImportExampleGen reads: every *.tfrecord*
+    file of the directory, a .gz one decompressed, all examples hashed into the three
+    splits, train the largest."""
+    source_dir = tmp_path / "data"
+    source_dir.mkdir()
+    _write_tfrecord(source_dir / "a.tfrecord", range(200))
+    _write_tfrecord(source_dir / "b.tfrecord.gz", range(200, 300), "GZIP")
+    assert data.columns(str(source_dir)) == ["x"]
+    values = _example_gen_output(tmp_path, pipeline_lib.DataSource.from_path(str(source_dir)))
+    assert set(values) == {"train", "validation", "test"}
+    assert sorted(sum(values.values(), [])) == list(range(300))
+    assert 0 < len(values["validation"]) < len(values["train"])
+    assert 0 < len(values["test"]) < len(values["train"])
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("fmt", ["csv", "tfrecord"])
+def test_a_directory_per_split_becomes_exactly_those_splits(tmp_path, fmt):
+    """Pre-split CSV or TFRecord data: each output split holds exactly its directory's
+    rows, none hashed elsewhere (a hash split of 30 rows would mix them)."""
+    given = {"train": range(0, 20), "validation": range(20, 25), "test": range(25, 30)}
+    source_dir = tmp_path / "data"
+    for split, rows in given.items():
+        (source_dir / split).mkdir(parents=True)
+        if fmt == "csv":
+            (source_dir / split / "part.csv").write_text(
+                "x,y\n" + "".join(f"{v},a\n" for v in rows))
+        else:
+            _write_tfrecord(source_dir / split / "part.tfrecord.gz", rows, "GZIP")
+    source = pipeline_lib.DataSource.from_path(str(source_dir))
+    assert source.splits == naming.SPLITS
+    assert _example_gen_output(tmp_path, source) == {
+        split: [float(v) for v in rows] for split, rows in given.items()}
 
 
 def test_a_single_file_is_its_own_pattern(tmp_path):
@@ -243,3 +329,68 @@ def test_the_dag_compiles_for_kubeflow_pipelines_v2(tmp_path, baselines):
     assert "fare_evaluation" in gate["inputs"]["artifacts"]
     baseline = "baseline_fare" if baselines == "train" else "latest_baseline_fare"
     assert baseline in tasks
+
+
+@pytest.mark.e2e
+def test_the_trainers_never_read_the_test_split(tmp_path):
+    """The pipeline's real components up to Transform, then its Transform output's
+    Split-test files replaced by garbage, then the pipeline's own Trainer node (a partial
+    run on that output): it trains, and the file patterns TFX builds from the arguments
+    MLMD recorded for it name train and validation only. The control: the same data
+    accessor over Split-test fails, so a Trainer reading it could not have succeeded."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    from tfx import v1 as tfx
+    from tfx.components.trainer import fn_args_utils
+    from tfx.orchestration import pipeline as tfx_pipeline
+    from tfx.types import standard_component_specs as keys
+    from tfx_bsl.public import tfxio
+
+    from tfx_mtl import synth
+    from tfx_mtl.results import metadata
+
+    written = synth.write(synth.SynthConfig(rows=300, tasks=2, features=3), tmp_path / "data")
+    metadata_path = str(tmp_path / "metadata.sqlite")
+    pipeline = _pipeline(
+        tmp_path, task_spec.load(written["spec"]),
+        pipeline_lib.DataSource.from_path(written["data"]), eval_steps=2,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            metadata_path))
+    runner = tfx.orchestration.LocalDagRunner()
+    runner.run(pipeline, run_options=tfx_pipeline.RunOptions(to_nodes=["Transform"]))
+    store = metadata.open_store(metadata_path)
+    (transformed,) = [a for a in store.get_artifacts_by_type("Examples")
+                      if "/Transform/" in a.uri]
+    test_files = tf.io.gfile.glob(f"{transformed.uri}/Split-test/*")
+    assert test_files
+    for path in test_files:
+        with open(path, "wb") as f:
+            f.write(b"not a gzipped TFRecord of tf.Examples" * 64)
+
+    runner.run(pipeline, run_options=tfx_pipeline.RunOptions(from_nodes=["Trainer"],
+                                                             to_nodes=["Trainer"]))
+
+    (execution,) = [e for e in store.get_executions() if e.last_known_state == e.COMPLETE
+                    and store.get_execution_types_by_id([e.type_id])[0].name.endswith("Trainer")]
+    events = store.get_events_by_execution_ids([execution.id])
+    assert transformed.id in [e.artifact_id for e in events if e.type == e.INPUT]
+    examples = tfx.types.standard_artifacts.Examples()
+    examples.set_mlmd_artifact(transformed)
+    graph = tfx.types.standard_artifacts.TransformGraph()
+    (graph_artifact,) = store.get_artifacts_by_type("TransformGraph")
+    graph.set_mlmd_artifact(graph_artifact)
+    recorded = {k: execution.custom_properties[k].string_value
+                for k in (keys.TRAIN_ARGS_KEY, keys.EVAL_ARGS_KEY)}
+    fn_args = fn_args_utils.get_common_fn_args(
+        {keys.EXAMPLES_KEY: [examples], keys.TRANSFORM_GRAPH_KEY: [graph]}, recorded)
+    assert fn_args.train_files == [f"{transformed.uri}/Split-train/*"]
+    assert fn_args.eval_files == [f"{transformed.uri}/Split-validation/*"]
+
+    schema = tft.TFTransformOutput(graph.uri).transformed_metadata.schema
+
+    def first_batch(files):
+        return next(iter(fn_args.data_accessor.tf_dataset_factory(
+            files, tfxio.TensorFlowDatasetOptions(batch_size=4, num_epochs=1), schema)))
+    first_batch(fn_args.eval_files)
+    with pytest.raises(tf.errors.OpError):
+        first_batch([f"{transformed.uri}/Split-test/*"])

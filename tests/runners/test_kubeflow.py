@@ -143,6 +143,23 @@ def test_tfrecord_data_compiles_with_import_example_gen(compiled, tmp_path, caps
         "tfx.components.example_gen.import_example_gen.executor.Executor")
 
 
+def test_split_directories_compile_with_an_input_split_per_directory(tmp_path):
+    """--data-layout split-dirs: data_root, a run-time value the compiler cannot look at,
+    holds train/, validation/ and test/; ExampleGen reads each as its split, hashes nothing."""
+    out = tmp_path / "p.yaml"
+    assert cli.main(["compile", "--image", IMAGE, "--output", str(out), "--pipeline-root", ROOT,
+                     "--data-root", "gs://bucket/split", "--data-layout", "split-dirs"]) == 0
+    parameters = _load(out).root.dag.tasks["CsvExampleGen"].inputs.parameters
+
+    def constant(name):
+        return json.loads(parameters[name].runtime_value.constant.string_value)
+    assert constant("input_config")["splits"] == [
+        {"name": split, "pattern": f"{split}/*.csv"} for split in naming.SPLITS]
+    assert constant("output_config") == {}
+    _compile(tmp_path / "q.yaml", data_root="gs://bucket/split")  # the same DAG otherwise
+    assert set(_load(tmp_path / "q.yaml").root.dag.tasks) == set(_load(out).root.dag.tasks)
+
+
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/-])(/[\w.@-]+(?:/[\w.@-]+)+)")
 
 
@@ -246,6 +263,8 @@ def test_several_trainer_workers_train_as_a_vertex_custom_job(tmp_path):
     ({"pipeline_root": "relative/root"}, "--pipeline-root"),
     ({"data_root": "/home/me/data"}, "--data-root"),
     ({"data_format": "parquet", "data_root": "gs://b/d"}, "--data-format"),
+    ({"data_layout": "split-dirs"}, "--data-layout: split-dirs needs --data-root"),
+    ({"data_layout": "nested", "data_root": "gs://b/d"}, "--data-layout: must be one of"),
     ({"image": "not an image"}, "--image"),
     ({"beam_args": ("--runner=DataflowRunner", "--project=p")}, "--region, --temp_location"),
     ({"trainer": compiler.TrainerScale(workers=2)}, "--vertex-project"),

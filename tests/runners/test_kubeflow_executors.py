@@ -38,7 +38,8 @@ def compiled(tmp_path_factory):
 
 
 def test_executor_input_resolves_run_parameters_and_constants(compiled, tmp_path):
-    examples = InputArtifact("/data/examples", {"split_names": '["train", "eval"]'}, "6")
+    splits = {"split_names": '["train", "validation", "test"]'}
+    examples = InputArtifact("/data/examples", splits, "6")
     inputs = {"examples": examples, "transform_graph": "/data/transform_graph"}
     default = executor_input(compiled, "Trainer", str(tmp_path), {}, inputs)
     values = default["inputs"]["parameterValues"]
@@ -47,7 +48,7 @@ def test_executor_input_resolves_run_parameters_and_constants(compiled, tmp_path
     chosen = executor_input(compiled, "Trainer", str(tmp_path), RUN, inputs)
     assert {k: chosen["inputs"]["parameterValues"][k] for k in RUN} == RUN
     [runtime] = chosen["inputs"]["artifacts"]["examples"]["artifacts"]
-    assert runtime["metadata"] == {"split_names": '["train", "eval"]'} and runtime["name"] == "6"
+    assert runtime["metadata"] == splits and runtime["name"] == "6"
     assert "title: tfx.Examples" in runtime["type"]["instanceSchema"]
     assert set(chosen["outputs"]["artifacts"]) == {"model", "model_run"}
     with pytest.raises(ValueError, match="train_steps"):
@@ -73,7 +74,7 @@ def test_bad_run_time_value_fails_the_trainer_container(compiled, tmp_path):
     from tfx_mtl.models import weighting
 
     inputs = {"examples": InputArtifact(str(tmp_path / "examples"),
-                                        {"split_names": '["train", "eval"]'}),
+                                        {"split_names": '["train", "validation", "test"]'}),
               "transform_graph": str(tmp_path / "transform_graph")}
     run = run_task(compiled, "Trainer", tmp_path / "run", {"weighting": "nope"}, inputs)
     assert run.returncode != 0, _failure(run)

@@ -3,7 +3,7 @@
 Checks what a user relies on: every component ran and registered its artifacts
 in the MLMD store; every task's Evaluator compared the multi-task model with
 that task's own single-task baseline; the gate blessed or refused by the spec's
-policy and the push followed it; the report's numbers are the eval split's
+policy and the push followed it; the report's numbers are the test split's
 (recomputed here); the pushed model answers every signature; a second run
 reuses TFX's cache; baselines can be reused instead of retrained.
 """
@@ -120,7 +120,7 @@ def test_missing_labels_are_masked_not_dropped(taxi_run):
         for values in ("metrics", "baseline_metrics"):
             metrics = taxi_run.summary["tasks"][task][values]
             missing = metrics["example_count"] - metrics["labelled_count"]
-            # About 1 in 25 eval examples has no fare; they still count as examples.
+            # About 1 in 25 test examples has no fare; they still count as examples.
             assert 0 < missing < 0.1 * metrics["example_count"], (task, metrics)
 
 
@@ -146,10 +146,10 @@ def test_every_evaluator_compared_the_model_with_its_own_baseline(taxi_run):
     assert pushed.id == gate_blessing.id
 
 
-def _eval_split(output_dir):
+def _test_split(output_dir):
     store, nodes = _latest_executions(output_dir)
     (examples,) = _artifacts(store, nodes["CsvExampleGen"], "OUTPUT")["examples"]
-    files = glob.glob(os.path.join(examples.uri, "Split-eval", "*"))
+    files = glob.glob(os.path.join(examples.uri, "Split-test", "*"))
     return tf.constant([r.numpy() for r in tf.data.TFRecordDataset(files, "GZIP")]), store, nodes
 
 
@@ -163,8 +163,8 @@ def _weighted_rmse(model_dir, task, serialized):
     return float(np.sqrt(np.sum(mask * error ** 2) / np.sum(mask)))
 
 
-def test_the_report_numbers_are_recomputed_from_the_eval_split(taxi_run):
-    serialized, store, nodes = _eval_split(taxi_run.output_dir)
+def test_the_report_numbers_are_recomputed_from_the_test_split(taxi_run):
+    serialized, store, nodes = _test_split(taxi_run.output_dir)
     fare = taxi_run.summary["tasks"]["fare"]
     assert _weighted_rmse(taxi_run.summary["pushed"], "fare", serialized) == pytest.approx(
         fare["metrics"]["rmse"], rel=1e-4)
@@ -267,7 +267,7 @@ def test_reused_baselines_are_the_previous_runs_not_retrained(taxi_run, tmp_path
         assert (reused["tasks"][task]["baseline_model"]
                 == taxi_run.summary["tasks"][task]["baseline_model"])
         assert reused["tasks"][task]["baseline_metrics"]["example_count"] != (
-            taxi_run.summary["tasks"][task]["baseline_metrics"]["example_count"])  # new eval split
+            taxi_run.summary["tasks"][task]["baseline_metrics"]["example_count"])  # new test split
 
 
 def test_reusing_baselines_that_were_never_trained_is_refused_before_the_run(taxi_slice, tmp_path):
@@ -413,15 +413,16 @@ def test_synthetic_tfrecord_data_runs_through_import_example_gen(tmp_path):
             str(tmp_path / "runs" / "pipeline_root" / naming.baseline_node(name)))
         assert info["metrics"]["example_count"] == info["baseline_metrics"]["example_count"]
     assert summary["tasks"]["task_2"]["type"] == "binary"
-    # The node ran TFX's ImportExampleGen, which split all 2,000 examples train/eval.
+    # The node ran TFX's ImportExampleGen, which split all 2,000 examples 8/1/1.
     store, executions = _latest_executions(tmp_path / "runs", "tfx-mtl-synth")
     (execution_type,) = store.get_execution_types_by_id([executions[example_gen].type_id])
     assert execution_type.name.endswith(".ImportExampleGen")
     (examples,) = _artifacts(store, executions[example_gen], "OUTPUT")["examples"]
     counts = {split: sum(1 for _ in tf.data.TFRecordDataset(
         glob.glob(os.path.join(examples.uri, f"Split-{split}", "*")), "GZIP"))
-        for split in ("train", "eval")}
-    assert sum(counts.values()) == 2000 and 0 < counts["eval"] < counts["train"]
+        for split in naming.SPLITS}
+    assert sum(counts.values()) == 2000
+    assert 0 < counts["validation"] < counts["train"] and 0 < counts["test"] < counts["train"]
 
 
 def _ran(out):
@@ -432,7 +433,7 @@ def _ran(out):
 
 def test_data_without_rows_is_refused_naming_the_file_and_the_split(tmp_path):
     """A header-only CSV is refused before the run; a CSV of one row reaches ExampleGen,
-    which hashes it into one split, and SchemaGate refuses the empty other one. Either
+    which hashes it into one split, and SchemaGate refuses the two empty ones. Either
     way: exit 2, the data file named, nothing trained or pushed."""
     header_only = tmp_path / "header.csv"
     with open(data.bundled_taxi_csv()) as f:
@@ -446,7 +447,7 @@ def test_data_without_rows_is_refused_naming_the_file_and_the_split(tmp_path):
     result = run_tfx_mtl("run", "--data", str(one_row), "--output-dir", str(out),
                          "--train-steps", "5", timeout=900, expect=2)
     assert re.search(f"tfx-mtl run: error: {re.escape(str(one_row))}: split\\(s\\) "
-                     "'(eval|train)' of the data have no example", result.stderr), result.stderr
+                     "'(test|train|validation)'.* of the data have no example", result.stderr), result.stderr
     assert "refused by component SchemaGate" in result.stderr
     assert "Transform" not in result.stdout
     assert not {"Transform", "Trainer", "Pusher"} & _ran(out)

@@ -234,3 +234,95 @@ def test_a_column_the_spec_reads_and_the_data_lacks_names_the_file_and_column(tm
         "  no column 'tips' (the label of task 'big' reads it)\n"
         "  no column 'company' (evaluation.slices reads it)\n"
         "  its header has: trip_miles, fare")
+
+
+# -- a directory per split --------------------------------------------------------------
+
+def _split_dirs(root, splits=("train", "validation", "test"), header="fare,tips", rows=1):
+    for split in splits:
+        (root / split).mkdir(parents=True)
+        (root / split / "part.csv").write_text(f"{header}\n" + "1,2\n" * rows)
+    return root
+
+
+def test_a_directory_per_split_is_one_input_read_as_given(tmp_path):
+    root = _split_dirs(tmp_path / "data")
+    (root / "README.txt").write_text("not data\n")
+    assert data.split_layout(str(root)) == ("train", "validation", "test")
+    assert data.data_files(str(root)) == (
+        "csv", [str(root / s / "part.csv") for s in ("train", "validation", "test")])
+    assert data.columns(str(root)) == ["fare", "tips"]
+    assert data.split_layout(str(tmp_path / "elsewhere.csv")) == ()
+    (tmp_path / "flat").mkdir()
+    assert data.split_layout(str(tmp_path / "flat")) == ()
+
+
+def test_a_missing_split_directory_is_refused_naming_it(tmp_path):
+    root = _split_dirs(tmp_path / "data", ("train", "test"))
+    (root / "eval").mkdir()
+    for check in (data.split_layout, data.columns):
+        with pytest.raises(data.DataError) as error:
+            check(str(root))
+        assert error.value.field == str(root / "validation")
+        assert error.value.message == (
+            "no such directory: the data is split by directory (train/, test/ found; other "
+            "directories: eval/), and a split input needs one per split: train/, "
+            "validation/, test/")
+
+
+def test_split_directories_beside_data_files_are_refused(tmp_path):
+    root = _split_dirs(tmp_path / "data")
+    (root / "all.csv").write_text("fare,tips\n1,2\n")
+    error = _error(root, "holds both data files")
+    assert error.field == str(root) and "all.csv" in error.message
+
+
+def test_every_split_shares_one_header_and_one_format(tmp_path):
+    root = _split_dirs(tmp_path / "a")
+    (root / "test" / "part.csv").write_text("fare,tip\n1,2\n")
+    error = _error(root, "header differs")
+    assert error.field == str(root / "test" / "part.csv")
+    root = _split_dirs(tmp_path / "b", ("train", "validation"))
+    (root / "test").mkdir()
+    _tfrecord(root / "test" / "part.tfrecord", [_example(fare=1.0, tips=2.0)])
+    error = _error(root, re.escape("the split directories hold different formats (train/: "
+                                   "csv, test/: tfrecord)"))
+    assert error.field == str(root)
+
+
+def test_an_empty_split_directory_is_refused_naming_it(tmp_path):
+    root = _split_dirs(tmp_path / "a")
+    (root / "validation" / "part.csv").unlink()
+    assert _error(root, "holds neither a CSV").field == str(root / "validation")
+    root = _split_dirs(tmp_path / "b")
+    (root / "test" / "part.csv").write_text("fare,tips\n")  # a header, no row
+    assert _error(root, "no data rows, only a header").field == str(root / "test" / "part.csv")
+
+
+def test_split_tfrecord_columns_and_ragged_rows_cover_every_split(tmp_path):
+    root = tmp_path / "records"
+    for split, example in (("train", _example(x=1.0)), ("validation", _example(y=2.0)),
+                           ("test", _example(z=3.0))):
+        (root / split).mkdir(parents=True)
+        _tfrecord(root / split / "part.tfrecord", [example])
+    assert data.columns(str(root)) == ["x", "y", "z"]
+    root = _split_dirs(tmp_path / "csv", rows=3)
+    (root / "test" / "part.csv").write_text("fare,tips\n1,2\n3\n")
+    assert data.ragged_row(str(root)).field == f"{root / 'test' / 'part.csv'}:3"
+
+
+def test_a_column_split_data_lacks_names_the_data_directory(tmp_path):
+    root = _split_dirs(tmp_path / "data", header="trip_miles,fare")
+    with pytest.raises(data.DataError) as error:
+        data.require_columns(str(root), _spec("tips > 0.2 * fare"))
+    assert error.value.field == str(root)
+    assert error.value.message.endswith("the header of its 3 CSV files has: trip_miles, fare")
+
+
+def test_the_run_says_how_the_data_becomes_the_splits(tmp_path):
+    buckets = (("train", 8), ("validation", 1), ("test", 1))
+    (tmp_path / "d.csv").write_text("fare\n1\n")
+    assert data.describe_splits(str(tmp_path / "d.csv"), buckets) == (
+        "train 8/10, validation 1/10, test 1/10 of the rows, hashed")
+    assert data.describe_splits(str(_split_dirs(tmp_path / "split")), buckets) == (
+        "train/, validation/, test/ as given")

@@ -34,6 +34,11 @@ def add_parser(subparsers) -> None:
                    help="the format of the files under data_root, fixed in the spec: csv "
                         "(CsvExampleGen reads *.csv) or tfrecord (ImportExampleGen reads "
                         "*.tfrecord*, tf.Examples, gzip when .gz) (default: csv)")
+    p.add_argument("--data-layout", choices=data.LAYOUTS, default=data.UNSPLIT,
+                   help="how the data under data_root is laid out, fixed in the spec: unsplit "
+                        "(its files, hashed into train/validation/test by the spec's "
+                        "data.splits) or split-dirs (data_root holds train/, validation/ and "
+                        "test/, used as given) (default: unsplit)")
     p.add_argument("--serving-model-dir", metavar="URI",
                    help="where Pusher writes blessed models (default: "
                         "<pipeline-root>/serving_model/<pipeline name>)")
@@ -68,7 +73,7 @@ def options_from(args: argparse.Namespace) -> compiler.CompileOptions:
                                                       "--trainer-gpus or --trainer-workers")
     return compiler.CompileOptions(
         image=args.image, pipeline_root=args.pipeline_root, spec_path=args.spec,
-        data_root=args.data_root, data_format=args.data_format,
+        data_root=args.data_root, data_format=args.data_format, data_layout=args.data_layout,
         serving_model_dir=args.serving_model_dir,
         train_steps=args.train_steps, eval_steps=args.eval_steps,
         trainer_options=options.trainer_options(args), beam_args=tuple(args.beam_arg),

@@ -13,7 +13,9 @@ def add_parser(subparsers) -> None:
                     "store and Beam's DirectRunner, then prints per-task metrics.")
     p.add_argument("--data", help="a file, or a directory of files of one format: CSV (*.csv, "
                                   "with a header row) or TFRecord of tf.Example (*.tfrecord*, "
-                                  "gzip when .gz) (default: the taxi sample bundled with tfx)")
+                                  "gzip when .gz), hashed into train/validation/test; or a "
+                                  "directory of train/, validation/ and test/, used as given "
+                                  "(default: the taxi sample bundled with tfx)")
     options.add_spec(p)
     p.add_argument("--output-dir", default="runs",
                    help="pipeline root, MLMD store, pushed models and logs (default: ./runs)")

@@ -69,6 +69,10 @@ class CompileOptions:
     spec_path: str | None = None  # default: the bundled taxi spec
     data_root: str = IMAGE_DATA_ROOT
     data_format: str = "csv"  # of the files under data_root, whatever a run sets it to
+    # unsplit (ExampleGen hashes data_root's files into the splits) or split-dirs
+    # (data_root holds train/, validation/, test/): a run's data_root cannot be looked at
+    # when the pipeline compiles, so the layout is fixed here.
+    data_layout: str = data_lib.UNSPLIT
     serving_model_dir: str | None = None  # default: <pipeline_root>/serving_model/<name>
     train_steps: int = 1000
     eval_steps: int = 50
@@ -97,6 +101,12 @@ def check_options(options: CompileOptions) -> None:
     if options.data_format != "csv" and options.data_root == IMAGE_DATA_ROOT:
         raise CompileError("--data-format", f"{options.data_format} needs --data-root: the "
                            f"image's bundled data ({IMAGE_DATA_ROOT}) is CSV")
+    if options.data_layout not in data_lib.LAYOUTS:
+        raise CompileError("--data-layout", f"must be one of {', '.join(data_lib.LAYOUTS)}, "
+                           f"got {options.data_layout!r}")
+    if options.data_layout != data_lib.UNSPLIT and options.data_root == IMAGE_DATA_ROOT:
+        raise CompileError("--data-layout", f"{options.data_layout} needs --data-root: the "
+                           f"image's bundled data ({IMAGE_DATA_ROOT}) is one unsplit input")
     run_parameters.check_train_steps(options.train_steps, "--train-steps")
     t = options.trainer
     if t.gpus < 0 or t.workers < 1:
@@ -176,8 +186,10 @@ def build(options: CompileOptions):
     return pipeline_lib.create_pipeline(
         pipeline_name=name,
         pipeline_root=options.pipeline_root,
-        data=pipeline_lib.DataSource(parameter(DATA_ROOT, str, options.data_root),
-                                     data_lib.PATTERNS[options.data_format], options.data_format),
+        data=pipeline_lib.DataSource(
+            parameter(DATA_ROOT, str, options.data_root), data_lib.PATTERNS[options.data_format],
+            options.data_format,
+            naming.SPLITS if options.data_layout == data_lib.SPLIT_DIRS else ()),
         spec=spec,
         serving_model_dir=(options.serving_model_dir
                            or f"{options.pipeline_root.rstrip('/')}/serving_model/{name}"),

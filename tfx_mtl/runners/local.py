@@ -123,6 +123,7 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
     log_file = os.path.join(paths.logs, time.strftime(f"run-%Y%m%d-%H%M%S-{os.getpid()}.log"))
     name = naming.pipeline_name(spec.name)
     out.write(f"tfx-mtl: pipeline {name!r} on {data}\n"
+              f"  splits: {data_lib.describe_splits(data, spec.data.splits)}\n"
               f"  spec {spec_path}: tasks {', '.join(spec.task_names)}\n"
               f"  output {paths.output_dir} (full log: {log_file})\n")
     out.flush()
