@@ -1,0 +1,488 @@
+"""Candidate vs baseline on the test split: metrics as TFMA computes them, a paired
+bootstrap interval for every change, and Δm, in numpy only.
+
+Why not TFMA's own intervals: a TFX Evaluator takes at most two models, so it can
+neither pool several training seeds nor resample the same examples for every task
+at once, which Δm's interval needs. This module gets every model's predictions on
+the same test examples (gathered by the ``ModelComparison`` component) and does both.
+
+**Metrics** (:func:`metric_value`) are TFMA 0.52's, reproduced formula for formula:
+weighted means for ``mse``/``mae`` (an example whose error is NaN is skipped, as
+TFMA does), ``rmse`` = sqrt(weighted mse), ``log_loss`` = weighted mean of
+``-(y log p) - (1-y) log(1-p)`` with no clipping (p = 0 or 1 gives an infinite or NaN
+term, and that term makes the value NaN even at weight 0, as in TFMA),
+``binary_accuracy``/``precision``/``recall`` from the confusion matrix at 0.5
+("prediction > 0.5" is positive), ``auc``/``auc_pr`` from TFMA's 10,000-bucket
+calibration histogram rebinned onto its interpolated thresholds (ROC: trapezoids;
+PR: the Davis & Goadrich interpolation), and multiclass ``accuracy`` = Keras'
+weighted argmax match (0 when no example has weight, Keras' ``divide_no_nan``).
+
+**Interval** (:func:`compare`): a paired bootstrap. Each replicate draws example
+counts (multinomial: n draws with replacement) shared by every model, task and
+metric, so the candidate and the baseline are judged on the same resample and Δm
+gets a joint interval; with several seeds it also draws seed indices with
+replacement, separately for the candidate and the baselines (their seeds are not
+paired). Candidate and baseline values in a replicate are means over the drawn
+seeds. The interval is the percentile interval of the replicates at ``confidence``.
+Replicates are processed in chunks so memory stays bounded for ~1e5 test rows.
+
+Known limitations: with N = 2-3 seeds, resampling seeds understates the
+between-seed variance (the bootstrap variance of a mean of N is (N-1)/N of the
+plug-in one, and N values say little about the spread anyway); the interval covers
+test-example and seed noise, not the choice of test split. A metric undefined in
+some resample (e.g. precision with no predicted positive) makes the interval NaN,
+and such a bound cannot be judged.
+
+**Δm** (Maninis et al., "Attentive Single-Tasking of Multiple Tasks", CVPR 2019;
+Vandenhende et al., "Multi-Task Learning for Dense Prediction Tasks: A Survey",
+TPAMI 2021): ``100/K · Σ_k s_k (c_k - b_k) / b_k`` over the K tasks' gated metrics,
+``s_k = +1`` if higher is better else -1, so positive means better than the
+single-task baselines on average, in percent.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from tfx_mtl.errors import InputError
+from tfx_mtl.task_spec import METRICS
+
+READINGS = ("significant", "strict")
+SPLIT = "test"
+# Elements of one [replicates, examples] chunk (float64: 4 MB).
+CHUNK_ELEMENTS = 1 << 19
+
+# TFMA's AUC: a calibration histogram of 10,000 buckets on [0, 1] (plus one below and
+# one above), rebinned onto 10,000 interpolated thresholds [-eps, i/9999..., 1+eps]
+# (calibration_histogram.py, binary_confusion_matrices.py).
+_NUM_BUCKETS = 10000
+_NUM_THRESHOLDS = 10000
+_EPSILON = 1e-7
+
+
+def _rebin_table() -> np.ndarray:
+    """Rebinned bucket of each histogram bucket id 0..10001, as TFMA's ``rebin`` walks
+    them (Python floats in TFMA's order, so the boundaries are bit-identical)."""
+    thresholds = ([-_EPSILON] + [(i + 1) * 1.0 / (_NUM_THRESHOLDS - 1)
+                                 for i in range(_NUM_THRESHOLDS - 2)] + [1.0 + _EPSILON])
+    rebin = np.array([t + _EPSILON if t != 0 else t for t in thresholds])
+    ids = np.arange(_NUM_BUCKETS + 2)
+    pred = (ids - 1) / _NUM_BUCKETS * (1.0 - 0.0) + 0.0
+    pred[0], pred[-1] = -np.inf, np.inf
+    return np.searchsorted(rebin[1:], pred, side="right")
+
+
+_REBIN = _rebin_table()
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskData:
+    """One task's labels, mask and every model's test predictions, in one example order."""
+
+    type: str                        # "binary" | "multiclass" | "regression"
+    label: np.ndarray                # [n]: 0/1, class index, or value
+    weight: np.ndarray               # [n]: the task's example weight (0 = unlabelled)
+    candidate: Sequence[np.ndarray]  # one per seed: [n], or [n, C] class probabilities
+    baseline: Sequence[np.ndarray]   # one per seed, same shapes
+
+
+# --- metrics: prepared once per model, then evaluated on any example counts ----------
+
+class _Prepared:
+    """One model's predictions on one task, reduced to what a metric needs, so that a
+    replicate (a [b, n] matrix of example counts) is a few matrix products."""
+
+    def values(self, counts: np.ndarray) -> np.ndarray:  # [b, n] -> [b]
+        raise NotImplementedError
+
+
+def _weighted_sums(counts: np.ndarray, terms: np.ndarray) -> np.ndarray:
+    """``counts @ terms`` where an example drawn 0 times contributes nothing, even a
+    non-finite term (it is absent from that resample, as from TFMA's input)."""
+    finite = np.isfinite(terms)
+    total = counts @ np.where(finite, terms, 0.0)
+    bad = np.flatnonzero(~finite)
+    if bad.size:
+        drawn = counts[:, bad]
+        with np.errstate(invalid="ignore"):
+            total = total + np.where(drawn > 0, drawn * terms[bad], 0.0).sum(axis=1)
+    return total
+
+
+class _Mean(_Prepared):
+    """sum(count·numerator) / sum(count·denominator), then ``finish``."""
+
+    def __init__(self, numerator, denominator, empty=math.nan, finish=None):
+        self.numerator, self.denominator = numerator, denominator
+        self.empty, self.finish = empty, finish
+
+    def values(self, counts):
+        num = _weighted_sums(counts, self.numerator)
+        den = _weighted_sums(counts, self.denominator)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.where(den != 0, num / np.where(den != 0, den, 1.0), self.empty)
+            return self.finish(value) if self.finish else value
+
+
+class _Confusion(_Prepared):
+    """TFMA's confusion matrix at threshold 0.5 (fractional labels: a label y counts
+    y·w as positive and (1-y)·w as negative; "prediction > 0.5" is predicted positive)."""
+
+    def __init__(self, label, prediction, weight, metric):
+        positive = prediction > 0.5  # NaN: not positive, as in TFMA
+        self.parts = {"tp": weight * label * positive, "fn": weight * label * ~positive,
+                      "fp": weight * (1 - label) * positive,
+                      "tn": weight * (1 - label) * ~positive}
+        self.metric = metric
+
+    def values(self, counts):
+        m = {k: _weighted_sums(counts, v) for k, v in self.parts.items()}
+        num, den = {"binary_accuracy": (m["tp"] + m["tn"], m["tp"] + m["tn"] + m["fp"] + m["fn"]),
+                    "precision": (m["tp"], m["tp"] + m["fp"]),
+                    "recall": (m["tp"], m["tp"] + m["fn"])}[self.metric]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(den > 0, num / np.where(den > 0, den, 1.0), math.nan)
+
+
+class _Curve(_Prepared):
+    """TFMA's histogram AUC (ROC or PR). Examples are sorted by rebinned bucket, so the
+    true/false positives above each threshold are suffix sums of the drawn weights.
+    Only thresholds where a count can change are kept (every skipped step adds exactly
+    0 to TFMA's sums: a zero-width trapezoid, or a 0/0 PR term that ``nansum`` drops)."""
+
+    def __init__(self, label, prediction, weight, curve):
+        self.curve = curve
+        present = weight != 0
+        nan = np.isnan(prediction)
+        self.bad = np.flatnonzero(nan & present)  # TFMA cannot bucket NaN: no value
+        index = (np.where(nan, 0.0, prediction) - 0.0) / 1.0 * _NUM_BUCKETS + 1
+        bucket = np.where(index < 0, 0, np.where(index >= _NUM_BUCKETS + 1, _NUM_BUCKETS + 1,
+                                                 np.clip(index, 0, _NUM_BUCKETS + 1)))
+        rebinned = _REBIN[bucket.astype(np.int64)]
+        self.order = np.argsort(rebinned, kind="stable")
+        ranked = rebinned[self.order]
+        last = _NUM_THRESHOLDS - 1
+        points = np.unique(np.concatenate([[0], np.minimum(ranked + 1, last), [last]]))
+        self.starts = np.searchsorted(ranked, points, side="left")
+        self.at_end = points == last
+        w = np.where(present, weight, 0.0)[self.order]
+        self.pos, self.neg = w * label[self.order], w * (1 - label[self.order])
+
+    def values(self, counts):
+        drawn = counts[:, self.order]
+        tp, p_total = self._above(drawn * self.pos)
+        fp, n_total = self._above(drawn * self.neg)
+        fn, tn = p_total[:, None] - tp, n_total[:, None] - fp
+        value = _pr_auc(tp, fp, fn) if self.curve == "PR" else _roc_auc(tp, fp, fn, tn)
+        if self.bad.size:
+            value = np.where(counts[:, self.bad].sum(axis=1) > 0, math.nan, value)
+        return value
+
+    def _above(self, weights):
+        prefix = np.concatenate([np.zeros((len(weights), 1)), np.cumsum(weights, axis=1)],
+                                axis=1)
+        total = prefix[:, -1]
+        above = total[:, None] - prefix[:, self.starts]
+        above[:, self.at_end] = 0.0  # TFMA: nothing is above the 1+eps threshold
+        return above, total
+
+
+def _ratio(num, den):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+
+
+def _roc_auc(tp, fp, fn, tn):
+    """confusion_matrix_metrics.AUC._metric_value, ROC with interpolation."""
+    recall, fpr = _ratio(tp, tp + fn), _ratio(fp, fp + tn)
+    heights = (recall[:, :-1] + recall[:, 1:]) / 2.0
+    return np.nansum((fpr[:, :-1] - fpr[:, 1:]) * heights, axis=1)
+
+
+def _pr_auc(tp, fp, fn):
+    """confusion_matrix_metrics.AUC._metric_value, PR with interpolation."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dtp = tp[:, :-1] - tp[:, 1:]
+        p = tp + fp
+        dp = p[:, :-1] - p[:, 1:]
+        prec_slope = dtp / np.maximum(dp, 0)
+        intercept = tp[:, 1:] - prec_slope * p[:, 1:]
+        safe_p_ratio = np.divide(p[:, :-1], p[:, 1:], out=np.ones_like(p[:, 1:]),
+                                 where=p[:, 1:] != 0)
+        increment = (prec_slope * (dtp + intercept * np.log(safe_p_ratio))
+                     / np.maximum(tp[:, 1:] + fn[:, 1:], 0))
+    return np.nansum(increment, axis=1)
+
+
+def _prepare(task_type: str, metric: str, label, prediction, weight) -> _Prepared:
+    raw_prediction = prediction
+    label = np.asarray(label, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+    prediction = np.asarray(prediction, dtype=np.float64)
+    if metric in ("mse", "rmse", "mae"):
+        error = (label - prediction) ** 2 if metric != "mae" else np.abs(label - prediction)
+        skipped = np.isnan(error)  # TFMA's mean_regression_error skips NaN errors
+        with np.errstate(invalid="ignore"):
+            numerator = np.where(skipped, 0.0, error * weight)
+        return _Mean(numerator, np.where(skipped, 0.0, weight),
+                     finish=np.sqrt if metric == "rmse" else None)
+    if metric == "log_loss":
+        # TFMA takes the logs in the prediction's own precision (float32 from a model).
+        given = np.asarray(raw_prediction)
+        given = given if given.dtype.kind == "f" else prediction
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loss = -np.multiply(label, np.log(given).astype(np.float64)) - np.multiply(
+                1 - label, np.log(1 - given).astype(np.float64))
+            return _Mean(loss * weight, weight)
+    if metric in ("binary_accuracy", "precision", "recall"):
+        return _Confusion(label, prediction, weight, metric)
+    if metric in ("auc", "auc_pr"):
+        return _Curve(label, prediction, weight, "ROC" if metric == "auc" else "PR")
+    if metric == "accuracy":
+        match = (np.argmax(prediction, axis=-1) == label).astype(np.float64)
+        return _Mean(match * weight, weight, empty=0.0)  # Keras: divide_no_nan
+    raise ValueError(f"no formula for {metric!r}")  # METRICS gained a metric: add it here
+
+
+def _check_metric(task_type: str, metric: str, field: str = "metric") -> None:
+    if task_type not in METRICS:
+        raise InputError("type", f"unknown task type {task_type!r} "
+                                 f"(one of: {', '.join(METRICS)})")
+    if metric not in METRICS[task_type]:
+        raise InputError(field, f"{metric!r} is not a {task_type} metric "
+                                f"(one of: {', '.join(METRICS[task_type])})")
+
+
+def metric_value(task_type: str, metric: str, label, prediction, weight) -> float:
+    """``metric`` of ``prediction`` against ``label`` with example weights ``weight``,
+    as TFMA 0.52 computes it (NaN where TFMA gives NaN)."""
+    _check_metric(task_type, metric)
+    prepared = _prepare(task_type, metric, label, prediction, weight)
+    return float(prepared.values(np.ones((1, len(np.asarray(weight)))))[0])
+
+
+# --- the comparison ----------------------------------------------------------------
+
+def _validate(tasks, metrics, gated, seeds) -> int:
+    if not tasks:
+        raise InputError("tasks", "no task to compare")
+    n_seeds = len(seeds)
+    if n_seeds == 0:
+        raise InputError("seeds", "at least one seed is needed")
+    sizes = set()
+    for name, data in tasks.items():
+        field = f"tasks.{name}"
+        names = list(metrics.get(name, ()))
+        if not names:
+            raise InputError(f"metrics.{name}", "no metric to compare")
+        for metric in names:
+            _check_metric(data.type, metric, f"metrics.{name}")
+        if gated.get(name) not in names:
+            raise InputError(f"gated.{name}", f"{gated.get(name)!r} is not one of the task's "
+                                              f"metrics ({', '.join(names)})")
+        n = len(np.asarray(data.label))
+        sizes.add(n)
+        if len(np.asarray(data.weight)) != n:
+            raise InputError(f"{field}.weight", f"{len(data.weight)} weights for {n} labels")
+        for side in ("candidate", "baseline"):
+            predictions = getattr(data, side)
+            if len(predictions) != n_seeds:
+                raise InputError(f"{field}.{side}", f"{len(predictions)} predictions for "
+                                                    f"{n_seeds} seeds")
+            for i, p in enumerate(predictions):
+                if len(np.asarray(p)) != n:
+                    raise InputError(f"{field}.{side}[{i}]",
+                                     f"{len(p)} predictions for {n} labels")
+    if len(sizes) != 1:
+        raise InputError("tasks", f"tasks have different example counts: {sorted(sizes)}")
+    if set(gated) - set(tasks):
+        raise InputError("gated", f"unknown tasks: {sorted(set(gated) - set(tasks))}")
+    return sizes.pop()
+
+
+def _counts(replicates: Sequence[np.random.SeedSequence], n: int) -> np.ndarray:
+    """[replicates, n] example counts, each row one multinomial draw of n examples (n
+    draws with replacement) from that replicate's own stream, so the result does not
+    depend on how replicates are chunked."""
+    counts = np.empty((len(replicates), n))
+    for row, seed in enumerate(replicates):
+        counts[row] = np.bincount(np.random.default_rng(seed).integers(0, n, size=n),
+                                  minlength=n)
+    return counts
+
+
+def _interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    low, high = np.quantile(replicates, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(low), float(high)
+
+
+def _relative(change, baseline):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.divide(change, baseline)
+
+
+def _delta_m(changes: Mapping[str, Any], baselines: Mapping[str, Any],
+             signs: Mapping[str, float]):
+    """100/K · Σ_k s_k (c_k - b_k) / b_k (percent; positive: better than the baselines)."""
+    terms = [signs[t] * _relative(changes[t], baselines[t]) for t in changes]
+    return 100.0 / len(terms) * sum(terms)
+
+
+def compare(tasks: Mapping[str, TaskData], metrics: Mapping[str, Sequence[str]],
+            gated: Mapping[str, str], seeds: Sequence[int], *, confidence: float = 0.95,
+            samples: int = 2000, rng_seed: int = 0) -> dict:
+    """The ``comparison.json`` record: per task and metric the candidate and baseline
+    values (means over seeds, on every test example), the change and relative change
+    with their paired-bootstrap percentile intervals, per-seed values, and Δm over
+    each task's ``gated`` metric with its joint interval. Non-finite values stay NaN;
+    write the record with :mod:`tfx_mtl.finite`."""
+    n = _validate(tasks, metrics, gated, seeds)
+    if not 0 < confidence < 1:
+        raise InputError("confidence", f"must be between 0 and 1, not {confidence}")
+    if samples < 1:
+        raise InputError("samples", f"must be at least 1, not {samples}")
+    n_seeds = len(seeds)
+    pairs = [(t, m) for t in tasks for m in metrics[t]]
+    prepared = {(t, m): {side: [_prepare(tasks[t].type, m, tasks[t].label, p, tasks[t].weight)
+                                for p in getattr(tasks[t], side)]
+                         for side in ("candidate", "baseline")}
+                for t, m in pairs}
+    higher = {(t, m): METRICS[tasks[t].type][m].higher_is_better for t, m in pairs}
+
+    ones = np.ones((1, n))
+    per_seed = {key: {side: [float(p.values(ones)[0]) for p in models]
+                      for side, models in sides.items()} for key, sides in prepared.items()}
+    point = {key: {side: float(np.mean(v)) for side, v in sides.items()}
+             for key, sides in per_seed.items()}
+
+    seed_stream, *replicates = np.random.SeedSequence(rng_seed).spawn(samples + 1)
+    seed_rng = np.random.default_rng(seed_stream)
+    # Seed indices drawn with replacement, separately for the candidate and the baselines.
+    draws = {side: seed_rng.integers(0, n_seeds, size=(samples, n_seeds))
+             for side in ("candidate", "baseline")}
+    boot = {key: {"candidate": np.empty(samples), "baseline": np.empty(samples)}
+            for key in pairs}
+    rows = max(1, min(samples, CHUNK_ELEMENTS // n))
+    for start in range(0, samples, rows):
+        chunk = slice(start, min(start + rows, samples))
+        counts = _counts(replicates[chunk], n)
+        for key, sides in prepared.items():
+            for side, models in sides.items():
+                values = np.stack([model.values(counts) for model in models], axis=1)
+                boot[key][side][chunk] = np.take_along_axis(
+                    values, draws[side][chunk], axis=1).mean(axis=1)
+
+    record_tasks: dict[str, Any] = {}
+    for t in tasks:
+        entries = {}
+        for m in metrics[t]:
+            key = (t, m)
+            c, b = point[key]["candidate"], point[key]["baseline"]
+            change = boot[key]["candidate"] - boot[key]["baseline"]
+            relative = _relative(change, boot[key]["baseline"])
+            change_low, change_high = _interval(change, confidence)
+            relative_low, relative_high = _interval(relative, confidence)
+            entries[m] = {
+                "metric": m, "higher_is_better": higher[key], "confidence": confidence,
+                "candidate": c, "baseline": b, "change": c - b,
+                "change_low": change_low, "change_high": change_high,
+                "relative": float(_relative(c - b, b)),
+                "relative_low": relative_low, "relative_high": relative_high,
+                "per_seed": [{"seed": int(s), "candidate": pc, "baseline": pb}
+                             for s, pc, pb in zip(seeds, per_seed[key]["candidate"],
+                                                  per_seed[key]["baseline"])]}
+        record_tasks[t] = {"labelled": int(np.count_nonzero(np.asarray(tasks[t].weight) > 0)),
+                           "metrics": entries}
+
+    keys = {t: (t, gated[t]) for t in tasks}
+    signs = {t: 1.0 if higher[k] else -1.0 for t, k in keys.items()}
+    dm_point = _delta_m({t: point[k]["candidate"] - point[k]["baseline"] for t, k in keys.items()},
+                        {t: point[k]["baseline"] for t, k in keys.items()}, signs)
+    dm_boot = _delta_m({t: boot[k]["candidate"] - boot[k]["baseline"] for t, k in keys.items()},
+                       {t: boot[k]["baseline"] for t, k in keys.items()}, signs)
+    dm_low, dm_high = _interval(np.asarray(dm_boot, dtype=np.float64), confidence)
+    method = ("paired bootstrap over test examples" + (" and seeds" if n_seeds > 1 else "")
+              + ": each replicate resamples the test examples once for every model, task and "
+                "metric" + (", and the seeds with replacement, separately for the candidate "
+                            "and the baselines" if n_seeds > 1 else "")
+              + "; percentile interval")
+    return {"split": SPLIT, "examples": int(n), "method": method, "confidence": confidence,
+            "samples": int(samples), "rng_seed": int(rng_seed),
+            "seeds": [int(s) for s in seeds], "tasks": record_tasks,
+            "delta_m": {"value": float(dm_point), "low": dm_low, "high": dm_high,
+                        "metrics": {t: gated[t] for t in tasks}}}
+
+
+# --- the verdict -------------------------------------------------------------------
+
+def _number(value: Any) -> float:
+    """A record value as a float; None (a NaN written as strict JSON) is NaN."""
+    return math.nan if value is None else float(value)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:#.3g}".rstrip(".") if math.isfinite(value) else str(value)
+
+
+def _fmt_change(value: float, relative: bool) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value * 100:+.1f}%" if relative else f"{value:+#.3g}".rstrip(".")
+
+
+def _undefined(who: str, value: float) -> str:
+    return f"the {who} is {'undefined (NaN)' if math.isnan(value) else 'infinite'}"
+
+
+def verdict(entry: Mapping, amount: float, relative: bool, reading: str) -> tuple[bool, str]:
+    """Whether a change bound holds for one ``compare`` entry, and why, in words.
+
+    The change becomes a worsening (negated when higher is better), relative to the
+    baseline or in the metric's units. ``strict`` refuses when the point worsening
+    exceeds ``amount`` (equality passes: TFMA's rule); ``significant`` refuses only when
+    the whole interval lies beyond it (its best end's worsening exceeds ``amount``).
+    A value it needs that is not a number refuses, saying so."""
+    if reading not in READINGS:
+        raise InputError("reading", f"{reading!r} is not one of: {', '.join(READINGS)}")
+    name = entry.get("metric", "the metric")
+    higher = bool(entry["higher_is_better"])
+    kind = "relative" if relative else "change"
+    point, low, high = (_number(entry.get(k)) for k in (kind, f"{kind}_low", f"{kind}_high"))
+    candidate, baseline = _number(entry.get("candidate")), _number(entry.get("baseline"))
+    sign = -1.0 if higher else 1.0
+    worse, ends = sign * point, sorted((sign * low, sign * high))
+    best = ends[0]
+    verb = "fall" if higher else "rise"
+    bound = f"may {verb} by at most {amount * 100:g}%" if relative else \
+        f"may {verb} by at most {amount:g}"
+    level = entry.get("confidence")
+    interval = f"{level * 100:g}% interval" if level else "interval"
+
+    needed = [("change", worse)] + ([("interval", best), ("interval", ends[1])]
+                                    if reading == "significant" else [])
+    if any(not math.isfinite(v) for _, v in needed):
+        why = [_undefined(f"{who} value", v) for who, v in (("candidate", candidate),
+                                                            ("baseline", baseline))
+               if not math.isfinite(v)]
+        if not why and not math.isfinite(worse):
+            why = [_undefined(f"{kind}", point)]
+        if not why:
+            why = ["the interval is not a number (the metric is undefined in some "
+                   "resamples of the test examples)"]
+        return False, (f"{name} cannot be judged: {' and '.join(why)}, so the bound fails "
+                       f"({bound}; {reading})")
+
+    ok = (worse <= amount) if reading == "strict" else (best <= amount)
+    if reading == "strict":
+        reason = "the change is within it" if ok else "the change is beyond it"
+    else:
+        reason = "the interval reaches within it" if ok else "the whole interval is beyond it"
+    change = _fmt_change(point, relative)
+    if reading == "significant" or math.isfinite(low):
+        change += (f", {interval} {_fmt_change(low, relative)} to "
+                   f"{_fmt_change(high, relative)}")
+    return ok, (f"{name} = {_fmt(candidate)} vs baseline {_fmt(baseline)} ({change}) "
+                f"{'passes' if ok else 'fails'}: {bound} ({reading}: {reason})")
