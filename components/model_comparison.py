@@ -70,6 +70,11 @@ def gated_metric(task) -> str:
 
 def test_files(examples: Sequence[types.Artifact]) -> list[str]:
     """The test split's files, in a fixed order (so every pass reads the same order)."""
+    for artifact in examples:
+        splits = artifact_utils.decode_split_names(artifact.split_names)
+        if naming.TEST not in splits:
+            raise ValueError(f"the examples {artifact.uri} have no {naming.TEST!r} split "
+                             f"(splits: {', '.join(splits)}); the comparison reads only it")
     (uri,) = artifact_utils.get_split_uris(list(examples), naming.TEST)
     files = sorted(tf.io.gfile.glob(os.path.join(uri, "*")))
     if not files:

@@ -241,3 +241,10 @@ def test_with_one_seed_the_point_values_are_tfmas(world):
             checked += 1
         assert record["tasks"][task.name]["labelled"] == tfma.candidate["labelled_count"]
     assert checked == 10
+
+
+def test_examples_without_a_test_split_are_refused_naming_the_splits(tmp_path):
+    examples = _artifact(standard_artifacts.Examples, tmp_path / "examples")
+    examples.split_names = json.dumps(["train", "eval"])
+    with pytest.raises(ValueError, match="no 'test' split \\(splits: train, eval\\)"):
+        model_comparison.test_files([examples])
