@@ -68,7 +68,7 @@ def gated_metric(task) -> str:
                 task.metrics[0].name)
 
 
-def test_files(examples: Sequence[types.Artifact]) -> list[str]:
+def split_files(examples: Sequence[types.Artifact]) -> list[str]:
     """The test split's files, in a fixed order (so every pass reads the same order)."""
     for artifact in examples:
         splits = artifact_utils.decode_split_names(artifact.split_names)
@@ -135,7 +135,7 @@ def predictions(spec: TaskSpec, examples: Sequence[types.Artifact],
 
     ``candidates``: the multi-task model of each seed; ``baselines[task]``: that
     task's baseline of each seed (as many as candidates)."""
-    files = test_files(examples)
+    files = split_files(examples)
     tasks = spec.task_names
     labels, masks = _labels_and_masks(candidates[0], tasks, files, batch_size)
     candidate_scores = [_scores(model, tasks, files, batch_size) for model in candidates]

@@ -247,4 +247,4 @@ def test_examples_without_a_test_split_are_refused_naming_the_splits(tmp_path):
     examples = _artifact(standard_artifacts.Examples, tmp_path / "examples")
     examples.split_names = json.dumps(["train", "eval"])
     with pytest.raises(ValueError, match="no 'test' split \\(splits: train, eval\\)"):
-        model_comparison.test_files([examples])
+        model_comparison.split_files([examples])

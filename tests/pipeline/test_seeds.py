@@ -136,3 +136,16 @@ def test_seeded_dag_compiles_for_kubeflow_pipelines_v2(tmp_path, baselines):
         "outputDefinitions"]["artifacts"]
     assert outputs["comparison"]["artifactType"]["instanceSchema"].startswith(
         f"title: {naming.MODEL_COMPARISON_TYPE}\n")
+
+
+def test_the_comparison_keys_on_its_code_and_the_statistics_it_imports(tmp_path):
+    """A change to the component or to tfx_mtl.comparison re-runs it (TFX's cache keys on
+    parameters, not on executor code)."""
+    from tfx_mtl import module_graph
+
+    node = {c.id: c for c in _pipeline(tmp_path).components}[naming.MODEL_COMPARISON]
+    assert node.exec_properties["code_version"] == module_graph.code_version(
+        ["tfx_mtl.components.model_comparison"])
+    graph = module_graph.import_graph()
+    assert "tfx_mtl.comparison" in module_graph.closure(
+        graph, ["tfx_mtl.components.model_comparison"])
