@@ -59,7 +59,8 @@ def test_a_seed_count_below_one_is_refused_before_the_run(tmp_path, seeds):
 def test_trained_baselines_are_one_seeds():
     run = metadata.Run(
         pipeline="p", run_id="r", metadata="m", pipeline_root="/nowhere", components=(),
-        outputs={"baseline_fare__seed1": {"model": "/fare1"}, "baseline_fare": {"model": "/fare0"},
+        # Seed 1 after seed 0, as it runs: a reader keyed by task alone would keep seed 1's.
+        outputs={"baseline_fare": {"model": "/fare0"}, "baseline_fare__seed1": {"model": "/fare1"},
                  "Trainer__seed1": {"model": "/mt1"}, "baseline_big": {"model": "/big0"}},
         spec=None, report=None, pushed=None)
     assert run.trained_baselines() == {"big": "/big0", "fare": "/fare0"}
