@@ -9,8 +9,13 @@ CsvExampleGen | ImportExampleGen (CSV | TFRecord data, into the splits train,
    and budget, or the latest one already trained: ``latest_baseline_<task>``);
    each fits on train and evaluates on validation, never reading test
 -> per task, ``evaluate_<task>`` (TFMA on test: multi-task vs that task's baseline)
+   and ``ModelComparison`` (every model on the test split: paired intervals, Δm)
 -> BlessingGate (the spec's policy over the per-task blessings) -> Pusher (AtomicPusher:
    TFX's, with a version that appears whole, never overwritten)
+
+With ``seeds`` > 1 the multi-task Trainer and every baseline are trained once per
+seed (``Trainer__seed<i>``, ``baseline_<task>__seed<i>``; seed 0 keeps the plain ids):
+ModelComparison pools them; the Evaluators, the gate and the Pusher use seed 0.
 
 Transform and the Trainers get the spec without its evaluation section and
 bounds (:meth:`TaskSpec.training_view`), so changing how runs are judged
@@ -21,8 +26,9 @@ schema travels by value, so a compiled pipeline carries no local file path and
 runs wherever the package is installed. Because TFX then cannot hash a module
 file, each component that runs project code carries the code version
 (:mod:`tfx_mtl.module_graph`) of exactly that code in a parameter of its own:
-Transform, each Trainer and the Pusher in ``custom_config``, BlessingGate in
-``code_version``, the Evaluators in their EvalConfig (see :mod:`eval_config`).
+Transform, each Trainer and the Pusher in ``custom_config``, BlessingGate and
+ModelComparison in ``code_version``, the Evaluators in their EvalConfig (see
+:mod:`eval_config`).
 Changing that code re-runs the component; changing other code re-runs nothing.
 Each Trainer also gets a checkpoint root under ``pipeline_root`` of its own
 (:mod:`tfx_mtl.models.checkpoint_key`), so the re-run of a crashed Trainer resumes.
@@ -48,6 +54,7 @@ from tfx_mtl.components import mtl_trainer
 from tfx_mtl.components.atomic_pusher import AtomicPusher
 from tfx_mtl.components.blessing_gate import BlessingGate
 from tfx_mtl.components.curated_schema import CuratedSchemaGen, read_schema_text
+from tfx_mtl.components.model_comparison import ModelComparison
 from tfx_mtl.components.schema_gate import SchemaGate, checks_parameter
 from tfx_mtl.models import checkpoint_key
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
@@ -158,16 +165,20 @@ def create_pipeline(
     metadata_connection_config: Any = None,
     beam_pipeline_args: Sequence[str] = DIRECT_BEAM_ARGS,
     enable_cache: bool = True,
+    seeds: int = 1,
 ) -> tfx.dsl.Pipeline:
     """The DAG for ``spec``; ``baselines`` ("train" | "reuse") overrides the spec's.
 
     ``train_steps`` is a number or a RuntimeParameter; ``run_parameters`` maps
     ``architecture``, ``weighting`` and ``combine`` to RuntimeParameters that
-    override ``trainer_config``'s values per run.
+    override ``trainer_config``'s values per run. ``seeds`` trains the multi-task model
+    and every baseline that many times (seeds ``trainer_config.seed + i``) for
+    ModelComparison; the Evaluators, the gate and the Pusher use seed 0's models.
     """
     baselines = baselines or spec.evaluation.baselines
     if baselines not in ("train", "reuse"):
         raise ValueError(f"baselines: must be 'train' or 'reuse', got {baselines!r}")
+    run_parameters_lib.check_positive_int(seeds, "seeds")
     run_parameters = dict(run_parameters or {})
     unknown = sorted(set(run_parameters) - {run_parameters_lib.ARCHITECTURE,
                                             run_parameters_lib.WEIGHTING,
@@ -230,31 +241,48 @@ def create_pipeline(
             component.with_platform_config(scale.trainer_resources)
         return component.with_id(node_id)
 
-    multi_task = trainer(naming.TRAINER, trainer_config, {
+    # Seed i trains every model with seed + i; seed 0 keeps the plain node ids (so a run
+    # with more seeds reuses a one-seed run's cached Trainers) and is what is evaluated
+    # per task, gated and pushed. ModelComparison sees every seed.
+    seed_configs = [dataclasses.replace(trainer_config, seed=trainer_config.seed + i)
+                    for i in range(seeds)]
+    multi_tasks = [trainer(naming.trainer_node(i), config, {
         run_parameters_lib.ARCHITECTURE: trainer_config.architecture.name,
         run_parameters_lib.WEIGHTING: trainer_config.weighting,
         run_parameters_lib.COMBINE: trainer_config.combine,
-        **run_parameters})
-    baseline_nodes, evaluators = [], {}
-    for task in trained.task_names:
-        if baselines == "train":
-            # The model's own family, for one task; it follows a run-time architecture.
-            baseline = trainer(naming.baseline_node(task), trainer_config.baseline_for(task), {
-                run_parameters_lib.ARCHITECTURE: run_parameters.get(
-                    run_parameters_lib.ARCHITECTURE, trainer_config.architecture.name)})
-        else:
-            baseline = tfx.dsl.Resolver(
+        **run_parameters}) for i, config in enumerate(seed_configs)]
+    multi_task = multi_tasks[0]
+
+    def single_task(task: str, i: int):
+        if baselines == "reuse":
+            return tfx.dsl.Resolver(
                 strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
                 model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                                      producer_component_id=naming.baseline_node(task),
+                                      producer_component_id=naming.baseline_node(task, i),
                                       output_key=BASELINE_OUTPUT),
-            ).with_id(naming.latest_baseline_node(task))
-        baseline_nodes.append(baseline)
+            ).with_id(naming.latest_baseline_node(task, i))
+        # The model's own family, for one task; it follows a run-time architecture.
+        return trainer(naming.baseline_node(task, i), seed_configs[i].baseline_for(task), {
+            run_parameters_lib.ARCHITECTURE: run_parameters.get(
+                run_parameters_lib.ARCHITECTURE, trainer_config.architecture.name)})
+
+    seeded_baselines = {task: [single_task(task, i) for i in range(seeds)]
+                        for task in trained.task_names}
+    evaluators = {}
+    for task in trained.task_names:
         evaluators[task] = heavy(tfx.components.Evaluator(
             examples=example_gen.outputs["examples"], example_splits=[naming.TEST],
             model=multi_task.outputs["model"],
-            baseline_model=baseline.outputs["model"],
+            baseline_model=seeded_baselines[task][0].outputs["model"],
             eval_config=eval_config.for_task(trained, task))).with_id(naming.evaluator_node(task))
+    comparison = ModelComparison(
+        examples=example_gen.outputs["examples"],
+        models=[m.outputs["model"] for m in multi_tasks],
+        baselines={t: [b.outputs["model"] for b in nodes]
+                   for t, nodes in seeded_baselines.items()},
+        spec=trained.judging_view(),
+        seeds=[config.seed for config in seed_configs],
+        code_version=_code_version(ModelComparison))
     gate = BlessingGate(
         model=multi_task.outputs["model"],
         evaluations={t: e.outputs["evaluation"] for t, e in evaluators.items()},
@@ -273,7 +301,9 @@ def create_pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, schema_gate,
-                    transform, multi_task, *baseline_nodes, *evaluators.values(), gate, pusher],
+                    transform, *multi_tasks,
+                    *(node for nodes in zip(*seeded_baselines.values()) for node in nodes),
+                    *evaluators.values(), comparison, gate, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args))

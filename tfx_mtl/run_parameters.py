@@ -24,6 +24,12 @@ TRAINER_OPTIONS = (TRAIN_STEPS, ARCHITECTURE, WEIGHTING, COMBINE)
 
 def check_train_steps(value: Any, field: str = TRAIN_STEPS) -> int:
     """``value`` if it is a whole number of steps >= 1; else InputError naming ``field``."""
+    return check_positive_int(value, field)
+
+
+def check_positive_int(value: Any, field: str) -> int:
+    """``value`` if it is a whole number >= 1 (train steps, seeds); else InputError
+    naming ``field``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(field, f"must be a positive integer, got {value!r}")
     return value

@@ -62,10 +62,11 @@ def test_tfrecord_data_is_checked_against_the_spec_before_anything_runs(tmp_path
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_step_count_is_an_argument_error(capsys):
+@pytest.mark.parametrize("option", ["--train-steps", "--seeds"])
+def test_bad_step_or_seed_count_is_an_argument_error(capsys, option):
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["run", "--train-steps", "0"])
-    assert exit_info.value.code == 2 and "--train-steps" in capsys.readouterr().err
+        cli.main(["run", option, "0"])
+    assert exit_info.value.code == 2 and option in capsys.readouterr().err
 
 
 @pytest.mark.subprocess

@@ -46,7 +46,7 @@ def test_the_dag_has_every_component_wired_from_the_spec(tmp_path):
     tasks = spec.task_names
     assert set(by_id) == {
         "CsvExampleGen", "CuratedSchemaGen", "StatisticsGen", "ExampleValidator",
-        "SchemaGate", "Transform", "Trainer", "BlessingGate", "Pusher",
+        "SchemaGate", "Transform", "Trainer", "ModelComparison", "BlessingGate", "Pusher",
         *(f"baseline_{t}" for t in tasks), *(f"evaluate_{t}" for t in tasks)}
     # Transform reads the schema that passed the gate, so anomalies stop it.
     assert by_id["Transform"].inputs["schema"].producer_component_id == "SchemaGate"

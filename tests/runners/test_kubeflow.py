@@ -9,6 +9,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from tfx_mtl import cli, data, naming, run_parameters, task_spec
+from tfx_mtl.errors import InputError
 from tfx_mtl.runners import kubeflow as compiler
 from tfx_mtl.pipeline import pipeline as pipeline_lib
 
@@ -324,3 +325,35 @@ def test_the_longest_spec_name_is_a_pipeline_name_tfx_and_kubeflow_accept():
     pipeline_builder._check_name(name)
     with pytest.raises(ValueError, match="exceeds maximum allowed length"):
         tfx_pipeline.Pipeline(pipeline_name=name + "z", pipeline_root=ROOT)
+
+
+def test_seeds_are_fixed_at_compile_time_from_the_option_or_the_spec(tmp_path, capsys):
+    """--seeds N (default: the spec's evaluation.seeds) compiles N of every Trainer, all
+    into ModelComparison; the seeds are no run-time parameter (the DAG's shape)."""
+    raw = yaml.safe_load(open(data.bundled_spec()))
+    raw["schema"] = os.path.join(os.path.dirname(data.bundled_spec()), raw["schema"])
+    raw["evaluation"]["seeds"] = 2
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    tasks = task_spec.load(data.bundled_spec()).task_names
+
+    def trainers(**options):
+        dag = _compile(tmp_path / "p.yaml", **options)["pipelineSpec"]["root"]["dag"]["tasks"]
+        assert set(dag[naming.MODEL_COMPARISON]["dependentTasks"]) >= {
+            n for n in dag if n.startswith(("Trainer", "baseline_"))}
+        return {n for n in dag if n.startswith(("Trainer", "baseline_"))}
+
+    one = {"Trainer", *(f"baseline_{t}" for t in tasks)}
+    assert trainers() == one
+    two = one | {"Trainer__seed1", *(f"baseline_{t}__seed1" for t in tasks)}
+    assert trainers(spec_path=str(tmp_path / "s.yaml")) == two
+    assert trainers(spec_path=str(tmp_path / "s.yaml"), seeds=1) == one
+    assert trainers(seeds=2) == two
+    args = ["compile", "--image", IMAGE, "--output", str(tmp_path / "c.yaml"),
+            "--pipeline-root", ROOT]
+    assert cli.main([*args, "--seeds", "3"]) == 0
+    assert "Trainer__seed2" in _load(tmp_path / "c.yaml").root.dag.tasks
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*args, "--seeds", "0"])
+    assert exit_info.value.code == 2 and "--seeds" in capsys.readouterr().err
+    with pytest.raises(InputError, match="--seeds: must be a positive integer"):
+        _compile(tmp_path / "p.yaml", seeds=0)

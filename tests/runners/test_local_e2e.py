@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.subprocess]  # the installed tfx-mtl,
 PIPELINE = "tfx-mtl-chicago-taxi"
 TASKS = ("big_tipper", "fare", "trip_seconds")
 FIXED_NODES = {"CsvExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator",
-               "SchemaGate", "Transform", "Trainer", "BlessingGate", "Pusher"}
+               "SchemaGate", "Transform", "Trainer", "ModelComparison", "BlessingGate", "Pusher"}
 
 
 def _nodes(tasks):
@@ -180,6 +180,7 @@ def test_every_component_registered_its_artifacts_in_mlmd(taxi_run):
                 "CuratedSchemaGen": "Schema", "ExampleValidator": "ExampleAnomalies",
                 "SchemaGate": "Schema", "Transform": "TransformGraph", "Trainer": "Model",
                 "BlessingGate": "tfx_mtl.TransferReport", "Pusher": "PushedModel",
+                "ModelComparison": "tfx_mtl.ModelComparison",
                 **{f"baseline_{t}": "Model" for t in TASKS},
                 **{f"evaluate_{t}": "ModelEvaluation" for t in TASKS}}
     for node, type_name in expected.items():

@@ -45,6 +45,9 @@ def add_parser(subparsers) -> None:
     options.add_steps_and_batch(p, "default of the train_steps parameter")
     p.add_argument("--no-cache", action="store_true", help="disable KFP's step caching")
     options.add_training_options(p)
+    p.add_argument("--seeds", type=options.positive_int, metavar="N",
+                   help="train the multi-task model and every baseline N times, fixed in "
+                        "the spec (default: the task spec's evaluation.seeds)")
 
     scale = p.add_argument_group("scale (compiled into the spec when set)")
     scale.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
@@ -82,7 +85,7 @@ def options_from(args: argparse.Namespace) -> compiler.CompileOptions:
             memory_gb=args.trainer_memory_gb, workers=args.trainer_workers,
             machine_type=args.machine_type, vertex_project=args.vertex_project,
             vertex_region=args.vertex_region),
-        enable_cache=not args.no_cache)
+        enable_cache=not args.no_cache, seeds=args.seeds)
 
 
 def run(args: argparse.Namespace) -> int:

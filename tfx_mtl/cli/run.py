@@ -26,6 +26,11 @@ def add_parser(subparsers) -> None:
                         "directory's MLMD store instead of training them (the spec's "
                         "evaluation.baselines: reuse)")
     options.add_training_options(p)
+    p.add_argument("--seeds", type=options.positive_int, metavar="N",
+                   help="train the multi-task model and every baseline N times (seeds "
+                        "seed, seed+1, ...) and judge changes on all of them; seed 0's "
+                        "model is the one evaluated per slice and pushed (default: the "
+                        "spec's evaluation.seeds)")
     p.set_defaults(func=run)
 
 
@@ -36,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
                         train_steps=args.train_steps, eval_steps=args.eval_steps,
                         trainer_options=options.trainer_options(args),
                         cpu_replicas=args.cpu_replicas,
-                        baselines="reuse" if args.reuse_baselines else None)
+                        baselines="reuse" if args.reuse_baselines else None,
+                        seeds=args.seeds)
     if args.summary_json:
         from tfx_mtl.results import summary as summary_lib
         summary_lib.write_json(summary, args.summary_json)

@@ -100,27 +100,28 @@ def execution_state(execution) -> str:
     return metadata_store_pb2.Execution.State.Name(execution.last_known_state)
 
 
-def tasks_without_baseline(sqlite_path: str, pipeline_name: str,
-                           tasks: Iterable[str]) -> list[str]:
-    """The tasks with no single-task baseline model in the store (for ``baselines: reuse``)."""
+def missing_baselines(sqlite_path: str, pipeline_name: str, tasks: Iterable[str],
+                      seeds: int = 1) -> list[str]:
+    """The baseline Trainer nodes (``baseline_<task>[__seed<i>]``, every task and seed)
+    with no model in the store (for ``baselines: reuse``)."""
     from ml_metadata.proto import metadata_store_pb2
 
+    nodes = [naming.baseline_node(task, i) for task in tasks for i in range(seeds)]
     if not os.path.exists(sqlite_path):
-        return list(tasks)
+        return nodes
     store = open_store(sqlite_path)
     try:
         model_type = store.get_artifact_type("Model").id
     except Exception:  # no Model was ever registered  # noqa: BLE001
-        return list(tasks)
+        return nodes
     missing = []
-    for task in tasks:
-        node = store.get_context_by_type_and_name(
-            "node", f"{pipeline_name}.{naming.baseline_node(task)}")
+    for node_name in nodes:
+        node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_name}")
         models = [] if node is None else [
             a for a in store.get_artifacts_by_context(node.id)
             if a.state == metadata_store_pb2.Artifact.LIVE and a.type_id == model_type]
         if not models:
-            missing.append(task)
+            missing.append(node_name)
     return missing
 
 
@@ -173,12 +174,13 @@ class Run:
         uri = (self._task(task).get("baseline_model") or {}).get("uri")
         return self._local(uri) if uri else None
 
-    def trained_baselines(self) -> dict[str, str]:
-        """task -> the model artifact uri of each baseline Trainer this run ran."""
+    def trained_baselines(self, seed_index: int = 0) -> dict[str, str]:
+        """task -> the model artifact uri of each baseline Trainer of seed ``seed_index``
+        this run ran (seed 0: the baselines the Evaluators compared with)."""
         found = {}
         for node, keys in self.outputs.items():
             task = naming.baseline_task(node)
-            if task is not None and "model" in keys:
+            if task is not None and naming.seed_index(node) == seed_index and "model" in keys:
                 found[task] = keys["model"]
         return dict(sorted(found.items()))
 

@@ -11,6 +11,7 @@ options as defaults; everything else is fixed in the spec:
 - every executor runs ``image`` (``kubeflow/Dockerfile``: TFX 1.21 with tfx-mtl
   installed) through TFX's v2 entrypoint, named explicitly, so the image's own
   ENTRYPOINT can serve Beam workers;
+- the number of seeds (every model trained once per seed, for ModelComparison);
 - scale knobs, when set: Beam args for ExampleGen, StatisticsGen, Transform and
   the Evaluators (:mod:`beam_args`), GPUs/CPU/memory for every Trainer, or
   several workers per Trainer through a Vertex AI custom job.
@@ -80,6 +81,7 @@ class CompileOptions:
     beam_args: tuple[str, ...] = ()
     trainer: TrainerScale = TrainerScale()
     enable_cache: bool = True
+    seeds: int | None = None  # trainings of each model; default: the spec's evaluation.seeds
 
 
 def check_options(options: CompileOptions) -> None:
@@ -108,6 +110,8 @@ def check_options(options: CompileOptions) -> None:
         raise CompileError("--data-layout", f"{options.data_layout} needs --data-root: the "
                            f"image's bundled data ({IMAGE_DATA_ROOT}) is one unsplit input")
     run_parameters.check_train_steps(options.train_steps, "--train-steps")
+    if options.seeds is not None:
+        run_parameters.check_positive_int(options.seeds, "--seeds")
     t = options.trainer
     if t.gpus < 0 or t.workers < 1:
         raise CompileError("--trainer-gpus/--trainer-workers",
@@ -204,7 +208,8 @@ def build(options: CompileOptions):
             beam_args=image_beam_args,
             trainer_resources=trainer_resources(options.trainer),
             vertex_training=vertex_training(options.trainer, options.image)),
-        enable_cache=options.enable_cache)
+        enable_cache=options.enable_cache,
+        seeds=spec.evaluation.seeds if options.seeds is None else options.seeds)
 
 
 def compile_pipeline(options: CompileOptions, output: str) -> dict[str, Any]:

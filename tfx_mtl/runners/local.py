@@ -73,13 +73,15 @@ class ComponentProgress(logging.Handler):
 def run(*, spec_path: str | None = None, data: str | None = None, output_dir: str = "runs",
         train_steps: int = 1000, eval_steps: int = 50,
         trainer_options: dict[str, Any] | None = None, cpu_replicas: int | None = None,
-        baselines: str | None = None, out: TextIO | None = None) -> dict[str, Any]:
+        baselines: str | None = None, seeds: int | None = None,
+        out: TextIO | None = None) -> dict[str, Any]:
     """Validates the inputs, runs the whole DAG and returns the run summary.
 
     ``trainer_options`` are :class:`~tfx_mtl.models.trainer_config.TrainerConfig`
     fields; ``cpu_replicas`` > 1 splits the CPU into that many logical devices,
     so the Trainer runs under MirroredStrategy (as it would on several GPUs).
-    ``baselines`` ("train" | "reuse") overrides the spec's ``evaluation.baselines``.
+    ``baselines`` ("train" | "reuse") overrides the spec's ``evaluation.baselines``,
+    ``seeds`` (trainings of each model, for ModelComparison) its ``evaluation.seeds``.
     Refuses (InputError on ``--output-dir``) a directory another run holds or that
     cannot be written.
     """
@@ -90,6 +92,8 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     # Refuse a bad spec or data before anything heavy is imported or run.
     spec = task_spec.load(spec_path)
     data_lib.require_columns(data, spec)  # a missing column is the data's problem
+    seeds = run_parameters.check_positive_int(
+        spec.evaluation.seeds if seeds is None else seeds, "--seeds")
 
     paths = metadata_lib.RunPaths(os.path.abspath(output_dir))
     with run_lock.acquire(paths.output_dir) as lock:  # refuses a directory in use, at once
@@ -97,7 +101,7 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
         return _run_holding_lock(paths, spec, spec_path=spec_path, data=data,
                                  train_steps=train_steps, eval_steps=eval_steps,
                                  trainer_options=trainer_options, cpu_replicas=cpu_replicas,
-                                 baselines=baselines, out=out)
+                                 baselines=baselines, seeds=seeds, out=out)
 
 
 def _recover(paths: metadata_lib.RunPaths, lock: run_lock.RunLock, out: TextIO) -> None:
@@ -114,7 +118,7 @@ def _recover(paths: metadata_lib.RunPaths, lock: run_lock.RunLock, out: TextIO) 
 def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
                       spec_path: str, data: str, train_steps: int, eval_steps: int,
                       trainer_options: dict[str, Any] | None, cpu_replicas: int | None,
-                      baselines: str | None, out: TextIO) -> dict[str, Any]:
+                      baselines: str | None, seeds: int, out: TextIO) -> dict[str, Any]:
     try:
         os.makedirs(paths.logs, exist_ok=True)
     except OSError as e:
@@ -136,7 +140,7 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
         trainer_config = checked_trainer_config(trainer_options, spec)
         baselines = baselines or spec.evaluation.baselines
         if baselines == "reuse":
-            _check_reusable_baselines(paths.metadata, name, spec, trainer_config)
+            _check_reusable_baselines(paths.metadata, name, spec, trainer_config, seeds)
         if cpu_replicas and cpu_replicas > 1:
             from tfx_mtl.models import distribution
             distribution.split_cpu(cpu_replicas)
@@ -144,7 +148,8 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
     out.write(f"  model {arch.name}, weighting {trainer_config.weighting}, "
               f"combine {trainer_config.combine}\n"
               f"  baselines: {'reuse the latest' if baselines == 'reuse' else 'train'} "
-              f"(single-task, per task); policy {spec.evaluation.policy!r}\n")
+              f"(single-task, per task); policy {spec.evaluation.policy!r}"
+              + (f"; {seeds} seeds of every model" if seeds > 1 else "") + "\n")
     started = time.monotonic()
     try:
         with _logging_to(log_file, progress):
@@ -161,6 +166,7 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
                 eval_steps=eval_steps,
                 trainer_config=trainer_config,
                 baselines=baselines,
+                seeds=seeds,
                 metadata_connection_config=(
                     tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata)))
             tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -183,15 +189,24 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
 
 
 def _check_reusable_baselines(metadata: str, name: str, spec: task_spec.TaskSpec,
-                              trainer_config) -> None:
-    """Refuses ``reuse`` before the run when a task has no baseline to reuse: TFMA would
-    silently skip the comparison (and the gate would then refuse the task)."""
+                              trainer_config, seeds: int) -> None:
+    """Refuses ``reuse`` before the run when a task has no baseline to reuse, for any
+    seed: TFMA would silently skip the comparison (and the gate would then refuse the
+    task), and ModelComparison would wait for a model that never comes."""
     tasks = trainer_config.trained_spec(spec).task_names
-    missing = metadata_lib.tasks_without_baseline(metadata, name, tasks)
+    missing = [_describe_baseline(node)
+               for node in metadata_lib.missing_baselines(metadata, name, tasks, seeds)]
     if missing:
         raise InputError(
             "baselines: reuse", f"no trained single-task baseline for task(s) "
-            f"{', '.join(missing)} in {metadata}; run once with baselines: train")
+            f"{', '.join(missing)} in {metadata}; run once with baselines: train"
+            + (f" and --seeds {seeds}" if seeds > 1 else ""))
+
+
+def _describe_baseline(node: str) -> str:
+    """``fare`` for seed 0's baseline node, ``fare (seed index 1)`` for another seed's."""
+    index = naming.seed_index(node)
+    return naming.baseline_task(node) + (f" (seed index {index})" if index else "")
 
 
 class _logging_to:
