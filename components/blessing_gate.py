@@ -1,18 +1,24 @@
-"""BlessingGate: the per-task blessings, combined by the spec's policy into one.
+"""BlessingGate: the per-task verdicts, combined by the spec's policy into one.
 
-Each task has its own Evaluator, comparing the multi-task model with that
-task's single-task baseline. Pusher takes one ``ModelBlessing``; this component
+A task is blessed when its Evaluator blessed it (TFMA checks the value bounds
+and that the test split has a labelled example, on the multi-task model that
+would be pushed) and every change bound (``max_regression``) holds on
+ModelComparison's paired comparison with the task's single-task baseline, read
+as the spec's ``evaluation.reading`` says (:func:`tfx_mtl.comparison.verdict`:
+``significant`` refuses when the whole interval is beyond the bound, ``strict``
+when the point estimate is). Pusher takes one ``ModelBlessing``; this component
 makes it: blessed when every task the policy names is blessed (``all`` tasks,
 or only the ``primary`` ones, so auxiliary tasks may regress). It also writes
 the transfer report (``TransferReport`` artifact, ``transfer_report.json``):
-per task, the multi-task and baseline metrics, their difference, the bounds,
-the verdict and, for a refused task, each failed bound in words. The report is
-strict JSON: a NaN or infinite metric is ``null`` there, with its reason under the
-task's ``not_finite`` (:mod:`tfx_mtl.finite`).
+per task, the multi-task and baseline metrics (means over seeds), their
+difference and its interval, the bounds (defaults marked), the verdict and,
+for a refused task, each failed bound in words; for the model, Δm with its
+interval. The report is strict JSON: a NaN or infinite metric is ``null`` there,
+with its reason under the task's ``not_finite`` (:mod:`tfx_mtl.finite`).
 
-A task whose spec compares it with its baseline but whose Evaluator had no
-baseline model (TFMA then skips change bounds, "rubber stamp") is refused:
-a missing baseline must not pass as a passed comparison.
+A task with a change bound whose comparison is missing (no baseline model was
+evaluated, or the comparison lacks the metric) is refused: a missing baseline
+must not pass as a passed comparison ("rubber stamp").
 
 The inputs are one evaluation and one blessing per task of the spec, so the
 component spec is made per pipeline (:func:`_spec_class`); the executor reads
@@ -31,9 +37,10 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from tfx_mtl import finite, naming
+from tfx_mtl import comparison, finite, naming
+from tfx_mtl.components import model_comparison
 from tfx_mtl.results import evaluation
-from tfx_mtl.task_spec import TaskSpec
+from tfx_mtl.task_spec import Task, TaskSpec
 
 _BLESSED_FILE, _NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"  # as the Evaluator writes them
 
@@ -75,31 +82,47 @@ def decide(spec: TaskSpec, blessed: Mapping[str, bool]) -> Decision:
     return Decision(blessed=not blocking, blocking=blocking)
 
 
-def task_report(spec: TaskSpec, task_name: str, eval_uri: str, blessing) -> dict[str, Any]:
-    """One task's entry of the transfer report, from its Evaluator's outputs."""
+COMPARISON = "comparison"  # ModelComparison's record: every task's paired comparison
+_NOT_COMPARED = ("no baseline model was evaluated, so the comparison with the "
+                 "single-task baseline was not made")
+
+
+def task_report(spec: TaskSpec, task_name: str, eval_uri: str, blessing,
+                compared: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One task's entry of the transfer report, from its Evaluator's outputs and its
+    entry of ModelComparison's record (``compared``; None: the task was not compared)."""
     task = spec.task(task_name)
     overall = evaluation.overall(evaluation.load(eval_uri, task))
-    failures = evaluation.failures(eval_uri, task, overall)
+    failures = evaluation.failures(eval_uri, task)  # value bounds, labelled count
     blessed = blessing.get_int_custom_property("blessed") == 1
     baseline_id = (blessing.get_int_custom_property("baseline_model_id")
                    if blessing.has_custom_property("baseline_model_id") else None)
-    compared = any(m.max_regression is not None for m in task.metrics)
-    if compared and baseline_id is None:
+    if any(m.max_regression is not None for m in task.metrics) and (
+            baseline_id is None or not compared):
         blessed = False
-        failures.append("no baseline model was evaluated, so the comparison with the "
-                        "single-task baseline was not made")
+        failures.append(_NOT_COMPARED)
+    verdicts = _verdicts(task, spec.evaluation.reading, compared)
+    for verdict in verdicts.values():
+        if not verdict["passed"]:
+            blessed = False
+            if _NOT_COMPARED not in failures:
+                failures.append(verdict["words"])
     if not blessed and not failures:
         failures.append("the Evaluator did not bless it (see its validation result)")
-    metric_names = [m.name for m in task.metrics]
-    values = {"metrics": overall.candidate, "baseline_metrics": overall.baseline,
-              "changes": {k: v for k, v in overall.changes.items() if k in metric_names}}
+    values = _values(task, overall, compared)
     return {
         "type": task.type,
         "role": task.role,
         "must_bless": spec.evaluation.must_bless(task),
         "blessed": blessed,
         **finite.sections(values),
+        "intervals": _intervals(task, compared),
+        "seeds": _per_seed(task, compared),
+        "verdicts": verdicts,
         "bounds": evaluation.bounds(task),
+        "bound_defaults": [m.name for m in task.metrics
+                           if m.max_regression is not None and m.max_regression.default],
+        "unbounded": {m.name: m.unbounded_reason for m in task.metrics if m.unbounded_reason},
         "failures": failures,
         "evaluation": eval_uri,
         "baseline_model": {
@@ -109,15 +132,95 @@ def task_report(spec: TaskSpec, task_name: str, eval_uri: str, blessing) -> dict
     }
 
 
-def build_report(spec: TaskSpec, tasks: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+def _compared_metrics(task: Task, compared: Mapping[str, Any] | None) -> dict[str, Any]:
+    metrics = (compared or {}).get("metrics", {})
+    return {m.name: metrics[m.name] for m in task.metrics if m.name in metrics}
+
+
+def _values(task: Task, overall: evaluation.SliceMetrics,
+            compared: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The table's values: the paired comparison's (means over seeds, on the same test
+    examples as the interval); TFMA's (seed 0) where a metric was not compared. The
+    example counts are TFMA's."""
+    names = [m.name for m in task.metrics]
+    values = {"metrics": dict(overall.candidate), "baseline_metrics": dict(overall.baseline),
+              "changes": {k: v for k, v in overall.changes.items() if k in names}}
+    for name, entry in _compared_metrics(task, compared).items():
+        values["metrics"][name] = entry["candidate"]
+        values["baseline_metrics"][name] = entry["baseline"]
+        values["changes"][name] = entry["change"]
+    return values
+
+
+_INTERVAL_FIELDS = ("relative", "change_low", "change_high", "relative_low", "relative_high")
+
+
+def _intervals(task: Task, compared: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Per compared metric: the relative change and the interval of the change (null
+    where not a number: a bootstrap end over a NaN metric)."""
+    return {name: {k: finite.nulled(entry.get(k))[0] for k in _INTERVAL_FIELDS}
+            for name, entry in _compared_metrics(task, compared).items()}
+
+
+def _per_seed(task: Task, compared: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Each seed's multi-task and baseline values, as ``[{seed, metrics, baseline_metrics}]``."""
+    seeds: dict[int, dict[str, Any]] = {}
+    for name, entry in _compared_metrics(task, compared).items():
+        for row in entry.get("per_seed", []):
+            seen = seeds.setdefault(row["seed"], {"seed": row["seed"], "metrics": {},
+                                                  "baseline_metrics": {}})
+            seen["metrics"][name] = finite.nulled(row["candidate"])[0]
+            seen["baseline_metrics"][name] = finite.nulled(row["baseline"])[0]
+    return list(seeds.values())
+
+
+def _verdicts(task: Task, reading: str,
+              compared: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Each change bound of ``task`` judged on the comparison, under ``reading``."""
+    entries = _compared_metrics(task, compared)
+    verdicts = {}
+    for metric in task.metrics:
+        bound = metric.max_regression
+        if bound is None:
+            continue
+        if metric.name in entries:
+            passed, words = comparison.verdict(entries[metric.name], bound.amount,
+                                               bound.relative, reading)
+        else:
+            passed, words = False, (f"{metric.name}: the comparison with the single-task "
+                                    "baseline on the test split was not made")
+        verdicts[metric.name] = {"passed": passed, "reading": reading,
+                                 "default": bound.default, "words": words}
+    return verdicts
+
+
+def build_report(spec: TaskSpec, tasks: Mapping[str, dict[str, Any]],
+                 record: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The transfer report; ``record`` is ModelComparison's (Δm, the interval's settings)."""
     decision = decide(spec, {name: info["blessed"] for name, info in tasks.items()})
+    record = record or {}
     return {
         "policy": spec.evaluation.policy,
         "blessed": decision.blessed,
         "decision": decision.describe(spec.evaluation.policy),
         "blocking": list(decision.blocking),
         "tasks": {name: tasks[name] for name in spec.task_names},
+        "split": record.get("split"),
+        "reading": spec.evaluation.reading,
+        "confidence": record.get("confidence"),
+        "bootstrap_samples": record.get("samples"),
+        "method": record.get("method"),
+        "seeds": list(record.get("seeds", [])),
+        "delta_m": finite.nulled(record["delta_m"])[0] if "delta_m" in record else None,
     }
+
+
+def read_comparison(uri: str) -> dict[str, Any]:
+    """ModelComparison's record, with the NaN and infinities its strict JSON wrote as
+    ``null`` restored (so their reasons reach the report's ``not_finite``)."""
+    with tf.io.gfile.GFile(os.path.join(uri, naming.MODEL_COMPARISON_FILE)) as f:
+        record = json.load(f)
+    return finite.restored(record, record.pop("not_finite", {}))
 
 
 class Executor(base_executor.BaseExecutor):
@@ -125,12 +228,16 @@ class Executor(base_executor.BaseExecutor):
            output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
         spec = TaskSpec.from_dict(json.loads(exec_properties["spec"]))
+        (compared,) = input_dict[COMPARISON]
+        record = read_comparison(compared.uri)
         tasks = {}
         for name in spec.task_names:
             (evaluated,) = input_dict[evaluation_key(name)]
             (blessing,) = input_dict[blessing_key(name)]
-            tasks[name] = task_report(spec, name, evaluated.uri, blessing)
-        report = build_report(spec, tasks)
+            tasks[name] = task_report(spec, name, evaluated.uri, blessing,
+                                      record.get("tasks", {}).get(name))
+        report = build_report(spec, tasks, record)
+        report["comparison"] = compared.uri
 
         (model,) = input_dict["model"]
         (out_blessing,) = output_dict["blessing"]
@@ -158,7 +265,8 @@ class BlessingGateSpec(ComponentSpec):
     # TFX's cache (which keys on inputs and parameters, not on executor code).
     PARAMETERS = {"spec": ExecutionParameter(type=str),
                   "code_version": ExecutionParameter(type=str)}
-    INPUTS = {"model": ChannelParameter(type=standard_artifacts.Model)}
+    INPUTS = {"model": ChannelParameter(type=standard_artifacts.Model),
+              COMPARISON: ChannelParameter(type=model_comparison.ModelComparisonResult)}
     OUTPUTS = {"blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
                "report": ChannelParameter(type=TransferReport)}
 
@@ -172,20 +280,21 @@ def _spec_class(task_names) -> type[BlessingGateSpec]:
 
 
 class BlessingGate(base_component.BaseComponent):
-    """``BlessingGate(model, evaluations={task: ch}, blessings={task: ch}, spec=spec,
-    code_version=...)``."""
+    """``BlessingGate(model, comparison, evaluations={task: ch}, blessings={task: ch},
+    spec=spec, code_version=...)``."""
 
     SPEC_CLASS = BlessingGateSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, model: types.BaseChannel, evaluations: Mapping[str, types.BaseChannel],
+    def __init__(self, model: types.BaseChannel, comparison: types.BaseChannel,
+                 evaluations: Mapping[str, types.BaseChannel],
                  blessings: Mapping[str, types.BaseChannel], spec: TaskSpec,
                  code_version: str = ""):
         for what, channels in (("evaluations", evaluations), ("blessings", blessings)):
             if set(channels) != set(spec.task_names):
                 raise ValueError(f"BlessingGate {what}: need one per task of the spec "
                                  f"({', '.join(spec.task_names)}), got {', '.join(channels)}")
-        inputs = {"model": model}
+        inputs = {"model": model, COMPARISON: comparison}
         for name in spec.task_names:
             inputs[evaluation_key(name)] = evaluations[name]
             inputs[blessing_key(name)] = blessings[name]

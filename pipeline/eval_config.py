@@ -8,10 +8,16 @@ signature, whose one output is the task's score; TFMA first runs each model's
 ``<task>__label`` and the example weight the task's ``<task>__mask``: examples
 without a label for the task weigh 0 and do not count in its metrics.
 
-Bounds apply to the overall slice only (a rare ``payment_type`` must not block
-a push); the spec's slices are computed for review. Every task also carries one
-bound TFMA always checks: at least one labelled eval example, so an Evaluator
-always validates (TFX skips validation, and writes no verdict, without bounds).
+The Evaluators read the ``test`` split. TFMA checks the value bounds
+(``lower_bound``/``upper_bound``) on the overall slice only (a rare
+``payment_type`` must not block a push); the spec's slices, and the baseline's
+values and differences on each, are computed for review. Change bounds
+(``max_regression``) are not TFMA's: they are judged by BlessingGate on
+ModelComparison's paired interval, since TFMA's own intervals are not paired and
+it compares two models only (components/model_comparison.py). Every task also
+carries one bound TFMA always checks: at least one labelled test example, so an
+Evaluator always validates (TFX skips validation, and writes no verdict, without
+bounds).
 
 The only project code an Evaluator runs is a metric this project implements
 (``MetricConfig.module``, e.g. RMSE). TFX keys its cache on the component's
@@ -87,28 +93,7 @@ def _metric_config(task: Task, metric: Metric) -> tfma.MetricConfig:
                   if v is not None}
         _bound_overall(config, tfma.MetricThreshold(
             value_threshold=tfma.GenericValueThreshold(**bounds)))
-    if metric.max_regression is not None:
-        _bound_overall(config, tfma.MetricThreshold(
-            change_threshold=change_threshold(metric.max_regression.amount,
-                                              metric.max_regression.relative,
-                                              definition.higher_is_better)))
     return config
-
-
-def change_threshold(amount: float, relative: bool, higher_is_better: bool
-                     ) -> tfma.GenericChangeThreshold:
-    """TFMA's form of "may be worse than the baseline by at most ``amount``".
-
-    TFMA checks ``candidate - baseline >= bound`` when higher is better and
-    ``<= bound`` when lower is better (divided by the baseline when relative),
-    so the bound is ``-amount`` or ``+amount``.
-    """
-    direction = (tfma.MetricDirection.HIGHER_IS_BETTER if higher_is_better
-                 else tfma.MetricDirection.LOWER_IS_BETTER)
-    bound = {"value": -amount if higher_is_better else amount}
-    if relative:
-        return tfma.GenericChangeThreshold(direction=direction, relative=bound)
-    return tfma.GenericChangeThreshold(direction=direction, absolute=bound)
 
 
 def _bound_overall(config: tfma.MetricConfig, threshold: tfma.MetricThreshold) -> None:

@@ -285,6 +285,7 @@ def create_pipeline(
         code_version=_code_version(ModelComparison))
     gate = BlessingGate(
         model=multi_task.outputs["model"],
+        comparison=comparison.outputs["comparison"],
         evaluations={t: e.outputs["evaluation"] for t, e in evaluators.items()},
         blessings={t: e.outputs["blessing"] for t, e in evaluators.items()},
         spec=trained.judging_view(),

@@ -47,6 +47,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from tfx_mtl import finite
 from tfx_mtl.errors import InputError
 from tfx_mtl.task_spec import METRICS
 
@@ -430,17 +431,17 @@ def _number(value: Any) -> float:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:#.3g}".rstrip(".") if math.isfinite(value) else str(value)
+    return f"{value:#.5g}".rstrip(".") if math.isfinite(value) else str(value)
 
 
 def _fmt_change(value: float, relative: bool) -> str:
     if not math.isfinite(value):
         return str(value)
-    return f"{value * 100:+.1f}%" if relative else f"{value:+#.3g}".rstrip(".")
+    return f"{value * 100:+.2f}%" if relative else f"{value:+#.4g}".rstrip(".")
 
 
 def _undefined(who: str, value: float) -> str:
-    return f"the {who} is {'undefined (NaN)' if math.isnan(value) else 'infinite'}"
+    return f"the {who} is {finite.reason(value)}"
 
 
 def verdict(entry: Mapping, amount: float, relative: bool, reading: str) -> tuple[bool, str]:
@@ -469,7 +470,7 @@ def verdict(entry: Mapping, amount: float, relative: bool, reading: str) -> tupl
 
     needed = [worse] + (ends if reading == "significant" else [])
     if not all(math.isfinite(v) for v in needed):
-        why = [_undefined(f"{who} value", v) for who, v in (("candidate", candidate),
+        why = [_undefined(f"{who} value", v) for who, v in (("multi-task", candidate),
                                                             ("baseline", baseline))
                if not math.isfinite(v)]
         if not why and not math.isfinite(worse):

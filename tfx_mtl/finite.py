@@ -40,6 +40,27 @@ def nulled(obj: Any, path: str = "") -> tuple[Any, dict[str, str]]:
     return (None, {path: why}) if why else (obj, {})
 
 
+_VALUES = {UNDEFINED: math.nan, INFINITE.format(sign="+"): math.inf,
+           INFINITE.format(sign="-"): -math.inf}
+
+
+def restored(obj: Any, reasons: Mapping[str, str]) -> Any:
+    """The inverse of :func:`nulled`: ``obj`` with each ``null`` that ``reasons`` explains
+    (by dotted path) the NaN or infinity it stood for, so a record read back from strict
+    JSON computes as the one written."""
+    obj = json.loads(json.dumps(obj))  # a deep copy
+    for path, why in reasons.items():
+        *parents, last = path.split(".")
+        node = obj
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if isinstance(node, list):
+            node[int(last)] = _VALUES[why]
+        else:
+            node[last] = _VALUES[why]
+    return obj
+
+
 def dumps(obj: Any, **kwargs) -> str:
     """``json.dumps`` that raises ValueError on NaN or Infinity instead of writing them."""
     return json.dumps(obj, allow_nan=False, **kwargs)

@@ -1,25 +1,24 @@
-"""BlessingGate on real Evaluator outputs: TFX's Evaluator executor runs TFMA on scripted models.
-
-The "models" are SavedModels whose ``<task>__evaluation`` signature returns a
-column of the example (``cand_<task>`` for the multi-task candidate,
-``base_<task>`` for a baseline) and whose ``transform_features`` returns each
-task's label and mask, exactly the signatures the pipeline's models export. So
-the metrics are known in advance and are recomputed here with numpy.
+"""BlessingGate on real Evaluator and ModelComparison outputs: TFX's Evaluator executor
+runs TFMA, and ModelComparison's executor the paired comparison, on scripted models
+(tests/scripted_models_support.py), so the metrics are known in advance and are
+recomputed here with numpy.
 """
 import json
 import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from tfx_mtl import naming, task_spec
-from tfx_mtl.components import blessing_gate
+from tfx_mtl.components import blessing_gate, model_comparison
 from tfx_mtl.pipeline import eval_config
 from tfx_mtl.results import evaluation as evaluation_results
+
+from scripted_models_support import artifact as _artifact
+from scripted_models_support import compare, run_gate as _run_gate, scripted_model, write_examples
 
 N = 80
 TASKS = {
@@ -56,66 +55,24 @@ def _columns():
     }
 
 
-def _write_examples(uri, columns):
-    os.makedirs(os.path.join(uri, "Split-eval"))
-    path = os.path.join(uri, "Split-eval", "data.tfrecord.gz")
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for i in range(N):
-            feature = {k: tf.train.Feature(float_list=tf.train.FloatList(value=[v[i]]))
-                       for k, v in columns.items()}
-            feature["payment_type"] = tf.train.Feature(bytes_list=tf.train.BytesList(
-                value=[b"Cash" if i % 3 else b"Card"]))
-            writer.write(tf.train.Example(
-                features=tf.train.Features(feature=feature)).SerializeToString())
-
-
-def _scripted_model(export_dir, scored, tasks):
-    """A SavedModel with the pipeline's evaluation signatures, scoring ``<scored>_<task>``."""
-    spec = {k: tf.io.FixedLenFeature([], tf.float32)
-            for t in TASKS for k in (t, f"{t}_mask", f"cand_{t}", f"base_{t}")}
-    examples = tf.TensorSpec([None], tf.string)
-
-    @tf.function(input_signature=[examples])
-    def transform_features(serialized):
-        parsed = tf.io.parse_example(serialized, spec)
-        return {**{naming.label_key(t): parsed[t] for t in TASKS},
-                **{naming.mask_key(t): parsed[f"{t}_mask"] for t in TASKS}}
-
-    def evaluation(task):
-        @tf.function(input_signature=[examples])
-        def score(serialized):
-            return {task: tf.io.parse_example(serialized, spec)[f"{scored}_{task}"]}
-        return score
-
-    signatures = {naming.TRANSFORM_FEATURES: transform_features}
-    signatures.update({naming.evaluation_signature(t): evaluation(t) for t in tasks})
-    tf.saved_model.save(tf.Module(), os.path.join(export_dir, "Format-Serving"),
-                        signatures=signatures)
-
-
-def _artifact(cls, uri, id_):
-    artifact = cls()
-    artifact.uri = str(uri)
-    artifact.id = id_
-    os.makedirs(artifact.uri, exist_ok=True)
-    return artifact
-
-
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     """Per task: the real Evaluator's evaluation and blessing, with and without a baseline."""
     root = tmp_path_factory.mktemp("gate")
     columns = _columns()
     examples = _artifact(standard_artifacts.Examples, root / "examples", 1)
-    examples.split_names = '["eval"]'
-    _write_examples(examples.uri, columns)
+    examples.split_names = json.dumps(list(naming.SPLITS))
+    write_examples(examples.uri, columns, strings={
+        "payment_type": [b"Cash" if i % 3 else b"Card" for i in range(N)]})
     candidate = _artifact(standard_artifacts.Model, root / "candidate", 2)
-    _scripted_model(candidate.uri, "cand", TASKS)
+    scripted_model(candidate.uri, "cand", TASKS, TASKS)
     spec = _spec("all")
     outputs = {}
+    baselines = {}
     for i, task in enumerate(TASKS):
-        baseline = _artifact(standard_artifacts.Model, root / f"baseline_{task}", 10 + i)
-        _scripted_model(baseline.uri, "base", [task])
+        baseline = baselines[task] = _artifact(standard_artifacts.Model,
+                                               root / f"baseline_{task}", 10 + i)
+        scripted_model(baseline.uri, "base", [task], TASKS)
         for with_baseline in (True, False):
             tag = f"{task}_{'with' if with_baseline else 'without'}"
             evaluation = _artifact(standard_artifacts.ModelEvaluation, root / tag / "eval", 20)
@@ -126,8 +83,9 @@ def evaluated(tmp_path_factory):
             evaluator_executor.Executor().Do(
                 inputs, {"evaluation": [evaluation], "blessing": [blessing]},
                 {"eval_config": proto_utils.proto_to_json(eval_config.for_task(spec, task)),
-                 "example_splits": json.dumps(["eval"])})
+                 "example_splits": json.dumps([naming.TEST])})
             outputs[tag] = (evaluation, blessing)
+    outputs["comparison"] = compare(root / "comparison", spec, examples, candidate, baselines)
     return root, columns, candidate, outputs
 
 
@@ -168,24 +126,6 @@ def test_the_evaluation_reads_back_as_the_numbers_worked_out_by_hand(evaluated):
     assert tipped.candidate["auc"] > tipped.baseline["auc"] + 0.005
 
 
-def _run_gate(root, candidate, outputs, spec, suffix="with", name="out"):
-    inputs = {"model": [candidate]}
-    for task in spec.task_names:
-        evaluation, blessing = outputs[f"{task}_{suffix}"]
-        inputs[blessing_gate.evaluation_key(task)] = [evaluation]
-        inputs[blessing_gate.blessing_key(task)] = [blessing]
-    blessing = _artifact(standard_artifacts.ModelBlessing, root / name / "blessing", 30)
-    report = _artifact(blessing_gate.TransferReport, root / name / "report", 31)
-    blessing_gate.Executor().Do(inputs, {"blessing": [blessing], "report": [report]},
-                                {"spec": json.dumps(spec.to_dict())})
-    with open(os.path.join(report.uri, naming.TRANSFER_REPORT_FILE)) as f:
-        return blessing, report, json.load(f, parse_constant=_not_json)
-
-
-def _not_json(constant):
-    raise ValueError(f"{constant} is not JSON")
-
-
 @pytest.mark.e2e  # TFX's Evaluator executor runs TFMA on Beam
 def test_policy_all_refuses_when_any_task_regresses_and_says_by_how_much(evaluated):
     root, c, candidate, outputs = evaluated
@@ -199,13 +139,32 @@ def test_policy_all_refuses_when_any_task_regresses_and_says_by_how_much(evaluat
     (failure,) = fare["failures"]
     cand = _rmse(c["cand_fare"], c["fare"], c["fare_mask"])
     base = _rmse(c["base_fare"], c["fare"], c["fare_mask"])
-    assert failure.startswith(f"rmse = {cand:.6g} vs baseline {base:.6g} (+")
-    assert f"{(cand - base) / base * 100:+.2f}%" in failure
-    assert failure.endswith("fails: may rise by at most 1% vs the baseline")
+    assert failure.startswith(f"rmse = {cand:#.5g} vs baseline {base:#.5g} "
+                              f"({(cand - base) / base * 100:+.2f}%, 95% interval +")
+    assert failure.endswith("fails: may rise by at most 1% (significant: the whole interval "
+                            "is beyond it)")
     assert set(fare["baseline_metrics"]) == set(fare["metrics"]) == {
         "rmse", "mae", "example_count", "labelled_count"}
+    # The table's values are the paired comparison's, equal to TFMA's here (one seed).
+    assert fare["metrics"]["rmse"] == pytest.approx(cand, rel=1e-6)
     assert fare["changes"]["rmse"] == pytest.approx(cand - base, rel=1e-5)
+    interval = fare["intervals"]["rmse"]
+    assert 0.01 < interval["relative_low"] < (cand - base) / base < interval["relative_high"]
+    assert fare["verdicts"]["rmse"] == {"passed": False, "reading": "significant",
+                                        "default": False, "words": failure}
     assert fare["bounds"]["rmse"] == ["<= 50", "may rise by at most 1% vs the baseline"]
+    assert fare["seeds"] == [{"seed": 42, "metrics": {"rmse": fare["metrics"]["rmse"],
+                                                      "mae": fare["metrics"]["mae"]},
+                              "baseline_metrics": {"rmse": fare["baseline_metrics"]["rmse"],
+                                                   "mae": fare["baseline_metrics"]["mae"]}}]
+    assert report["split"] == "test" and report["seeds"] == [42]
+    assert report["reading"] == "significant" and report["confidence"] == 0.95
+    # Δm over rmse (fare: worse, negative) and auc (tipped: better, positive).
+    auc = report["tasks"]["tipped"]
+    expected = 50 * (-(cand - base) / base
+                     + auc["changes"]["auc"] / auc["baseline_metrics"]["auc"])
+    assert report["delta_m"]["value"] == pytest.approx(expected, rel=1e-6)
+    assert report["delta_m"]["low"] < report["delta_m"]["value"] < report["delta_m"]["high"]
     assert fare["baseline_model"]["id"] == 10
     assert report["tasks"]["tipped"]["blessed"] and not report["tasks"]["tipped"]["failures"]
     assert fare["not_finite"] == {}
@@ -256,6 +215,48 @@ def test_a_nan_metric_is_null_in_the_report_with_its_reason(evaluated):
     assert tipped["blessed"]  # log_loss has no bound: reported, not judged
 
 
+@pytest.mark.e2e  # TFX's Evaluator executor runs TFMA on Beam
+def test_a_task_the_comparison_lacks_is_refused_not_rubber_stamped(evaluated, tmp_path):
+    root, _, candidate, outputs = evaluated
+    record = blessing_gate.read_comparison(outputs["comparison"].uri)
+    del record["tasks"]["tipped"]
+    partial = _artifact(model_comparison.ModelComparisonResult, tmp_path / "partial", 41)
+    with open(os.path.join(partial.uri, naming.MODEL_COMPARISON_FILE), "w") as f:
+        json.dump(record, f)
+    _, _, report = _run_gate(root, candidate, {**outputs, "comparison": partial},
+                             _spec("primary"), name="partial")
+    tipped = report["tasks"]["tipped"]
+    assert not tipped["blessed"] and not report["blessed"]
+    assert tipped["failures"] == ["no baseline model was evaluated, so the comparison with the "
+                                  "single-task baseline was not made"]
+    assert tipped["verdicts"]["auc"]["passed"] is False
+
+
+@pytest.mark.e2e  # TFX's Evaluator executor runs TFMA on Beam
+def test_a_task_without_a_bound_in_the_spec_is_judged_on_the_default_one(evaluated):
+    """The issue's case: a spec with no bounds blessed a task 27% worse than its baseline."""
+    root, _, candidate, outputs = evaluated
+    raw = {"features": ["trip_miles"],
+           "tasks": [{"name": name, **{**task, "metrics": [
+               m["name"] if isinstance(m, dict) else m for m in task["metrics"]]}}
+               for name, task in TASKS.items()]}
+    spec = task_spec.parse(raw)
+    _, _, report = _run_gate(root, candidate, outputs, spec, name="defaults")
+    fare = report["tasks"]["fare"]
+    assert not fare["blessed"] and not report["blessed"]
+    assert fare["bound_defaults"] == ["rmse"]
+    assert fare["bounds"]["rmse"] == ["may rise by at most 1% vs the baseline (default)"]
+    assert fare["verdicts"]["rmse"]["default"] and not fare["verdicts"]["rmse"]["passed"]
+    assert report["tasks"]["tipped"]["blessed"]  # better than its baseline: passes the default
+
+    raw["tasks"][0]["metrics"] = [{"name": "rmse", "max_regression": "none",
+                                   "reason": "informational"}, "mae"]
+    _, _, report = _run_gate(root, candidate, outputs, task_spec.parse(raw), name="relaxed")
+    fare = report["tasks"]["fare"]
+    assert fare["blessed"] and fare["unbounded"] == {"rmse": "informational"}
+    assert fare["verdicts"] == {} and fare["bounds"]["rmse"] == ["no change bound: informational"]
+
+
 def test_the_decision_follows_the_policy():
     for policy, blessed, expected in [
             ("all", {"fare": True, "tipped": True}, ()),
@@ -273,12 +274,14 @@ def test_the_component_takes_one_evaluation_and_blessing_per_task():
     model = channel.Channel(type=standard_artifacts.Model)
     evals = {t: channel.Channel(type=standard_artifacts.ModelEvaluation) for t in spec.task_names}
     blessings = {t: channel.Channel(type=standard_artifacts.ModelBlessing) for t in spec.task_names}
-    gate = blessing_gate.BlessingGate(model=model, evaluations=evals, blessings=blessings,
-                                      spec=spec)
-    assert set(gate.inputs) == {"model", "fare_evaluation", "fare_blessing",
+    compared = channel.Channel(type=model_comparison.ModelComparisonResult)
+    gate = blessing_gate.BlessingGate(model=model, comparison=compared, evaluations=evals,
+                                      blessings=blessings, spec=spec)
+    assert set(gate.inputs) == {"model", "comparison", "fare_evaluation", "fare_blessing",
                                 "tipped_evaluation", "tipped_blessing"}
     assert set(gate.outputs) == {"blessing", "report"}
     assert task_spec.TaskSpec.from_dict(json.loads(gate.exec_properties["spec"])) == spec
     with pytest.raises(ValueError, match="need one per task of the spec"):
-        blessing_gate.BlessingGate(model=model, evaluations={"fare": evals["fare"]},
-                                   blessings=blessings, spec=spec)
+        blessing_gate.BlessingGate(model=model, comparison=compared,
+                                   evaluations={"fare": evals["fare"]}, blessings=blessings,
+                                   spec=spec)

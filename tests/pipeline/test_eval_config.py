@@ -46,28 +46,34 @@ def test_counts_every_example_unweighted_and_scores_the_labelled_ones():
     assert count.threshold.value_threshold.lower_bound.value == 1
 
 
-def test_value_and_change_bounds_come_from_the_spec_and_apply_to_the_overall_slice_only():
+def test_value_bounds_come_from_the_spec_and_apply_to_the_overall_slice_only():
     auc = _metric(eval_config.for_task(SPEC, "big_tipper"), "AUC")
     assert not auc.HasField("threshold")  # would apply to every slice
-    value, change = auc.per_slice_thresholds
-    for bound in (value, change):
-        assert list(bound.slicing_specs) == [config_pb2.SlicingSpec()]
+    (value,) = auc.per_slice_thresholds
+    assert list(value.slicing_specs) == [config_pb2.SlicingSpec()]
     assert value.threshold.value_threshold.lower_bound.value == 0.6
     assert not value.threshold.value_threshold.HasField("upper_bound")
-    # AUC may fall by 0.005: TFMA checks candidate - baseline >= -0.005.
-    assert change.threshold.change_threshold.direction == config_pb2.MetricDirection.HIGHER_IS_BETTER
-    assert change.threshold.change_threshold.absolute.value == pytest.approx(-0.005)
-    assert not change.threshold.change_threshold.HasField("relative")
 
     rmse = _metric(eval_config.for_task(SPEC, "fare"), "RootMeanSquaredError")
     assert rmse.module == "tfx_mtl.pipeline.tfma_metrics"
-    value, change = rmse.per_slice_thresholds
+    (value,) = rmse.per_slice_thresholds
     assert value.threshold.value_threshold.upper_bound.value == 5.0
-    # RMSE may rise by 1%: (candidate - baseline) / baseline <= 0.01.
-    assert change.threshold.change_threshold.direction == config_pb2.MetricDirection.LOWER_IS_BETTER
-    assert change.threshold.change_threshold.relative.value == pytest.approx(0.01)
     accuracy = _metric(eval_config.for_task(SPEC, "big_tipper"), "BinaryAccuracy")
     assert not accuracy.per_slice_thresholds and not accuracy.HasField("threshold")
+
+
+def test_change_bounds_are_not_tfma_s_they_are_judged_on_the_paired_comparison():
+    """TFMA's change threshold compares two point values; the gate reads the paired
+    interval instead (components/blessing_gate.py), so no EvalConfig carries one."""
+    for task in SPEC.task_names:
+        config = eval_config.for_task(SPEC, task)
+        for metrics_spec in config.metrics_specs:
+            for metric in metrics_spec.metrics:
+                for bound in metric.per_slice_thresholds:
+                    assert not bound.threshold.HasField("change_threshold"), metric.class_name
+    # The baseline stays a model of the EvalConfig: its values and differences per slice
+    # are what the review notebook shows.
+    assert [m.is_baseline for m in config.model_specs] == [False, True]
 
 
 def test_a_custom_metric_carries_its_module_code_version_for_the_evaluator_cache_key():

@@ -39,6 +39,8 @@ REPORT = {
             "baseline_metrics": {"example_count": 10.0, "labelled_count": 8.0, "rmse": 4.0,
                                  "mae": 2.5},
             "changes": {"rmse": 0.4, "mae": -0.5},
+            "intervals": {"rmse": {"relative": 0.1, "change_low": 0.1, "change_high": 0.7,
+                                   "relative_low": 0.025, "relative_high": None}},
             "bounds": {"rmse": ["may rise by at most 1% vs the baseline"]},
             "failures": ["rmse ..."], "evaluation": "/nowhere/evaluate_fare/evaluation/2"},
     },
@@ -70,8 +72,9 @@ def _run(report=REPORT, spec=SPEC, components=None):
 def test_overall_table_has_a_row_per_task_and_spec_metric_in_spec_order():
     frame = review.overall_table(_run())
     assert list(frame.columns) == ["task", "role", "examples", "labelled", "metric",
-                                   "multi_task", "baseline", "change", "change_pct", "bound",
-                                   "blessed"]
+                                   "multi_task", "baseline", "change", "change_pct",
+                                   "change_low", "change_high", "change_pct_low",
+                                   "change_pct_high", "bound", "blessed"]
     assert list(zip(frame["task"], frame["metric"])) == [
         ("big_tipper", "auc"), ("big_tipper", "binary_accuracy"), ("fare", "mae"),
         ("fare", "rmse")]
@@ -79,6 +82,9 @@ def test_overall_table_has_a_row_per_task_and_spec_metric_in_spec_order():
     assert (rmse["role"], rmse["examples"], rmse["labelled"]) == ("auxiliary", 10, 8)
     assert (rmse["multi_task"], rmse["baseline"], rmse["change"]) == (4.4, 4.0, 0.4)
     assert rmse["change_pct"] == pytest.approx(10.0)
+    assert (rmse["change_low"], rmse["change_high"]) == (0.1, 0.7)
+    assert rmse["change_pct_low"] == pytest.approx(2.5) and math.isnan(rmse["change_pct_high"])
+    assert math.isnan(frame.iloc[2]["change_low"])  # mae: not compared
     assert rmse["bound"] == "may rise by at most 1% vs the baseline"
     assert not rmse["blessed"] and frame.iloc[0]["blessed"]
     assert frame.iloc[0]["bound"] == ">= 0.6; may fall by at most 0.005 vs the baseline"

@@ -328,7 +328,7 @@ def test_the_record_keeps_nan_and_is_strict_json_through_finite():
                            "seeds", "tasks", "delta_m"}
     assert loaded["split"] == "test" and loaded["samples"] == 50
     ok, words = verdict(loaded["tasks"]["t"]["metrics"]["log_loss"], 0.01, True, "strict")
-    assert not ok and "log_loss cannot be judged: the candidate value is undefined (NaN)" in words
+    assert not ok and "log_loss cannot be judged: the multi-task value is undefined (NaN)" in words
 
 
 @pytest.mark.parametrize("change,field", [
@@ -357,10 +357,10 @@ def _entry(metric, candidate, baseline, low, high, higher_is_better):
 def test_the_verdict_says_the_values_the_interval_the_bound_and_the_reading():
     entry = _entry("rmse", 4.00, 3.90, 0.011, 0.040, False)
     assert verdict(entry, 0.01, True, "significant") == (False, (
-        "rmse = 4.00 vs baseline 3.90 (+2.6%, 95% interval +1.1% to +4.0%) fails: may rise "
+        "rmse = 4.0000 vs baseline 3.9000 (+2.56%, 95% interval +1.10% to +4.00%) fails: may rise "
         "by at most 1% (significant: the whole interval is beyond it)"))
     ok, words = verdict(entry, 0.2, False, "strict")
-    assert ok and words.endswith("(+0.100, 95% interval +0.0429 to +0.156) passes: may rise "
+    assert ok and words.endswith("(+0.1000, 95% interval +0.04290 to +0.1560) passes: may rise "
                                  "by at most 0.2 (strict: the change is within it)")
 
 

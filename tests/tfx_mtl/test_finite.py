@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from tfx_mtl import finite, task_spec
+from tfx_mtl import comparison, finite, task_spec
 from tfx_mtl.results import evaluation, summary
 
 NAN, INF = float("nan"), float("inf")
@@ -46,29 +46,35 @@ def test_dumps_refuses_what_strict_parsers_refuse():
             finite.dumps({"nested": [bad]})
 
 
-TASK = task_spec.parse({
-    "features": ["x"],
-    "tasks": [{"name": "clicked", "type": "binary", "label": "clicked",
-               "metrics": [{"name": "log_loss", "upper_bound": 0.7, "max_regression": "1%"},
-                           {"name": "auc", "max_regression": 0.01}]}]}).task("clicked")
-LOG_LOSS, AUC = TASK.metrics
+def _entry(candidate, baseline, higher_is_better=False, low=None, high=None):
+    change = candidate - baseline
+    relative = change / baseline if baseline else NAN
+    return {"metric": "log_loss" if not higher_is_better else "auc",
+            "higher_is_better": higher_is_better, "confidence": 0.95,
+            "candidate": candidate, "baseline": baseline, "change": change,
+            "change_low": change if low is None else low,
+            "change_high": change if high is None else high,
+            "relative": relative, "relative_low": relative, "relative_high": relative}
 
 
 def test_a_bound_on_a_nan_metric_says_it_cannot_be_judged():
-    for candidate, baseline, whose in [(NAN, 0.3, "the multi-task value is undefined (NaN)"),
-                                       (0.3, NAN, "the baseline value is undefined (NaN)")]:
-        text = evaluation.describe_regression("log_loss", candidate, baseline, LOG_LOSS, TASK)
-        assert text == (f"log_loss cannot be judged: {whose}, so the change is not a number "
-                        "and the bound fails (may rise by at most 1% vs the baseline)")
+    for reading in ("significant", "strict"):
+        for candidate, baseline, whose in [
+                (NAN, 0.3, "the multi-task value is undefined (NaN)"),
+                (0.3, NAN, "the baseline value is undefined (NaN)")]:
+            passed, text = comparison.verdict(_entry(candidate, baseline), 0.01, True, reading)
+            assert not passed
+            assert text == (f"log_loss cannot be judged: {whose}, so the bound fails "
+                            f"(may rise by at most 1%; {reading})")
     # An infinite baseline makes the relative change 0/inf or inf/inf: undefined too.
-    assert "the baseline value is infinite (+Infinity)" in evaluation.describe_regression(
-        "log_loss", 0.3, INF, LOG_LOSS, TASK)
-    # An infinite multi-task value against a finite baseline is a judged regression.
-    assert evaluation.describe_regression("log_loss", INF, 0.3, LOG_LOSS, TASK).startswith(
-        "log_loss = inf vs baseline 0.3 (+inf%) fails")
-    # An absolute bound with both values finite reads as before.
-    assert evaluation.describe_regression("auc", 0.7, 0.75, AUC, TASK) == (
-        "auc = 0.7 vs baseline 0.75 (-0.05) fails: may fall by at most 0.01 vs the baseline")
+    passed, text = comparison.verdict(_entry(0.3, INF), 0.01, True, "strict")
+    assert not passed and "the baseline value is infinite (+Infinity)" in text
+    # An absolute bound with both values finite reads as a judged regression.
+    passed, text = comparison.verdict(_entry(0.7, 0.75, True, -0.08, -0.02), 0.01, False,
+                                      "significant")
+    assert not passed and text == (
+        "auc = 0.70000 vs baseline 0.75000 (-0.05000, 95% interval -0.08000 to -0.02000) fails: "
+        "may fall by at most 0.01 (significant: the whole interval is beyond it)")
     assert evaluation.describe_value_failure("log_loss", NAN, "<= 0.7") == (
         "log_loss cannot be judged: its value is undefined (NaN), and a bound (<= 0.7) fails "
         "on a value that is not a number")
@@ -110,6 +116,18 @@ def test_the_summary_shows_the_reason_and_its_json_is_strict(tmp_path):
     with pytest.raises(ValueError):  # a NaN that bypassed `sections` is refused, not written
         summary.write_json(_summary({"metrics": {"auc": math.nan}}), str(tmp_path / "bad.json"))
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_restored_undoes_nulled_through_strict_json():
+    record = {"tasks": {"t": {"metrics": {"log_loss": {"baseline": NAN, "change": -INF,
+                                                       "per_seed": [{"c": INF}, {"c": 1.0}]}}}},
+              "n": 3}
+    clean, reasons = finite.nulled(record)
+    back = finite.restored(_strict_load(finite.dumps(clean)), reasons)
+    entry = back["tasks"]["t"]["metrics"]["log_loss"]
+    assert math.isnan(entry["baseline"]) and entry["change"] == -INF
+    assert entry["per_seed"] == [{"c": INF}, {"c": 1.0}] and back["n"] == 3
+    assert finite.nulled(back) == (clean, reasons)
 
 
 def test_nulled_walks_any_record_and_names_each_path():

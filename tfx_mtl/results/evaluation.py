@@ -4,8 +4,8 @@ TFMA keys every value by model (``candidate``/``baseline``), metric,
 example weighting and whether it is a difference. This module turns that into
 per-slice dicts keyed by the spec's metric names (plus ``example_count``, every
 eval example, and ``labelled_count``, those with the task's label) and
-describes each failed bound in words: which metric, its value, by how much it
-missed, and the bound. The blessing gate, the run summary and the review
+describes each failed value bound in words: which metric, its value and the
+bound (change bounds are judged on ModelComparison's paired interval). The blessing gate, the run summary and the review
 notebook all read evaluations through it.
 """
 from __future__ import annotations
@@ -89,10 +89,10 @@ def overall(slices: list[SliceMetrics]) -> SliceMetrics:
     return SliceMetrics(())
 
 
-def failures(eval_uri: str, task: Task, metrics: SliceMetrics) -> list[str]:
-    """Each bound the candidate failed on the overall slice, in words."""
+def failures(eval_uri: str, task: Task) -> list[str]:
+    """Each value bound the candidate failed on the overall slice, in words (change
+    bounds are judged on the paired comparison: tfx_mtl.comparison.verdict)."""
     names = _names(task)
-    by_name = {m.name: m for m in task.metrics}
     import tensorflow_model_analysis as tfma
 
     result = []
@@ -102,49 +102,13 @@ def failures(eval_uri: str, task: Task, metrics: SliceMetrics) -> list[str]:
             key = failure.metric_key
             if key.name == EXAMPLE_COUNT:
                 result.append(f"{LABELLED_COUNT} = {failure.metric_value.double_value.value:g} "
-                              "fails the bound >= 1: no eval example has this task's label")
+                              "fails the bound >= 1: no test example has this task's label")
                 continue
             name = names.get(key.name, key.name)
-            threshold = failure.metric_threshold
-            if threshold.HasField("change_threshold") and name in by_name:
-                result.append(describe_regression(
-                    name, metrics.candidate.get(name), metrics.baseline.get(name),
-                    by_name[name], task))
-            else:
-                result.append(describe_value_failure(
-                    name, failure.metric_value.double_value.value,
-                    _value_bound(threshold.value_threshold)))
+            result.append(describe_value_failure(
+                name, failure.metric_value.double_value.value,
+                _value_bound(failure.metric_threshold.value_threshold)))
     return result
-
-
-def describe_regression(name: str, candidate: float | None, baseline: float | None,
-                        metric, task: Task) -> str:
-    """E.g. ``rmse = 4.13 vs baseline 4.01 (+3.0%) fails: may rise by at most 1% ...``."""
-    higher_is_better = metric.definition(task.type).higher_is_better
-    bound = metric.max_regression.describe(higher_is_better)
-    if _change_undefined(candidate, baseline, metric.max_regression.relative):
-        why = [f"the {who} value is {reason}" for who, value in
-               (("multi-task", candidate), ("baseline", baseline))
-               if (reason := finite.reason(value)) is not None]
-        return (f"{name} cannot be judged: {' and '.join(why)}, so the change is not a "
-                f"number and the bound fails ({bound})")
-    if candidate is None or baseline is None:
-        return f"{name}: no baseline value to compare with; {bound}"
-    change = candidate - baseline
-    if metric.max_regression.relative:
-        amount = f"{change / baseline * 100:+.2f}%" if baseline else "n/a"
-    else:
-        amount = f"{change:+.4g}"
-    return f"{name} = {candidate:.6g} vs baseline {baseline:.6g} ({amount}) fails: {bound}"
-
-
-def _change_undefined(candidate: float | None, baseline: float | None, relative: bool) -> bool:
-    """True when the change TFMA compares with a bound is NaN (it then fails the bound)."""
-    if candidate is None or baseline is None:
-        return False
-    if math.isnan(candidate) or math.isnan(baseline):
-        return True
-    return math.isinf(baseline) and (relative or candidate == baseline)
 
 
 def describe_value_failure(name: str, value: float, bound: str) -> str:
@@ -176,7 +140,10 @@ def bounds(task: Task) -> dict[str, list[str]]:
                 words.append(f"<= {metric.threshold.upper_bound:g}")
         if metric.max_regression is not None:
             words.append(metric.max_regression.describe(
-                metric.definition(task.type).higher_is_better))
+                metric.definition(task.type).higher_is_better)
+                + (" (default)" if metric.max_regression.default else ""))
+        if metric.unbounded_reason:
+            words.append(f"no change bound: {metric.unbounded_reason}")
         if words:
             result[metric.name] = words
     return result

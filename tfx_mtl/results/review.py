@@ -40,12 +40,16 @@ def overall_table(run: Run) -> pd.DataFrame:
 
 
 def overall_frame(report: dict[str, Any], spec: TaskSpec | None = None) -> pd.DataFrame:
+    """The rows of :func:`overall_table`; ``change_low``/``change_high`` (and the ``pct``
+    pair) are the paired interval of the change on the test split, NaN where the report
+    has none (a metric that was not compared, or a report written before intervals)."""
     rows = []
     for task, info in report["tasks"].items():
         for metric in _metric_names(task, info, spec):
             candidate = info["metrics"].get(metric)
             baseline = info["baseline_metrics"].get(metric)
             change = info["changes"].get(metric)
+            interval = info.get("intervals", {}).get(metric, {})
             rows.append({
                 "task": task, "role": info["role"],
                 "examples": info["metrics"].get("example_count"),
@@ -53,12 +57,23 @@ def overall_frame(report: dict[str, Any], spec: TaskSpec | None = None) -> pd.Da
                 MULTI_TASK: candidate, BASELINE: baseline, CHANGE: change,
                 "change_pct": (change / baseline * 100
                                if change is not None and baseline else math.nan),
+                **{column: _number(interval.get(key), scale)
+                   for column, (key, scale) in _INTERVAL_COLUMNS.items()},
                 "bound": "; ".join(info["bounds"].get(metric, [])),
                 "blessed": info["blessed"]})
     frame = pd.DataFrame(rows, columns=["task", "role", "examples", "labelled", "metric",
-                                        MULTI_TASK, BASELINE, CHANGE, "change_pct", "bound",
-                                        "blessed"])
+                                        MULTI_TASK, BASELINE, CHANGE, "change_pct",
+                                        *_INTERVAL_COLUMNS, "bound", "blessed"])
     return _counts_as_int(frame, ["examples", "labelled"])
+
+
+_INTERVAL_COLUMNS = {"change_low": ("change_low", 1), "change_high": ("change_high", 1),
+                     "change_pct_low": ("relative_low", 100),
+                     "change_pct_high": ("relative_high", 100)}
+
+
+def _number(value: float | None, scale: float) -> float:
+    return math.nan if value is None else value * scale
 
 
 def _counts_as_int(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

@@ -42,7 +42,14 @@ def collect(output_dir: str, pipeline_name: str) -> dict[str, Any]:
         "transfer_report": metadata.report_path(run.output(naming.BLESSING_GATE, "report")),
         "components": [dataclasses.asdict(c) for c in run.components],
         "labels": _label_report(run),
+        # How the verdicts were reached (absent in reports written before issue 15).
+        **{key: transfer.get(key) for key in _VERDICT_FIELDS},
     }
+
+
+# The transfer report's account of its verdicts: the split they were judged on, how a
+# change bound reads the interval, the interval's level, the seeds, and Δm.
+_VERDICT_FIELDS = ("split", "reading", "confidence", "seeds", "delta_m")
 
 
 def _label_report(run: metadata.Run) -> dict[str, Any] | None:
@@ -79,8 +86,9 @@ _SECTIONS = ("metrics", "baseline_metrics", "changes", "not_finite")
 
 def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
     """The transfer report as printed at the end of ``tfx-mtl run``: one row per metric."""
+    confidence = summary.get("confidence") or 0.95
     header = ["task", "role", "labelled", "metric", "multi-task", "baseline", "change",
-              "bound", "blessed"]
+              f"{confidence:.0%} interval", "bound", "blessed"]
     rows = []
     for name, info in summary["tasks"].items():
         task = spec.task(name)
@@ -97,6 +105,7 @@ def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
                 shown("metrics", "labelled_count", 0) if first else "", metric.name,
                 shown("metrics", metric.name), shown("baseline_metrics", metric.name),
                 (shown("changes", metric.name) if change is None else f"{change:+.4f}") + rel,
+                _interval(info.get("intervals", {}).get(metric.name)),
                 "; ".join(info["bounds"].get(metric.name, [])).replace(" vs the baseline", "")
                 or "-",
                 ("yes" if info["blessed"] else "NO") if first else ""])
@@ -108,6 +117,8 @@ def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
     out.write("\n")
     for line in label_lines(summary.get("labels")):
         out.write(f"  {line}\n")
+    for line in verdict_lines(summary):
+        out.write(f"{line}\n")
     for name, info in summary["tasks"].items():
         for section, reasons in info.get("not_finite", {}).items():
             for metric, why in reasons.items():
@@ -120,6 +131,52 @@ def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
         out.write(f"model pushed to {summary['pushed']}\n")
     else:
         out.write("model NOT pushed: the blessing gate refused it\n")
+
+
+def _interval(entry: dict[str, Any] | None) -> str:
+    """The change's interval, relative to the baseline where it has one: ``[-1.4%, +4.6%]``."""
+    if not entry:
+        return "-"
+    low, high = entry.get("relative_low"), entry.get("relative_high")
+    if low is not None and high is not None:
+        return f"[{low * 100:+.1f}%, {high * 100:+.1f}%]"
+    low, high = entry.get("change_low"), entry.get("change_high")
+    if low is not None and high is not None:
+        return f"[{low:+.4f}, {high:+.4f}]"
+    return "not a number"
+
+
+def verdict_lines(summary: dict[str, Any]) -> list[str]:
+    """How the verdicts were reached, Δm with its interval, and each seed's values."""
+    if summary.get("reading") is None:
+        return []  # a report written before issue 15
+    confidence = summary.get("confidence") or 0.95
+    seeds = summary.get("seeds") or []
+    lines = [f"judged on the {summary.get('split') or 'test'} split, the multi-task model and "
+             f"each baseline trained with {len(seeds) or 1} seed(s); a change bound reads the "
+             f"paired {confidence:.0%} interval as {summary['reading']!r} ("
+             + ("refused only when the whole interval is beyond the bound)"
+                if summary["reading"] == "significant"
+                else "refused when the point estimate is beyond the bound)")]
+    delta_m = summary.get("delta_m")
+    if delta_m:
+        value, low, high = (delta_m.get(k) for k in ("value", "low", "high"))
+        over = ", ".join(f"{t} {m}" for t, m in delta_m.get("metrics", {}).items())
+        if value is None:
+            lines.append(f"Δm is not a number (a task's metric is not finite); over {over}")
+        else:
+            interval = (f" [{low:+.2f}%, {high:+.2f}%]" if low is not None and high is not None
+                        else "")
+            lines.append(f"Δm = {value:+.2f}%{interval}: the mean relative change over {over}, "
+                         "positive = better than the single-task baselines")
+    if len(seeds) > 1:
+        for name, info in summary["tasks"].items():
+            for row in info.get("seeds", []):
+                values = ", ".join(
+                    f"{m} {_fmt(v)} vs {_fmt(row['baseline_metrics'].get(m))}"
+                    for m, v in row["metrics"].items())
+                lines.append(f"  seed {row['seed']}: task {name!r}: {values}")
+    return lines
 
 
 _WHOSE = {"metrics": "the multi-task model's", "baseline_metrics": "the baseline's",

@@ -1,0 +1,88 @@
+"""The run summary's table and lines: intervals, Δm, default bounds, seeds (hand-made report)."""
+import io
+
+from tfx_mtl import task_spec
+from tfx_mtl.results import summary
+
+SPEC = task_spec.parse({
+    "features": ["x"],
+    "tasks": [
+        {"name": "clicked", "type": "binary", "label": "clicked", "metrics": ["auc", "log_loss"]},
+        {"name": "spend", "type": "regression", "label": "spend", "role": "auxiliary",
+         "metrics": [{"name": "rmse", "max_regression": "none", "reason": "informational"}]},
+    ]})
+
+
+def _task(**extra):
+    return {"type": "binary", "role": "primary", "must_bless": True, "blessed": False,
+            "metrics": {"labelled_count": 100.0, "auc": 0.80, "log_loss": 0.40},
+            "baseline_metrics": {"labelled_count": 100.0, "auc": 0.82, "log_loss": 0.38},
+            "changes": {"auc": -0.02, "log_loss": 0.02},
+            "intervals": {"auc": {"relative": -0.0244, "change_low": -0.035,
+                                  "change_high": -0.006, "relative_low": -0.0427,
+                                  "relative_high": -0.0073}},
+            "bounds": {"auc": ["may fall by at most 1% vs the baseline (default)"]},
+            "failures": ["auc = 0.8 vs baseline 0.82 ... fails"], **extra}
+
+
+def _summary(seeds=(42,), **extra):
+    spend = {"type": "regression", "role": "auxiliary", "must_bless": True, "blessed": True,
+             "metrics": {"labelled_count": 90.0, "rmse": 3.0},
+             "baseline_metrics": {"labelled_count": 90.0, "rmse": 3.1},
+             "changes": {"rmse": -0.1}, "intervals": {},
+             "bounds": {"rmse": ["no change bound: informational"]}, "failures": []}
+    return {"tasks": {"clicked": _task(**extra), "spend": spend}, "policy": "all",
+            "decision": "refused under policy 'all'", "blocking": ["clicked"],
+            "model_blessed": False, "pushed": None, "split": "test", "reading": "significant",
+            "confidence": 0.9, "seeds": list(seeds),
+            "delta_m": {"value": -1.06, "low": -2.5, "high": 0.3,
+                        "metrics": {"clicked": "auc", "spend": "rmse"}}}
+
+
+def _render(record):
+    out = io.StringIO()
+    summary.render(record, SPEC, out)
+    return out.getvalue()
+
+
+def test_the_table_shows_each_change_with_its_interval_and_marks_default_bounds():
+    text = _render(_summary())
+    header = next(line for line in text.splitlines() if line.startswith("task"))
+    assert "90% interval" in header
+    auc = next(line for line in text.splitlines() if line.startswith("clicked"))
+    assert "-0.0200 (-2.4%)" in auc and "[-4.3%, -0.7%]" in auc
+    assert "may fall by at most 1% (default)" in auc
+    log_loss = next(line for line in text.splitlines() if line.lstrip().startswith("log_loss"))
+    assert log_loss.split()[5] == "-"  # not compared: no interval
+    rmse = next(line for line in text.splitlines() if line.startswith("spend"))
+    assert "no change bound: informational" in rmse
+
+
+def test_the_lines_say_how_verdicts_were_read_and_give_delta_m_with_its_interval():
+    text = _render(_summary())
+    assert ("judged on the test split, the multi-task model and each baseline trained with "
+            "1 seed(s); a change bound reads the paired 90% interval as 'significant' "
+            "(refused only when the whole interval is beyond the bound)") in text
+    assert ("Δm = -1.06% [-2.50%, +0.30%]: the mean relative change over clicked auc, "
+            "spend rmse, positive = better than the single-task baselines") in text
+    assert "seed 42" not in text  # one seed: its values are the table's
+
+
+def test_several_seeds_list_each_seed_s_values():
+    rows = [{"seed": 42, "metrics": {"auc": 0.79}, "baseline_metrics": {"auc": 0.83}},
+            {"seed": 43, "metrics": {"auc": 0.81}, "baseline_metrics": {"auc": 0.81}}]
+    record = _summary(seeds=(42, 43))
+    record["tasks"]["clicked"]["seeds"] = rows
+    text = _render(record)
+    assert "trained with 2 seed(s)" in text
+    assert "seed 42: task 'clicked': auc 0.7900 vs 0.8300" in text
+    assert "seed 43: task 'clicked': auc 0.8100 vs 0.8100" in text
+
+
+def test_a_report_from_before_intervals_renders_as_before():
+    record = _summary()
+    for key in ("split", "reading", "confidence", "seeds", "delta_m"):
+        del record[key]
+    del record["tasks"]["clicked"]["intervals"]
+    text = _render(record)
+    assert "95% interval" in text and "Δm" not in text and "judged on" not in text
