@@ -140,6 +140,16 @@ class EarlyStopping(tf.Module):
                 self.stopped.assign(True)
         return bool(self.stopped.numpy())
 
+    def make_room(self, evaluations: int) -> None:
+        """Grows the curve to hold ``evaluations`` rows (a resume with a larger budget than
+        the checkpoint's), keeping the rows recorded. Call it in the strategy's scope."""
+        if evaluations <= self.max_evals:
+            return
+        curve = np.full([evaluations, self.curve.shape[1]], np.nan)
+        curve[:self.max_evals] = self.curve.numpy()
+        self.curve = tf.Variable(curve, name="curve", **_STATE)
+        self.max_evals = evaluations
+
     def last_step(self) -> int:
         """The step of the latest evaluation (0: none yet)."""
         count = int(self.evaluations.numpy())

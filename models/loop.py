@@ -160,17 +160,16 @@ class TrainingLoop:
             parts["early_stopping"] = self.early_stopping
         return tf.train.Checkpoint(**parts)
 
-    def _selection(self, steps: int) -> EarlyStopping:
-        """The selection state, made once (before a checkpoint is restored into it)."""
+    def _make_selection(self, evaluations: int) -> None:
+        """The selection state with room for ``evaluations``, made once (before a
+        checkpoint is restored into it)."""
         if self.early_stopping is None:
             config, spec = self.config, self.spec
             with self.strategy.scope():
                 self.early_stopping = EarlyStopping(
                     spec.task_names, [t.weight for t in spec.tasks],
                     config.early_stopping_patience, self.network.model.variables,
-                    max_evaluations(self.max_steps or steps, config.eval_every),
-                    config.early_stopping_min_delta)
-        return self.early_stopping
+                    evaluations, config.early_stopping_min_delta)
 
     def _evaluate(self, eval_data: Callable[[], Iterable], step: int, writer
                   ) -> tuple[dict[str, dict[str, float]], bool]:
@@ -208,8 +207,13 @@ class TrainingLoop:
         """``fit``, saving checkpoints into ``save_dir`` (this worker's copy)."""
         config, strategy, names = self.config, self.strategy, self.spec.task_names
         selecting = eval_data is not None and config.eval_every > 0
+        # Every worker resumes from the chief's checkpoint (its own copies are scratch).
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir) if save_dir else None
         if selecting:
-            self._selection(steps)
+            needed = max_evaluations(self.max_steps or steps, config.eval_every)
+            # Sized as the checkpoint's curve, if any, so that it restores (a run without a
+            # checkpoint root may resume with another budget); grown after the restore.
+            self._make_selection((latest and _saved_curve_rows(latest)) or needed)
         train_data = distribution.shard_by_data(train_data, strategy)
         distributed = strategy.experimental_distribute_dataset(train_data)
         # A single-device iterator checkpoints its position (shuffle buffer included);
@@ -225,12 +229,13 @@ class TrainingLoop:
             manager = tf.train.CheckpointManager(
                 self._checkpoint(iterator), save_dir, max_to_keep=2,
                 step_counter=self.step_counter)
-            # Every worker resumes from the chief's checkpoint (its own copies are scratch).
-            latest = tf.train.latest_checkpoint(self.checkpoint_dir)
             if latest:
                 manager.checkpoint.restore(latest).assert_existing_objects_matched()
                 resumed_from = saved_step = int(self.step_counter.numpy())
                 logging.info("resumed from %s at step %d", latest, resumed_from)
+        if selecting:
+            with strategy.scope():
+                self.early_stopping.make_room(needed)
         if iterator is None:
             start = int(self.step_counter.numpy())
             iterator = iter(strategy.experimental_distribute_dataset(
@@ -336,6 +341,14 @@ class _RunConflicts:
     @property
     def mean_cosine(self) -> dict[str, float]:
         return {pair: total / self.steps for pair, total in self.cosine_sums.items()}
+
+
+def _saved_curve_rows(checkpoint: str) -> int | None:
+    """How many evaluations the checkpoint's selection curve has room for (None: none)."""
+    for key, shape in tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map().items():
+        if key.startswith("early_stopping/curve/"):
+            return int(shape[0])
+    return None
 
 
 def _short(values: Mapping[str, float]) -> str:

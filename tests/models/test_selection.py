@@ -140,10 +140,13 @@ def test_without_evaluation_there_is_no_selection():
     assert result.selection is None and result.best_step is None
 
 
-def test_resuming_keeps_the_reference_losses_and_the_curve(tmp_path):
+@pytest.mark.parametrize("budget", [12, None], ids=["budget-known", "budget-grows"])
+def test_resuming_keeps_the_reference_losses_and_the_curve(tmp_path, budget):
+    """run_fn gives the budget (max_steps); without it, the first run sizes its curve for
+    6 steps and the resumed one, with 12, grows it."""
     spec, arrays = _data(tasks=2)
     options = dict(eval_every=3, early_stopping_patience=50, checkpoint_every=6,
-                   learning_rate=0.05, max_steps=12)
+                   learning_rate=0.05, max_steps=budget)
     eval_data = lambda: synthetic_input.dataset(arrays, 128, repeat=False)  # noqa: E731
 
     def train(directory, steps):
