@@ -1,11 +1,12 @@
-"""The spec's metrics computed inside the training loop (early stopping, TensorBoard).
+"""The spec's metrics computed inside the training loop (model selection, TensorBoard).
 
 TFMA computes the authoritative metrics after training; this module gives the
-loop the same metrics, by the same spec names, on the eval split while it
+loop the same metrics, by the same spec names, on the validation split while it
 trains, using Keras metric objects weighted by each task's label mask. Values
 are in label units (a regression head's output is de-standardised first).
 Each task also gets ``loss`` (:data:`LOSS`): its training loss (the masked mean
-the step minimises, in z-units for a standardised regression) on those batches.
+the step minimises, in z-units for a standardised regression) on those batches,
+which the selection criterion (:mod:`early_stopping`) is made of.
 """
 from __future__ import annotations
 

@@ -15,8 +15,12 @@ replicas, the compiled step runs in each replica, and between steps the loop
   a resumed run skips that many batches of the deterministic input), so a
   restarted Trainer resumes where the last checkpoint left off and ends as an
   uninterrupted run would have;
-- every ``eval_every`` steps evaluates the spec's metrics on the eval split and
-  stops early when the monitored metric stops improving (best weights kept).
+- every ``eval_every`` steps and at the last step evaluates the spec's metrics
+  and each task's loss on the validation split, scores the evaluation with the
+  selection criterion (:mod:`early_stopping`: the weighted mean of each task's
+  loss over its loss at the first evaluation), keeps the best evaluation's
+  weights and stops early after ``early_stopping_patience`` evaluations without
+  improvement; the weights ``fit`` ends with are the best evaluation's.
 
 Under MultiWorkerMirroredStrategy every process runs this loop in lockstep:
 all of them restore from the chief's checkpoint directory and all of them save
@@ -40,7 +44,7 @@ from tfx_mtl import finite
 from tfx_mtl.models import combination, distribution, eval_metrics, ownership
 from tfx_mtl.models import weighting as weighting_lib
 from tfx_mtl.models.diagnostics import ConflictStats
-from tfx_mtl.models.early_stopping import EarlyStopping, Monitor
+from tfx_mtl.models.early_stopping import EarlyStopping, max_evaluations
 from tfx_mtl.models.network import Network
 from tfx_mtl.models.train_step import MultiTaskStep
 from tfx_mtl.models.trainer_config import TrainerConfig
@@ -73,6 +77,7 @@ class TrainingResult:
     measured_steps: int
     stopped_early: bool = False
     best_step: int | None = None
+    selection: dict[str, Any] | None = None  # EarlyStopping.report(); None: no evaluation
     eval_metrics: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
     architecture: dict[str, Any] = dataclasses.field(default_factory=dict)  # its config
@@ -100,7 +105,10 @@ class TrainingLoop:
 
     def __init__(self, network: Network, spec: TaskSpec, label_stats: Mapping[str, tuple],
                  config: TrainerConfig, strategy: tf.distribute.Strategy | None = None,
-                 checkpoint_dir: str | None = None, log_dir: str | None = None):
+                 checkpoint_dir: str | None = None, log_dir: str | None = None,
+                 max_steps: int | None = None):
+        """``max_steps``: the training's step budget (``run_fn``: ``train_steps``), which
+        sizes the selection's curve in the checkpoint; default: the first ``fit``'s steps."""
         config = config.for_task_count(len(spec.tasks))
         self.network, self.spec, self.config = network, spec, config
         self.label_stats = dict(label_stats)
@@ -118,13 +126,8 @@ class TrainingLoop:
             self.stats = ConflictStats(spec.task_names)
             self.step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-            self.early_stopping = None
-            if config.early_stopping_patience:
-                monitor = Monitor.from_spec(spec, config.early_stopping_task,
-                                            config.early_stopping_metric)
-                self.early_stopping = EarlyStopping(monitor, config.early_stopping_patience,
-                                                    network.model.variables,
-                                                    config.early_stopping_min_delta)
+        self.max_steps = max_steps
+        self.early_stopping: EarlyStopping | None = None  # made by the first evaluating fit
         self.step = MultiTaskStep(network, spec, self.label_stats, self.weighting,
                                   combination.make(config.combine, config.combine_params),
                                   self.optimizer, self.partition, self.stats, config.seed,
@@ -157,22 +160,43 @@ class TrainingLoop:
             parts["early_stopping"] = self.early_stopping
         return tf.train.Checkpoint(**parts)
 
-    def _observe(self, evaluated: Mapping[str, Mapping[str, float]], step: int) -> bool:
-        monitor = self.early_stopping.monitor
-        value = evaluated[monitor.task][monitor.metric]
-        stopped = self.early_stopping.observe(value, step)
-        logging.info("step %d eval %s/%s = %.5f (best %.5f at step %d)%s", step, monitor.task,
-                     monitor.metric, value, float(self.early_stopping.best.numpy()),
-                     int(self.early_stopping.best_step.numpy()),
+    def _make_selection(self, evaluations: int) -> None:
+        """The selection state with room for ``evaluations``, made once (before a
+        checkpoint is restored into it)."""
+        if self.early_stopping is None:
+            config, spec = self.config, self.spec
+            with self.strategy.scope():
+                self.early_stopping = EarlyStopping(
+                    spec.task_names, [t.weight for t in spec.tasks],
+                    config.early_stopping_patience, self.network.model.variables,
+                    evaluations, config.early_stopping_min_delta)
+
+    def _evaluate(self, eval_data: Callable[[], Iterable], step: int, writer
+                  ) -> tuple[dict[str, dict[str, float]], bool]:
+        """One evaluation on the validation split, scored by the selection criterion;
+        returns the metrics and whether training should stop."""
+        evaluated = self.evaluator(eval_data())
+        selection = self.early_stopping
+        stopped = selection.observe(evaluated, step)
+        value = float(selection.curve.numpy()[int(selection.evaluations.numpy()) - 1, 1])
+        scalars = {f"eval/{t}/{m}": v for t, by_metric in evaluated.items()
+                   for m, v in by_metric.items()}
+        scalars["eval/selection_criterion"] = value
+        _write(writer, step, scalars)
+        logging.info("step %d validation: criterion %.5f (best %.5f at step %d), losses %s%s",
+                     step, value, float(selection.best.numpy()),
+                     int(selection.best_step.numpy()),
+                     _short({t: m["loss"] for t, m in evaluated.items()}),
                      ": stopping early" if stopped else "")
-        return stopped
+        return evaluated, stopped
 
     def fit(self, train_data: tf.data.Dataset, steps: int,
             eval_data: Callable[[], Iterable] | None = None) -> TrainingResult:
         """Trains until ``steps`` (counting steps of earlier, resumed runs) or early stop.
 
         ``train_data`` yields global batches; ``eval_data()`` returns a fresh
-        iterable of eval batches each time it is called.
+        iterable of validation batches each time it is called. With ``eval_data``
+        and ``eval_every`` set, the run ends with the weights of its best evaluation.
         """
         with distribution.output_dir(self.checkpoint_dir, self.strategy) as save_dir:
             return self._fit(train_data, steps, eval_data, save_dir)
@@ -182,6 +206,14 @@ class TrainingLoop:
              ) -> TrainingResult:
         """``fit``, saving checkpoints into ``save_dir`` (this worker's copy)."""
         config, strategy, names = self.config, self.strategy, self.spec.task_names
+        selecting = eval_data is not None and config.eval_every > 0
+        # Every worker resumes from the chief's checkpoint (its own copies are scratch).
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir) if save_dir else None
+        if selecting:
+            needed = max_evaluations(self.max_steps or steps, config.eval_every)
+            # Sized as the checkpoint's curve, if any, so that it restores (a run without a
+            # checkpoint root may resume with another budget); grown after the restore.
+            self._make_selection((latest and _saved_curve_rows(latest)) or needed)
         train_data = distribution.shard_by_data(train_data, strategy)
         distributed = strategy.experimental_distribute_dataset(train_data)
         # A single-device iterator checkpoints its position (shuffle buffer included);
@@ -197,12 +229,13 @@ class TrainingLoop:
             manager = tf.train.CheckpointManager(
                 self._checkpoint(iterator), save_dir, max_to_keep=2,
                 step_counter=self.step_counter)
-            # Every worker resumes from the chief's checkpoint (its own copies are scratch).
-            latest = tf.train.latest_checkpoint(self.checkpoint_dir)
             if latest:
                 manager.checkpoint.restore(latest).assert_existing_objects_matched()
                 resumed_from = saved_step = int(self.step_counter.numpy())
                 logging.info("resumed from %s at step %d", latest, resumed_from)
+        if selecting:
+            with strategy.scope():
+                self.early_stopping.make_room(needed)
         if iterator is None:
             start = int(self.step_counter.numpy())
             iterator = iter(strategy.experimental_distribute_dataset(
@@ -210,7 +243,8 @@ class TrainingLoop:
 
         writer = (tf.summary.create_file_writer(self.log_dir)
                   if self.log_dir and distribution.writes_outputs(strategy) else None)
-        stopped = bool(self.early_stopping is not None and self.early_stopping.stopped.numpy())
+        stopped = bool(selecting and self.early_stopping.stopped.numpy())
+        ran_out = False
         losses, weights = {}, {}
         run_conflicts = _RunConflicts()
         evaluated: dict[str, dict[str, float]] = {}
@@ -224,6 +258,7 @@ class TrainingLoop:
                     iterator, logging_step and self.step.measures_on_logging_steps)
             except tf.errors.OutOfRangeError:
                 logging.warning("the training data ran out after %d steps", step - 1)
+                ran_out = True
                 break
             loss_values = loss_values.numpy()
             for name, value in zip(names, loss_values):
@@ -248,24 +283,27 @@ class TrainingLoop:
                              if conflict else "")
                 _write(writer, step, scalars)
 
-            if eval_data is not None and config.eval_every and step % config.eval_every == 0:
-                evaluated = self.evaluator(eval_data())
-                _write(writer, step, {f"eval/{t}/{m}": v for t, by_metric in evaluated.items()
-                                      for m, v in by_metric.items()})
-                if self.early_stopping is not None:
-                    stopped = self._observe(evaluated, step)
+            # The last step is evaluated too, so the end of the budget is a candidate.
+            if selecting and (step % config.eval_every == 0 or step == steps):
+                evaluated, stopped = self._evaluate(eval_data, step, writer)
 
             if manager and config.checkpoint_every and step % config.checkpoint_every == 0:
                 manager.save(checkpoint_number=step)
                 saved_step = step
-        if manager and int(self.step_counter.numpy()) != saved_step:
-            manager.save(checkpoint_number=int(self.step_counter.numpy()))
+        final = int(self.step_counter.numpy())
+        if (selecting and ran_out and not stopped and final
+                and self.early_stopping.last_step() != final):
+            evaluated, stopped = self._evaluate(eval_data, final, writer)
+            saved_step = None  # that evaluation is state to save
+        if manager and final != saved_step:
+            manager.save(checkpoint_number=final)
         if writer:
             writer.flush()
 
-        best_step = None
-        if self.early_stopping is not None:
+        best_step, selection = None, None
+        if selecting:
             best_step = self.early_stopping.restore_best() or None
+            selection = self.early_stopping.report(config.eval_every)
             if best_step:
                 logging.info("restored the best weights, from step %d", best_step)
         return TrainingResult(
@@ -277,7 +315,7 @@ class TrainingLoop:
             shared_parameters=sum(v.shape.num_elements() for v in self.partition.shared),
             conflict_fraction=run_conflicts.fraction, mean_cosine=run_conflicts.mean_cosine,
             measured_steps=int(run_conflicts.steps), stopped_early=stopped, best_step=best_step,
-            eval_metrics=evaluated, seconds=time.monotonic() - started,
+            selection=selection, eval_metrics=evaluated, seconds=time.monotonic() - started,
             architecture=dataclasses.asdict(self.config.architecture), tasks=list(names))
 
 
@@ -303,6 +341,14 @@ class _RunConflicts:
     @property
     def mean_cosine(self) -> dict[str, float]:
         return {pair: total / self.steps for pair, total in self.cosine_sums.items()}
+
+
+def _saved_curve_rows(checkpoint: str) -> int | None:
+    """How many evaluations the checkpoint's selection curve has room for (None: none)."""
+    for key, shape in tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map().items():
+        if key.startswith("early_stopping/curve/"):
+            return int(shape[0])
+    return None
 
 
 def _short(values: Mapping[str, float]) -> str:

@@ -5,6 +5,11 @@ TFX glue only: pick the distribution strategy, read the spec and
 the strategy's scope, run the :class:`~tfx_mtl.models.loop.TrainingLoop`
 (TensorBoard logs and the report in the run directory), export the signatures.
 
+``fn_args.eval_files`` is the validation split: the loop evaluates on it to
+select the model (:mod:`early_stopping`), and the report's ``eval_metrics``
+are the selected model's on it. One evaluation reads the split once (at most
+``eval_steps`` batches).
+
 Checkpoints go to a directory keyed by what determines the training, under the
 root the pipeline gives in ``custom_config`` (:mod:`checkpoint_key`), so the
 re-run of a crashed Trainer, in a new run directory, resumes; the directory is
@@ -55,7 +60,7 @@ def run_fn(fn_args) -> None:
             tf_transform_output.transformed_metadata.schema)
 
     train_data = dataset(fn_args.train_files, shuffle=True)
-    eval_data = dataset(fn_args.eval_files, shuffle=False)
+    eval_data = dataset(fn_args.eval_files, shuffle=False, epochs=1)
     label_stats = read_label_stats(spec, next(iter(train_data)))
     num_classes = {t.name: len(tf_transform_output.vocabulary_by_name(
         naming.label_vocab_name(t.name))) for t in spec.tasks if t.type == "multiclass"}
@@ -69,7 +74,8 @@ def run_fn(fn_args) -> None:
     if keyed and distribution.writes_outputs(strategy):
         logging.info("checkpoints in %s, keyed by %s", checkpoint_dir, keyed.write_manifest())
     loop = TrainingLoop(network, spec, label_stats, config, strategy,
-                        checkpoint_dir=checkpoint_dir, log_dir=fn_args.model_run_dir)
+                        checkpoint_dir=checkpoint_dir, log_dir=fn_args.model_run_dir,
+                        max_steps=fn_args.train_steps)
     # Every worker logs its weights' fingerprint: workers in sync log the same ones.
     logging.info("initial weights fingerprint %s",
                  distribution.fingerprint(network.model.trainable_variables))
@@ -78,8 +84,8 @@ def run_fn(fn_args) -> None:
                       eval_data=lambda: eval_data.take(eval_steps))
     result.eval_metrics = loop.evaluator(eval_data.take(eval_steps))
     result.checkpoint_dir, result.checkpoint_key = checkpoint_dir, keyed.key if keyed else None
-    logging.info("trained to step %d; eval metrics %s; weights fingerprint %s", result.steps,
-                 result.eval_metrics, distribution.fingerprint(network.model.trainable_variables))
+    logging.info("trained to step %d, selected step %s; validation metrics %s; weights "
+                 "fingerprint %s", result.steps, result.best_step, result.eval_metrics, distribution.fingerprint(network.model.trainable_variables))
     if distribution.writes_outputs(strategy):
         result.write(fn_args.model_run_dir)
     # Every worker exports (the save is collective); only the chief's copy is kept.

@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from tfx_mtl.errors import InputError, InputProblems
-from tfx_mtl.models import architecture, combination, weighting
+from tfx_mtl.models import architecture, combination, early_stopping, weighting
 from tfx_mtl.task_spec import TaskSpec, TaskSpecError
 
 TRAINER_CONFIG_KEY = "trainer"
@@ -20,6 +20,12 @@ PER_TASK_GRADIENTS = ("backward", "jacobian")
 # (method field, its parameters' field, the registry) for both kinds of method.
 _METHODS = (("weighting", "weighting_params", weighting.REGISTRY),
             ("combine", "combine_params", combination.REGISTRY))
+# Selection defaults, measured on the bundled taxi data (docs/models_and_methods.md):
+# every Trainer there stops early well before the default --train-steps cap.
+EVAL_EVERY = 100
+PATIENCE = 10
+# Fields of earlier versions that the normalised validation loss replaced.
+_REMOVED = ("early_stopping_task", "early_stopping_metric")
 
 
 class TrainerConfigError(InputProblems):
@@ -45,11 +51,13 @@ class TrainerConfig:
     # one forward pass) or "jacobian" (one pfor-vectorised Jacobian); same numbers.
     per_task_gradients: str = "backward"
     checkpoint_every: int = 500  # 0: only at the end
-    eval_every: int = 0  # steps between in-loop evaluations; 0: never
-    early_stopping_patience: int = 0  # evaluations without improvement; 0: off
-    early_stopping_task: str | None = None  # default: the first primary task
-    early_stopping_metric: str | None = None  # default: that task's first metric
-    early_stopping_min_delta: float = 0.0
+    # Model selection on the validation split (models/early_stopping.py): every
+    # ``eval_every`` steps and at the last step, the weighted mean over the trained
+    # tasks of (validation loss / loss at the first evaluation); the best evaluation's
+    # weights are kept. 0: no in-loop evaluation, the last step's weights.
+    eval_every: int = EVAL_EVERY
+    early_stopping_patience: int = PATIENCE  # evaluations without improvement; 0: never stop
+    early_stopping_min_delta: float = 0.0  # on the criterion's scale (1.0 = first evaluation)
 
     def __post_init__(self):
         if isinstance(self.tasks, (list, str)):  # from YAML/JSON; a lone name is one task
@@ -82,14 +90,27 @@ class TrainerConfig:
         if self.per_task_gradients not in PER_TASK_GRADIENTS:
             add("per_task_gradients", f"must be one of {', '.join(PER_TASK_GRADIENTS)}, "
                                       f"got {self.per_task_gradients!r}")
+        if not (isinstance(self.early_stopping_min_delta, (int, float))
+                and not isinstance(self.early_stopping_min_delta, bool)
+                and 0 <= self.early_stopping_min_delta < float("inf")):
+            add("early_stopping_min_delta", f"must be a non-negative number, "
+                                            f"got {self.early_stopping_min_delta!r}")
         if self.early_stopping_patience and not self.eval_every:
-            add("early_stopping_patience", "needs trainer.eval_every > 0 (how often to evaluate)")
+            add("early_stopping_patience", "needs trainer.eval_every > 0 (how often to "
+                "evaluate); to train without in-loop evaluation set both to 0")
         if problems:
             raise TrainerConfigError(problems)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "TrainerConfig":
         data = dict(data or {})
+        removed = [name for name in _REMOVED if name in data]
+        if removed:
+            raise TrainerConfigError([(
+                f"trainer.{name}", "is no longer an option: every model, the multi-task one "
+                "and each single-task baseline, is now selected on its normalised validation "
+                "loss (the mean over its tasks of each task's validation loss divided by its "
+                "value at the first evaluation); remove it") for name in removed])
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -136,18 +157,26 @@ class TrainerConfig:
 
     def baseline_for(self, task: str) -> "TrainerConfig":
         """The single-task baseline of ``task``: the same family, widths, data, batch,
-        optimiser, seed and steps, one head; early stopping, if on, watches the task's
-        own first metric."""
-        return dataclasses.replace(self, tasks=(task,), early_stopping_task=None,
-                                   early_stopping_metric=None).for_task_count(1)
+        optimiser, seed, step budget and selection (evaluation interval, patience), one
+        head; the criterion is then its task's validation loss over its first value,
+        which orders evaluations exactly as that loss does."""
+        return dataclasses.replace(self, tasks=(task,)).for_task_count(1)
 
     def spec_problems(self, spec: TaskSpec) -> list[tuple[str, str]]:
-        """What does not fit ``spec`` (tasks it does not have), as (field, message)."""
+        """What does not fit ``spec`` (tasks it does not have; trained tasks whose weights
+        leave the selection criterion nothing to weigh), as (field, message)."""
         unknown = [t for t in self.tasks if t not in spec.task_names]
-        if not unknown:
-            return []
-        return [("trainer.tasks", f"{', '.join(map(repr, unknown))} is not a task of the spec "
-                                  f"(tasks: {', '.join(spec.task_names)})")]
+        if unknown:
+            return [("trainer.tasks", f"{', '.join(map(repr, unknown))} is not a task of the "
+                                      f"spec (tasks: {', '.join(spec.task_names)})")]
+        if self.eval_every:
+            trained = self.trained_spec(spec)
+            try:
+                early_stopping.selection_weights(trained.task_names,
+                                                 [t.weight for t in trained.tasks])
+            except early_stopping.SelectionError as e:
+                return [(e.field, e.message)]
+        return []
 
 
 def checked_trainer_config(options: Mapping[str, Any] | None, spec: TaskSpec) -> TrainerConfig:

@@ -17,6 +17,10 @@ ARCHITECTURE = "architecture"
 WEIGHTING = "weighting"
 COMBINE = "combine"
 # Everything a compiled pipeline declares, in the order `compile` prints them.
+# The default step budget: a cap, since every Trainer stops early on validation.
+# Measured on the bundled taxi data: docs/models_and_methods.md.
+DEFAULT_TRAIN_STEPS = 5000
+
 PARAMETERS = (DATA_ROOT, TRAIN_STEPS, ARCHITECTURE, WEIGHTING, COMBINE)
 # The ones the Trainer takes (the data location is ExampleGen's).
 TRAINER_OPTIONS = (TRAIN_STEPS, ARCHITECTURE, WEIGHTING, COMBINE)

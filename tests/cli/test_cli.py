@@ -104,7 +104,7 @@ def test_training_options_become_trainer_config_fields():
     (["--combine-param", "c=1", "--combine-param", "c=2"], "--combine-param: c given more"),
     (["--model", "single_task"], "unknown architecture 'single_task'"),
     (["--tasks", "fare,tip"], "trainer.tasks: 'tip' is not a task of the spec"),
-    (["--early-stopping", "2"], "needs trainer.eval_every"),
+    (["--eval-every", "0"], "early_stopping_patience: needs trainer.eval_every"),
 ])
 def test_bad_training_options_are_refused_before_the_pipeline_runs(tmp_path, capsys, argv, field):
     code = cli.main(["run", "--output-dir", str(tmp_path / "out"), *argv])

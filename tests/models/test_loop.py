@@ -9,44 +9,19 @@ import pytest
 import tensorflow as tf
 
 from tfx_mtl import naming, synth
-from tfx_mtl.models import architecture, combination, eval_metrics, families, synthetic_input
+from tfx_mtl.models import architecture, combination, eval_metrics, synthetic_input
 from tfx_mtl.models import weighting as weighting_lib
-from tfx_mtl.models.loop import NonFiniteLossError, TrainingLoop
+from tfx_mtl.models.loop import NonFiniteLossError
 from tfx_mtl.models.trainer_config import TrainerConfig
 
-SMALL = dict(hidden_units=(16,), tower_units=(8,), experts=3, task_experts=1, levels=1)
+from loop_support import data as _data, loop as _loop, params as _params
 
-
-def _data(tasks=2, rows=512, correlation=0.5, seed=0, label_scales=None, task_types=None,
-          missing=None):
-    config = synth.SynthConfig(rows=rows, tasks=tasks, correlation=correlation, features=8,
-                               seed=seed, label_scales=label_scales, task_types=task_types)
-    spec = synthetic_input.spec(config)
-    arrays = synthetic_input.transformed(synth.sample(config), spec, missing)
-    return spec, arrays
-
-
-def _loop(spec, arrays, tmp_path=None, strategy=None, **options):
-    arch = options.pop("architecture", {})
-    config = TrainerConfig.from_dict({"learning_rate": 0.01, "log_every": 5, "seed": 1,
-                                      **options, "architecture": {**SMALL, **arch}})
-    strategy = strategy or tf.distribute.get_strategy()
-    tf.keras.utils.set_random_seed(1)
-    with strategy.scope():
-        network = families.build(spec, {}, None, config.architecture)
-    return TrainingLoop(network, spec, synthetic_input.label_stats(arrays, spec), config, strategy,
-                        checkpoint_dir=str(tmp_path / "ckpt") if tmp_path else None,
-                        log_dir=str(tmp_path / "logs") if tmp_path else None)
 
 
 def _eval_losses(loop, spec, arrays):
     """Each task's training loss on ``arrays`` as one batch, as the loop's evaluator reports it."""
     batch = {k: tf.constant(v) for k, v in arrays.items()}
     return {task: metrics[eval_metrics.LOSS] for task, metrics in loop.evaluator([batch]).items()}
-
-
-def _params(loop):
-    return [v.numpy().copy() for v in loop.network.model.trainable_variables]
 
 
 # Every architecture x every registered weighting x every registered combination.
@@ -179,22 +154,6 @@ def test_conflicts_are_more_frequent_between_unrelated_tasks():
         fractions[rho], cosines[rho] = result.conflict_fraction, result.mean_cosine
     assert fractions[0.0] > fractions[0.9] + 0.3, fractions
     assert cosines[0.9]["task_1__task_2"] > cosines[0.0]["task_1__task_2"] + 0.1, cosines
-
-
-def test_early_stopping_keeps_the_best_weights(tmp_path):
-    # Eval labels unrelated to the inputs: the eval metric soon stops improving.
-    spec, arrays = _data(tasks=2, rows=512)
-    _, noise = _data(tasks=2, rows=512, seed=7)
-    noise = {**arrays, **{k: v for k, v in noise.items() if "__label" in k}}
-    loop = _loop(spec, arrays, tmp_path, eval_every=5, early_stopping_patience=2,
-                 learning_rate=0.05)
-    eval_batches = lambda: synthetic_input.dataset(noise, 256, repeat=False)  # noqa: E731
-    result = loop.fit(synthetic_input.dataset(arrays, 64), 500, eval_data=eval_batches)
-    assert result.stopped_early and result.steps < 500
-    assert result.best_step == result.steps - 10  # two evaluations without improvement
-    now = loop.evaluator(eval_batches())
-    assert now["task_1"]["rmse"] == pytest.approx(float(loop.early_stopping.best.numpy()),
-                                                  rel=1e-5)
 
 
 @pytest.mark.grid  # trains three weightings for 1,500 steps each

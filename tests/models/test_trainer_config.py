@@ -118,3 +118,58 @@ def test_tasks_must_be_the_spec_s_and_one_task_means_uniform_and_sum():
 def test_to_dict_round_trips():
     config = TrainerConfig(tasks=("task_1",), combine="cagrad", combine_params={"c": 0.3})
     assert TrainerConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("field", ["early_stopping_task", "early_stopping_metric"])
+def test_the_removed_selection_fields_are_refused_naming_them(field):
+    message = (f"trainer.{field}: is no longer an option: every model, the multi-task one and "
+               "each single-task baseline, is now selected on its normalised validation loss")
+    with pytest.raises(TrainerConfigError, match=message):
+        TrainerConfig.from_dict({field: "fare"})
+    with pytest.raises(TrainerConfigError, match=message):  # e.g. a Kubeflow run-time option
+        TrainerConfig().with_options({field: "fare"})
+    spec = task_spec.parse({**_yaml_spec(), "trainer": {field: "task_1"}}, source="tasks.yaml")
+    with pytest.raises(task_spec.TaskSpecError) as err:
+        checked_trainer_config({}, spec)
+    assert err.value.field == "tasks.yaml" and f"trainer.{field}: is no longer" in str(err.value)
+
+
+def test_selection_is_on_by_default_and_the_baseline_selects_alike():
+    config = TrainerConfig()
+    assert config.eval_every > 0 and config.early_stopping_patience > 0
+    custom = TrainerConfig(eval_every=50, early_stopping_patience=4,
+                           early_stopping_min_delta=0.01)
+    baseline = custom.baseline_for("task_1")
+    assert (baseline.eval_every, baseline.early_stopping_patience,
+            baseline.early_stopping_min_delta) == (50, 4, 0.01)
+    # No evaluation: patience has nothing to count.
+    with pytest.raises(TrainerConfigError, match="early_stopping_patience: needs "
+                                                 "trainer.eval_every > 0"):
+        TrainerConfig(eval_every=0)
+    TrainerConfig(eval_every=0, early_stopping_patience=0)
+    with pytest.raises(TrainerConfigError, match="early_stopping_min_delta: must be a non-neg"):
+        TrainerConfig(early_stopping_min_delta=-0.1)
+
+
+def test_the_command_line_help_states_the_selection_defaults():
+    import argparse
+
+    from tfx_mtl import cli
+    commands = next(a for a in cli.build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction))
+    helps = {o: a.help for a in commands.choices["run"]._actions for o in a.option_strings}
+    defaults = TrainerConfig()
+    assert helps["--eval-every"].endswith(f"(default: {defaults.eval_every})")
+    assert helps["--early-stopping"].endswith(f"(default: {defaults.early_stopping_patience})")
+
+
+def test_trained_tasks_all_of_weight_zero_are_refused_naming_the_fields():
+    tasks = [{"name": t.name, "type": t.type, "label": t.label, "weight": 0} for t in SPEC.tasks]
+    spec = task_spec.parse({**_yaml_spec(), "tasks": tasks})
+    with pytest.raises(TrainerConfigError) as err:
+        checked_trainer_config({}, spec)
+    assert err.value.field == "tasks.task_1.weight, tasks.task_2.weight"
+    assert "every trained task has weight 0" in err.value.message
+    # One task (a baseline) has nothing to weigh against; without evaluation, no criterion.
+    checked_trainer_config({"tasks": ["task_1"]}, spec)
+    checked_trainer_config({"eval_every": 0, "early_stopping_patience": 0}, spec)

@@ -89,7 +89,7 @@ def test_run_time_parameters_are_declared_with_their_defaults_and_wired(compiled
     declared = spec.root.input_definitions.parameters
     P = pipeline_spec_pb2.ParameterType
     expected = {"data_root": (P.STRING, compiler.IMAGE_DATA_ROOT),
-                "train_steps": (P.NUMBER_INTEGER, 1000),
+                "train_steps": (P.NUMBER_INTEGER, run_parameters.DEFAULT_TRAIN_STEPS),
                 "architecture": (P.STRING, "shared_bottom"),
                 "weighting": (P.STRING, "uniform"), "combine": (P.STRING, "sum")}
     assert set(declared) == set(expected) == set(run_parameters.PARAMETERS)
@@ -184,7 +184,7 @@ def test_compiling_is_deterministic(compiled, tmp_path, monkeypatch):
     _compile(tmp_path / "b.json")
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     job = json.loads((tmp_path / "a.json").read_text())
-    assert job["runtimeConfig"]["parameterValues"]["train_steps"] == 1000
+    assert job["runtimeConfig"]["parameterValues"]["train_steps"] == run_parameters.DEFAULT_TRAIN_STEPS
     assert _load(tmp_path / "a.json") == _load(compiled)
 
 

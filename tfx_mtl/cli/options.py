@@ -12,6 +12,7 @@ import argparse
 import math
 
 from tfx_mtl.errors import InputError
+from tfx_mtl.run_parameters import DEFAULT_TRAIN_STEPS as TRAIN_STEPS
 
 
 def _int(text: str, minimum: int, what: str) -> int:
@@ -95,10 +96,12 @@ def add_spec(p: argparse.ArgumentParser) -> None:
 
 def add_steps_and_batch(p: argparse.ArgumentParser, train_steps_help: str) -> None:
     """--train-steps, --eval-steps and --batch-size."""
-    p.add_argument("--train-steps", type=positive_int, default=1000,
-                   help=f"{train_steps_help} (default: 1000)")
+    p.add_argument("--train-steps", type=positive_int, default=TRAIN_STEPS,
+                   help=f"{train_steps_help}: a cap; each Trainer stops early when its "
+                        f"validation loss stops improving (default: {TRAIN_STEPS})")
     p.add_argument("--eval-steps", type=positive_int, default=50,
-                   help="Trainer eval batches (default: 50)")
+                   help="at most this many validation batches per Trainer evaluation "
+                        "(default: 50)")
     p.add_argument("--batch-size", type=positive_int, default=128,
                    help="global training batch size (default: 128)")
 
@@ -141,13 +144,20 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--log-every", type=positive_int,
                    help="steps between log lines and TensorBoard points (default 50)")
     g.add_argument("--eval-every", type=non_negative_int,
-                   help="steps between in-loop evaluations on the eval split (default: never)")
+                   help="steps between the Trainers' evaluations on the validation split, "
+                        "which select each model (its best evaluation's weights are kept) "
+                        "and stop it early; also at the last step. 0: no evaluation, the "
+                        "last step's weights (needs --early-stopping 0) "
+                        "(default: 100)")
     g.add_argument("--cpu-replicas", type=positive_int,
                    help="split the CPU into N logical devices and train under MirroredStrategy")
     g.add_argument("--early-stopping", dest="early_stopping_patience",
-                   type=positive_int,
-                   help="stop after this many evaluations without improvement of the primary "
-                        "task's first metric (needs --eval-every)")
+                   type=non_negative_int,
+                   help="stop a Trainer after this many evaluations without improvement of "
+                        "its normalised validation loss (the mean over its tasks of each "
+                        "task's validation loss over its first value; a baseline's is its "
+                        "task's validation loss). 0: train to --train-steps, still keeping "
+                        "the best evaluation (default: 10)")
 
 
 def trainer_options(args: argparse.Namespace) -> dict:

@@ -75,7 +75,7 @@ class CompileOptions:
     # when the pipeline compiles, so the layout is fixed here.
     data_layout: str = data_lib.UNSPLIT
     serving_model_dir: str | None = None  # default: <pipeline_root>/serving_model/<name>
-    train_steps: int = 1000
+    train_steps: int = run_parameters.DEFAULT_TRAIN_STEPS
     eval_steps: int = 50
     trainer_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     beam_args: tuple[str, ...] = ()

@@ -71,7 +71,7 @@ class ComponentProgress(logging.Handler):
 
 
 def run(*, spec_path: str | None = None, data: str | None = None, output_dir: str = "runs",
-        train_steps: int = 1000, eval_steps: int = 50,
+        train_steps: int = run_parameters.DEFAULT_TRAIN_STEPS, eval_steps: int = 50,
         trainer_options: dict[str, Any] | None = None, cpu_replicas: int | None = None,
         baselines: str | None = None, seeds: int | None = None,
         out: TextIO | None = None) -> dict[str, Any]:
