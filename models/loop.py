@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable, Mapping
 import tensorflow as tf
 from absl import logging
 
-from tfx_mtl import finite
+from tfx_mtl import finite, naming
 from tfx_mtl.models import combination, distribution, eval_metrics, ownership
 from tfx_mtl.models import weighting as weighting_lib
 from tfx_mtl.models.diagnostics import ConflictStats
@@ -50,7 +50,7 @@ from tfx_mtl.models.train_step import MultiTaskStep
 from tfx_mtl.models.trainer_config import TrainerConfig
 from tfx_mtl.task_spec import TaskSpec
 
-REPORT_FILE = "training_report.json"
+REPORT_FILE = naming.TRAINING_REPORT_FILE
 
 
 class NonFiniteLossError(RuntimeError):

@@ -183,3 +183,5 @@ LABEL_REPORT_FILE = "label_report.json"
 # ModelComparison's paired comparison of every task on the test split (tfx_mtl.comparison).
 MODEL_COMPARISON_TYPE = "tfx_mtl.ModelComparison"
 MODEL_COMPARISON_FILE = "comparison.json"
+# Each Trainer's account of its training (models/loop.py), in its ModelRun artifact.
+TRAINING_REPORT_FILE = "training_report.json"

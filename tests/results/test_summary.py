@@ -86,3 +86,19 @@ def test_a_report_from_before_intervals_renders_as_before():
     del record["tasks"]["clicked"]["intervals"]
     text = _render(record)
     assert "95% interval" in text and "Δm" not in text and "judged on" not in text
+
+
+def test_each_trainer_says_which_step_it_kept():
+    record = _summary()
+    record["selection"] = {
+        "Trainer": {"steps": 2300, "best_step": 1300, "stopped_early": True,
+                    "best_value": 0.41234},
+        "baseline_clicked": {"steps": 5000, "best_step": 4900, "stopped_early": False,
+                             "best_value": 0.5},
+        "old": {"steps": 1000, "best_step": None, "stopped_early": False, "best_value": None}}
+    text = _render(record)
+    assert ("selection: Trainer kept step 1300 (best normalised validation loss 0.4123); "
+            "stopped early at step 2300") in text
+    assert "selection: baseline_clicked kept step 4900 (best normalised validation loss " \
+           "0.5000); ran its whole budget at step 5000" in text
+    assert "selection: old trained 1000 steps, no in-loop evaluation: its last weights" in text

@@ -42,6 +42,7 @@ def collect(output_dir: str, pipeline_name: str) -> dict[str, Any]:
         "transfer_report": metadata.report_path(run.output(naming.BLESSING_GATE, "report")),
         "components": [dataclasses.asdict(c) for c in run.components],
         "labels": _label_report(run),
+        "selection": _selection(run),
         # How the verdicts were reached (absent in reports written before issue 15).
         **{key: transfer.get(key) for key in _VERDICT_FIELDS},
     }
@@ -60,6 +61,40 @@ def _label_report(run: metadata.Run) -> dict[str, Any] | None:
     with open(os.path.join(metadata.rebase(uri, run.pipeline_root),
                            naming.LABEL_REPORT_FILE)) as f:
         return json.load(f)
+
+
+def _selection(run: metadata.Run) -> dict[str, Any]:
+    """Per Trainer node: the step training ended at and the step whose weights it kept
+    (selected on the validation split), from its ``training_report.json``."""
+    result = {}
+    for node, keys in run.outputs.items():
+        uri = keys.get("model_run")
+        path = uri and os.path.join(metadata.rebase(uri, run.pipeline_root),
+                                    naming.TRAINING_REPORT_FILE)
+        if not path or not os.path.exists(path):
+            continue
+        with open(path) as f:
+            report = json.load(f)
+        selection = report.get("selection") or {}
+        result[node] = {"steps": report.get("steps"), "best_step": report.get("best_step"),
+                        "stopped_early": report.get("stopped_early"),
+                        "best_value": selection.get("best_value")}
+    return result
+
+
+def selection_lines(selection: dict[str, Any] | None) -> list[str]:
+    """One line per Trainer: the step selected on validation and where training ended."""
+    lines = []
+    for node, info in (selection or {}).items():
+        if info.get("best_step") is None:
+            lines.append(f"selection: {node} trained {info['steps']} steps, no in-loop "
+                         "evaluation: its last weights")
+            continue
+        ended = "stopped early" if info.get("stopped_early") else "ran its whole budget"
+        lines.append(f"selection: {node} kept step {info['best_step']} (best normalised "
+                     f"validation loss {info['best_value']:.4f}); {ended} at step "
+                     f"{info['steps']}")
+    return lines
 
 
 def label_lines(labels: dict[str, Any] | None) -> list[str]:
@@ -115,7 +150,7 @@ def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
     for row in rows:
         out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
     out.write("\n")
-    for line in label_lines(summary.get("labels")):
+    for line in label_lines(summary.get("labels")) + selection_lines(summary.get("selection")):
         out.write(f"  {line}\n")
     for line in verdict_lines(summary):
         out.write(f"{line}\n")
