@@ -426,6 +426,39 @@ def test_synthetic_tfrecord_data_runs_through_import_example_gen(tmp_path):
     assert 0 < counts["validation"] < counts["train"] and 0 < counts["test"] < counts["train"]
 
 
+def test_two_seeds_train_two_of_each_model_and_the_report_shows_both(tmp_path):
+    """`--seeds 2`: every model trained twice (seed 42 and 43), the comparison over both,
+    each seed's values listed in the summary and printed under the table."""
+    data_dir = tmp_path / "synth"
+    run_tfx_mtl("synth", "--rows", "1500", "--tasks", "2", "--correlation", "0.5",
+                "--features", "6", "--out", str(data_dir))
+    summary_path = tmp_path / "summary.json"
+    result = run_tfx_mtl("run", "--data", str(data_dir / "data.csv"),
+                         "--spec", str(data_dir / "tasks.yaml"), "--seeds", "2",
+                         "--output-dir", str(tmp_path / "runs"), "--train-steps", "60",
+                         "--eval-every", "20", "--eval-steps", "2", "--batch-size", "64",
+                         "--summary-json", str(summary_path))
+    summary = json.loads(summary_path.read_text())
+    tasks = ("task_1", "task_2")
+    states = {c["id"]: c["state"] for c in summary["components"]}
+    trainers = {naming.trainer_node(i) for i in (0, 1)} | {
+        naming.baseline_node(t, i) for t in tasks for i in (0, 1)}
+    assert trainers <= set(states) and {states[n] for n in trainers} == {"COMPLETE"}
+    assert set(summary["selection"]) == trainers
+    assert summary["seeds"] == [42, 43]
+    for task in tasks:
+        info = summary["tasks"][task]
+        rows = info["seeds"]
+        assert [row["seed"] for row in rows] == [42, 43]
+        metric = task_spec.load(data_dir / "tasks.yaml").task(task).metrics[0].name
+        values = [row["metrics"][metric] for row in rows]
+        assert values[0] != values[1]  # two trainings, not one twice
+        assert info["metrics"][metric] == pytest.approx(sum(values) / 2, rel=1e-9)
+        for seed in (42, 43):
+            assert f"seed {seed}: task '{task}': {metric} " in result.stdout
+    assert "trained with 2 seed(s)" in result.stdout
+
+
 def _ran(out):
     store = metadata.open_store(str(out / "metadata.sqlite"))
     return {ctx.name.rpartition(".")[2] for e in store.get_executions()
