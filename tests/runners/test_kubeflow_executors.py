@@ -7,15 +7,15 @@ import os
 import pytest
 from kubeflow_support import InputArtifact, executor_input, mlmd_outputs, root_defaults, run_task
 
-from tfx_mtl import data, task_spec
+from tfx_mtl import data, run_parameters, task_spec
 from tfx_mtl.runners import kubeflow as compiler
 
 pytestmark = pytest.mark.subprocess  # each task runs its container command
 
 IMAGE = "registry.example/ml/tfx-mtl:1.2.3"
 ROOT = "gs://bucket/tfx-mtl"
-COMPILED_DEFAULTS = {"train_steps": 1000, "architecture": "shared_bottom",
-                     "weighting": "uniform", "combine": "sum"}
+COMPILED_DEFAULTS = {"train_steps": run_parameters.DEFAULT_TRAIN_STEPS,
+                     "architecture": "shared_bottom", "weighting": "uniform", "combine": "sum"}
 RUN = {"train_steps": 30, "architecture": "mmoe", "weighting": "uncertainty",
        "combine": "pcgrad"}
 
