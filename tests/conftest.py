@@ -1,11 +1,14 @@
 """The one real pipeline run that the end-to-end tests share (markers: pytest.ini)."""
 import json
 import os
+import tempfile
 
 import pytest
 from taxi_support import MISSING_FARE_EVERY, TaxiRun, run_tfx_mtl, taxi_spec, write_taxi_slice
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The commands' own logs (tfx_mtl.log_capture) go to a scratch directory, not the user's.
+os.environ.setdefault("TFX_MTL_LOG_DIR", tempfile.mkdtemp(prefix="tfx-mtl-test-logs-"))
 
 
 # One real pipeline run on a taxi slice, shared by the end-to-end and notebook tests.

@@ -10,11 +10,13 @@ file that holds its traceback, any other error with its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
 from typing import Sequence
 
+from tfx_mtl import log_capture
 from tfx_mtl.cli import bench, compile, query, run, serve, submit, synth
 from tfx_mtl.errors import InputError
 
@@ -31,19 +33,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Quieten TensorFlow's C++ start-up chatter; the full log goes to a file.
+    # TensorFlow's and its libraries' start-up chatter goes to the command's log file
+    # (log_capture); only the command's own messages reach the terminal.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     prog = f"tfx-mtl {args.command}"
+    log_file = log_capture.command_log_file(args.command)
     try:
-        return args.func(args)
+        with log_capture.LogCapture(log_file) if log_file else contextlib.nullcontext():
+            return args.func(args)
     except InputError as e:
         print(f"{prog}: error: {_option(e.field, getattr(args, 'fields', {}))}: {e.message}",
               file=sys.stderr)
         return 2
     except Exception as e:
-        log_file = getattr(e, "log_file", None)
-        if log_file is None:  # not a failure the run's log explains: show where
+        if getattr(e, "log_file", None) is None:  # not a failure a run's log explains
             traceback.print_exc()
+            if log_file:
+                print(f"{prog}: full log in {log_file}", file=sys.stderr)
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
 
