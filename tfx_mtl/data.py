@@ -286,6 +286,7 @@ def require_columns(path: str, spec) -> None:
 _MISSING_LOOKING = frozenset({"na", "n/a", "#n/a", "null", "none", "missing", "nil", "-",
                               "--", "?", ".", "unknown"})
 _INT64 = (-(2 ** 63), 2 ** 63 - 1)
+_NUMBERS_SEEN = 100_000  # distinct numeric cells remembered (a column repeats its values)
 
 
 def numeric_columns(spec) -> dict[str, str]:
@@ -328,20 +329,24 @@ def require_numbers(path: str, spec) -> None:
     needed = numeric_columns(spec)
     if fmt != "csv" or not needed:
         return
-    skip = {""} | set(spec.data.missing_values)
+    skip = {""} | set(spec.data.missing_values)  # and numbers seen, up to _NUMBERS_SEEN
     found: dict[str, tuple[str, int, int, str]] = {}  # column -> file, line, row, cell
     for file in files:
         rows = _csv_rows(file)
         _, header = next(rows, (1, []))
-        index = {c: i for i, c in enumerate(header) if c in needed and c not in found}
+        todo = [(c, i) for i, c in enumerate(header) if c in needed and c not in found]
         for row_number, (line, row) in enumerate(rows, start=1):
-            if not index:
+            if not todo:
                 break
-            for column, i in list(index.items()):
+            for column, i in todo:
                 cell = row[i] if i < len(row) else ""
-                if cell not in skip and not _is_number(cell):
+                if cell in skip:
+                    continue
+                if not _is_number(cell):
                     found[column] = (file, line, row_number, cell)
-                    del index[column]
+                    todo = [(c, j) for c, j in todo if c != column]
+                elif len(skip) < _NUMBERS_SEEN:
+                    skip.add(cell)
     if not found:
         return
     lines, hints = [], []
