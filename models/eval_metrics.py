@@ -49,7 +49,7 @@ class Evaluator:
     def __init__(self, model: tf.keras.Model, spec: TaskSpec,
                  label_stats: Mapping[str, tuple[float, float]]):
         self.spec = spec
-        keys = [naming.feature_key(f) for f in spec.feature_names]
+        keys = list(spec.feature_keys)
 
         @tf.function
         def predict(batch):

@@ -31,7 +31,7 @@ def export(model: tf.keras.Model, spec: TaskSpec, tf_transform_output: tft.TFTra
     if missing:
         raise ValueError(f"features {missing} of the spec are not in the Transform's raw schema")
     serving_spec = {name: raw_spec[name] for name in spec.feature_names}
-    feature_keys = [naming.feature_key(f) for f in spec.feature_names]
+    feature_keys = list(spec.feature_keys)  # raw columns in, their safe keys out
     class_names = {
         task.name: tf.constant(tf_transform_output.vocabulary_by_name(
             naming.label_vocab_name(task.name)))

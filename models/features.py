@@ -17,22 +17,22 @@ from tfx_mtl.task_spec import TaskSpec
 
 def input_cardinalities(spec: TaskSpec, vocabulary_size: Callable[[str], int]) -> dict[str, int]:
     """Number of ids of each id-valued feature; ``vocabulary_size(name)`` reads TFT's vocab."""
-    sizes = {}
+    sizes, keys = {}, spec.column_keys
     for feature in spec.features:
         if feature.kind == "bucketized":
             sizes[feature.name] = feature.buckets
         elif feature.kind == "categorical":
-            sizes[feature.name] = (vocabulary_size(naming.feature_vocab_name(feature.name))
+            sizes[feature.name] = (vocabulary_size(naming.feature_vocab_name(keys[feature.name]))
                                    + feature.oov_buckets)
     return sizes
 
 
 def input_layer(spec: TaskSpec, cardinalities: Mapping[str, int]
                 ) -> tuple[dict[str, tf.keras.KerasTensor], tf.keras.KerasTensor]:
-    """(inputs keyed by ``naming.feature_key``, the concatenated feature vector)."""
+    """(inputs keyed by the features' Transform output keys, ``spec.feature_keys``, the
+    concatenated feature vector). ``cardinalities`` is keyed by column."""
     inputs, parts = {}, []
-    for feature in spec.features:
-        key = naming.feature_key(feature.name)
+    for feature, key in zip(spec.features, spec.feature_keys):
         if feature.kind == "numeric":
             inputs[key] = tf.keras.Input(shape=(), name=key, dtype=tf.float32)
             parts.append(tf.keras.layers.Reshape((1,), name=f"{key}_column")(inputs[key]))

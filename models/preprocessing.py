@@ -9,8 +9,9 @@ Per task: the label (evaluated from its column or expression), a 0/1 mask that
 is 0 wherever any column the label reads is missing, NaN or infinite (or a
 regression label is not finite), and for regression tasks the mean and standard deviation of the
 labelled values, which the Trainer bakes into the head so the model learns in
-standardised units and serves in the label's own units. Output names follow
-:mod:`tfx_mtl.naming`.
+standardised units and serves in the label's own units. Inputs are keyed by the
+data's column names as written; output names follow :mod:`tfx_mtl.naming`, from each
+feature's safe key (:mod:`tfx_mtl.column_keys`).
 """
 from __future__ import annotations
 
@@ -33,9 +34,10 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
 
 def transform(inputs: Mapping[str, Any], spec: TaskSpec) -> dict[str, tf.Tensor]:
     outputs: dict[str, tf.Tensor] = {}
+    keys = spec.column_keys  # inputs are keyed by column, outputs by the column's safe key
     for feature in spec.features:
-        outputs[naming.feature_key(feature.name)] = _transform_feature(
-            feature, inputs[feature.name])
+        outputs[naming.feature_key(keys[feature.name])] = _transform_feature(
+            feature, keys[feature.name], inputs[feature.name])
     columns = {name: _dense_with_mask(inputs[name]) for name in spec.label_columns}
     for task in spec.tasks:
         outputs.update(_transform_label(task, columns))
@@ -65,7 +67,7 @@ def _filled_float(x) -> tf.Tensor:
     return tf.where(present, values, mean)
 
 
-def _transform_feature(feature: Feature, x) -> tf.Tensor:
+def _transform_feature(feature: Feature, key: str, x) -> tf.Tensor:
     if feature.kind == "numeric":
         return tft.scale_to_z_score(_filled_float(x))
     if feature.kind == "bucketized":
@@ -75,7 +77,7 @@ def _transform_feature(feature: Feature, x) -> tf.Tensor:
         values = tf.strings.as_string(values)
     return tft.compute_and_apply_vocabulary(
         values, top_k=feature.top_k, num_oov_buckets=feature.oov_buckets,
-        vocab_filename=naming.feature_vocab_name(feature.name))
+        vocab_filename=naming.feature_vocab_name(key))
 
 
 def _transform_label(task: Task, columns: Mapping[str, tuple[tf.Tensor, tf.Tensor]]

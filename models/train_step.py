@@ -83,8 +83,7 @@ class MultiTaskStep:
 
     # -- pieces ------------------------------------------------------------
     def _inputs(self, batch):
-        return {naming.feature_key(f): batch[naming.feature_key(f)]
-                for f in self.spec.feature_names}
+        return {key: batch[key] for key in self.spec.feature_keys}
 
     def _labelled_counts(self, batch, ctx) -> tf.Tensor:
         local = tf.stack([tf.reduce_sum(tf.cast(tf.reshape(batch[naming.mask_key(t)], [-1]),

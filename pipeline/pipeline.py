@@ -50,7 +50,7 @@ from tfx import v1 as tfx
 from tfx_mtl import data as data_lib
 from tfx_mtl import module_graph, naming
 from tfx_mtl import run_parameters as run_parameters_lib
-from tfx_mtl.components import mtl_trainer
+from tfx_mtl.components import missing_values_csv, mtl_trainer
 from tfx_mtl.components.atomic_pusher import AtomicPusher
 from tfx_mtl.components.blessing_gate import BlessingGate
 from tfx_mtl.components.curated_schema import CuratedSchemaGen, read_schema_text
@@ -126,12 +126,15 @@ class Scale:
 
 
 def create_example_gen(data: DataSource,
-                       buckets: Sequence[tuple[str, int]] = DataConfig().splits):
+                       buckets: Sequence[tuple[str, int]] = DataConfig().splits,
+                       missing_values: Sequence[str] = ()):
     """The ExampleGen for the data's format, under TFX's default id (naming.EXAMPLE_GEN),
     writing the splits of naming.SPLITS: an input already split is used as given (one
     input split per directory, and an empty output config, which TFX then copies);
     otherwise all the files are one input, hashed into the splits by ``buckets``
-    (the spec's ``data.splits``: (split, hash buckets) pairs)."""
+    (the spec's ``data.splits``: (split, hash buckets) pairs). CSV cells equal to one of
+    ``missing_values`` (the spec's ``data.missing_values``) are read as empty ones
+    (components/missing_values_csv.py)."""
     component_class = {"csv": tfx.components.CsvExampleGen,
                        "tfrecord": tfx.components.ImportExampleGen}[data.format]
     if data.splits:
@@ -145,6 +148,11 @@ def create_example_gen(data: DataSource,
         output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name=split, hash_buckets=count)
             for split, count in buckets]))
+    if data.format == "csv" and missing_values:
+        return missing_values_csv.MissingValuesCsvExampleGen(
+            input_base=data.directory, input_config=input_config, output_config=output_config,
+            custom_config=missing_values_csv.custom_config(missing_values),
+        ).with_id(naming.EXAMPLE_GEN["csv"])
     return component_class(input_base=data.directory, input_config=input_config,
                            output_config=output_config)
 
@@ -192,7 +200,7 @@ def create_pipeline(
         """A data-parallel Beam component: on the distributed runner when one is set."""
         return component.with_beam_pipeline_args(heavy_beam_args) if heavy_beam_args else component
 
-    example_gen = heavy(create_example_gen(data, spec.data.splits))
+    example_gen = heavy(create_example_gen(data, spec.data.splits, spec.data.missing_values))
     statistics_gen = heavy(tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]))
     if spec.schema:
         schema_gen = CuratedSchemaGen(schema_text=read_schema_text(spec.schema))

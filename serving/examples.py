@@ -1,7 +1,9 @@
 """Raw feature rows -> serialized ``tf.Example``s, the input of every serving signature.
 
 A row is a mapping of feature name -> value: a scalar, or a list for a multi-valued
-feature. ``None``, ``""``, a float NaN or an empty list means "missing": the feature
+feature. A feature's name is its column's name as the data's header writes it
+(``hours-per-week``, ``marital status``): the served model parses the raw columns, and
+the safe keys the model uses inside (:mod:`tfx_mtl.column_keys`) never reach a request. ``None``, ``""``, a float NaN or an empty list means "missing": the feature
 is left out of the example and the model imputes it, exactly as for an empty CSV cell.
 
 With a tensorflow_metadata ``Schema`` (e.g. ``schemas/chicago_taxi/schema.pbtxt``) the

@@ -266,11 +266,12 @@ def require_columns(path: str, spec) -> None:
     """Refuses data that lacks a column the spec (a valid
     :class:`~tfx_mtl.task_spec.TaskSpec`) reads, naming the data file and each missing
     column with what reads it: a data problem (a dropped or renamed column), not a spec
-    one."""
+    one; then data with text where the spec reads numbers (:func:`require_numbers`)."""
     have = columns(path)
     needed = spec_columns(spec)
     missing = [column for column in needed if column not in have]
     if not missing:
+        require_numbers(path, spec)
         return
     fmt, files = data_files(path)
     where, what = ((files[0], "its header") if fmt == "csv" and len(files) == 1 else
@@ -279,6 +280,88 @@ def require_columns(path: str, spec) -> None:
     lines = "".join(f"\n  no column {c!r} ({needed[c]} reads it)" for c in missing)
     raise DataError(where, f"the data lacks {len(missing)} column(s) the spec reads:{lines}\n"
                     f"  {what} has: {', '.join(have)}")
+
+
+# Cells that look like a missing-value token rather than a value: the hint to list them.
+_MISSING_LOOKING = frozenset({"na", "n/a", "#n/a", "null", "none", "missing", "nil", "-",
+                              "--", "?", ".", "unknown"})
+_INT64 = (-(2 ** 63), 2 ** 63 - 1)
+_NUMBERS_SEEN = 100_000  # distinct numeric cells remembered (a column repeats its values)
+
+
+def numeric_columns(spec) -> dict[str, str]:
+    """Each column the spec reads as a number -> what reads it: numeric and bucketized
+    features, and every column of a regression task's label."""
+    needed: dict[str, str] = {}
+    for feature in spec.features:
+        if feature.kind in ("numeric", "bucketized"):
+            needed.setdefault(feature.name, f"{feature.kind} feature {feature.name!r}")
+    for task in spec.tasks:
+        if task.type == "regression":
+            for column in task.label_columns:
+                needed.setdefault(column, f"the label of regression task {task.name!r}")
+    return needed
+
+
+def _is_number(cell: str) -> bool:
+    """Whether CsvExampleGen reads ``cell`` as a number (tfx_bsl's _InferValueType)."""
+    try:
+        return _INT64[0] <= int(cell) <= _INT64[1]
+    except ValueError:
+        pass
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def require_numbers(path: str, spec) -> None:
+    """Refuses CSV data in which a column the spec reads as a number
+    (:func:`numeric_columns`) holds a cell that is not one, once the empty cells and the
+    spec's ``data.missing_values`` are left out: CsvExampleGen would make the column a
+    string column and Transform fail on it naming nothing. Names each such column with
+    the file, line and row of its first such cell and the cell, and suggests
+    ``data.missing_values`` when the cell looks like a missing-value token. Reads every
+    row (the check before the run reads a sample only for the header's shape: a text
+    cell anywhere changes the whole column's type). TFRecord data carries its types."""
+    fmt, files = data_files(path)
+    needed = numeric_columns(spec)
+    if fmt != "csv" or not needed:
+        return
+    skip = {""} | set(spec.data.missing_values)  # and numbers seen, up to _NUMBERS_SEEN
+    found: dict[str, tuple[str, int, int, str]] = {}  # column -> file, line, row, cell
+    for file in files:
+        rows = _csv_rows(file)
+        _, header = next(rows, (1, []))
+        todo = [(c, i) for i, c in enumerate(header) if c in needed and c not in found]
+        for row_number, (line, row) in enumerate(rows, start=1):
+            if not todo:
+                break
+            for column, i in todo:
+                cell = row[i] if i < len(row) else ""
+                if cell in skip:
+                    continue
+                if not _is_number(cell):
+                    found[column] = (file, line, row_number, cell)
+                    todo = [(c, j) for c, j in todo if c != column]
+                elif len(skip) < _NUMBERS_SEEN:
+                    skip.add(cell)
+    if not found:
+        return
+    lines, hints = [], []
+    for column, (file, line, row_number, cell) in found.items():
+        lines.append(f"\n  column {column!r} ({needed[column]}) holds {cell!r}, not a number: "
+                     f"{file}, line {line} (data row {row_number})")
+        if cell.strip().casefold() in _MISSING_LOOKING and cell not in hints:
+            hints.append(cell)
+    hint = (f"\n  if {', '.join(map(repr, hints))} means a missing value, list it in the spec: "
+            f"data: {{missing_values: [{', '.join(map(repr, hints))}]}}" if hints else
+            "\n  make the column a categorical feature, or fix the data")
+    first = next(iter(found.values()))[0]
+    raise DataError(first if len(files) == 1 else path,
+                    f"{len(found)} column(s) the spec reads as numbers hold text:"
+                    + "".join(lines) + hint)
 
 
 def spec_columns(spec) -> dict[str, str]:

@@ -8,6 +8,12 @@ compiled expression is evaluated on NumPy arrays in tests and on TensorFlow
 tensors inside ``preprocessing_fn``: it only uses Python operators, which both
 libraries overload element-wise.
 
+A column whose name is not a plain name (``marital-status``, ``hours per week``) is
+quoted in backticks, as in SQL: `` `marital-status` == 'Never-married' ``. Inside the
+backticks any character but a backtick is part of the name; backticks inside a string
+literal are the string's. Each quoted column stands in for a placeholder name while
+:mod:`ast` parses the text, and is put back in the tree.
+
 Nothing a spec writes can blow up later, in Transform: the text, the size and the
 nesting of an expression are bounded (:data:`MAX_LENGTH`, :data:`MAX_NODES`,
 :data:`MAX_DEPTH`), a string may only be compared (``'a' * 10**11`` would be Python's
@@ -104,8 +110,9 @@ def parse(text: str) -> LabelExpr:
     if len(text) > MAX_LENGTH:
         raise LabelExprError(f"is {len(text)} characters long; a label expression may have "
                              f"at most {MAX_LENGTH}")
+    source, quoted = _unquote(text)
     try:
-        tree = ast.parse(text, mode="eval")
+        tree = ast.parse(source, mode="eval")
     except SyntaxError as e:
         raise LabelExprError(f"cannot parse {text!r}: {e.msg}") from None
     except (RecursionError, MemoryError):
@@ -116,11 +123,56 @@ def parse(text: str) -> LabelExpr:
         raise LabelExprError(f"{_short(text)} has more than {MAX_NODES} terms and operators; "
                              "a label is a small formula")
     names = sorted((n for n in nodes if isinstance(n, ast.Name)), key=lambda n: n.col_offset)
+    for name in names:
+        name.id = quoted.get(name.id, name.id)
     columns = tuple(dict.fromkeys(n.id for n in names))  # in order of first use
     kind = _check(tree.body, text, depth=1)
     if not columns:
         raise LabelExprError(f"{_short(text)} reads no column: a constant is no label")
     return LabelExpr(text=text, columns=columns, kind=kind.name, _tree=tree)
+
+
+_PLACEHOLDER = "_quoted_column_"
+_QUOTES = "'\""
+
+
+def _unquote(text: str) -> tuple[str, dict[str, str]]:
+    """``text`` with each backtick-quoted column replaced by a placeholder name, and
+    placeholder -> column. String literals ('...' or "...", backslash escapes) are
+    skipped, so a backtick inside one is the string's."""
+    prefix = _PLACEHOLDER
+    while prefix in text:  # a placeholder must not be a name the text already uses
+        prefix = f"_{prefix}"
+    out: list[str] = []
+    quoted: dict[str, str] = {}
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char in _QUOTES:
+            end = i + 1
+            while end < len(text) and text[end] != char:
+                end += 2 if text[end] == "\\" else 1
+            out.append(text[i:end + 1])
+            i = end + 1
+        elif char == "`":
+            end = text.find("`", i + 1)
+            if end < 0:
+                raise LabelExprError(f"unterminated backtick in {_short(text)}: a quoted column "
+                                     "is written `column name`, closed by a second backtick")
+            column = text[i + 1:end]
+            if not column:
+                raise LabelExprError(f"empty backticks `` in {_short(text)}: write the column's "
+                                     "name between them")
+            placeholder = next((p for p, c in quoted.items() if c == column),
+                               f"{prefix}{len(quoted)}")
+            quoted[placeholder] = column
+            # Spaces keep the placeholder a name of its own next to what surrounds it.
+            out.append(f" {placeholder} ")
+            i = end + 1
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out).strip(), quoted
 
 
 def _short(text: str) -> str:

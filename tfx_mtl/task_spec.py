@@ -16,14 +16,13 @@ runs.
 from __future__ import annotations
 
 import dataclasses
-import keyword
 import os
 import re
 from typing import Any, Iterable, Mapping
 
 import yaml
 
-from tfx_mtl import label_expr, naming
+from tfx_mtl import column_keys, label_expr, naming
 from tfx_mtl.errors import InputError
 
 TASK_TYPES = ("binary", "multiclass", "regression")
@@ -94,7 +93,7 @@ class TaskSpecError(InputError):
 
 @dataclasses.dataclass(frozen=True)
 class Feature:
-    name: str
+    name: str  # the column, exactly as the data's header writes it (see column_keys)
     kind: str  # numeric | bucketized | categorical
     buckets: int = 10  # bucketized: quantile buckets
     top_k: int = 1000  # categorical: vocabulary size kept
@@ -190,11 +189,14 @@ class Evaluation:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """How ExampleGen splits one unsplit input: hash buckets per split, in
-    naming.SPLITS order. A pre-split input (a directory per split) is used as given."""
+    """How ExampleGen reads the data: hash buckets per split, in naming.SPLITS order (a
+    pre-split input, a directory per split, is used as given), and the CSV cells that
+    mean "missing" besides the empty one (``missing_values``, e.g. ``('NA', '?')``:
+    ExampleGen reads such a cell as an empty one, docs/task_spec.md)."""
 
     splits: tuple[tuple[str, int], ...] = ((naming.TRAIN, 8), (naming.VALIDATION, 1),
                                            (naming.TEST, 1))
+    missing_values: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +217,18 @@ class TaskSpec:
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
+
+    @property
+    def column_keys(self) -> dict[str, str]:
+        """Each feature's column -> its safe key (:mod:`tfx_mtl.column_keys`), from which
+        its Transform output, vocabulary and Keras input are named."""
+        return column_keys.column_keys(self.feature_names)
+
+    @property
+    def feature_keys(self) -> tuple[str, ...]:
+        """The Transform output (model input) key of each feature, in spec order."""
+        keys = self.column_keys
+        return tuple(naming.feature_key(keys[name]) for name in self.feature_names)
 
     @property
     def label_columns(self) -> tuple[str, ...]:
@@ -278,7 +292,8 @@ class TaskSpec:
             source=data.get("source", "<dict>"),
             evaluation=_evaluation_from_dict(data.get("evaluation")),
             trainer=dict(data.get("trainer") or {}),
-            data=DataConfig(tuple((name, buckets) for name, buckets in data["data"]["splits"]))
+            data=DataConfig(tuple((name, buckets) for name, buckets in data["data"]["splits"]),
+                            tuple(data["data"].get("missing_values", ())))
             if data.get("data") else DataConfig(),
         )
 
@@ -358,7 +373,8 @@ def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
         for task in tasks:
             for column in _safe_label_columns(task):
                 if column not in known:
-                    problems.append((f"tasks.{task.name}.label", _unknown_column(column, columns)))
+                    problems.append((f"tasks.{task.name}.label",
+                                     _unknown_column(column, columns, label=True)))
         for i, slice_columns in enumerate(evaluation.slices):
             for column in slice_columns:
                 if column not in known:
@@ -370,8 +386,12 @@ def parse(data: Any, source: str = "<dict>", base_dir: str | None = None,
                     data=data_config)
 
 
-def _unknown_column(column: str, columns: list[str]) -> str:
-    return f"unknown column {column!r} (the data has: {', '.join(columns)})"
+def _unknown_column(column: str, columns: list[str], label: bool = False) -> str:
+    hint = ""
+    if label and any(not c.isidentifier() for c in columns):
+        hint = ("; in a label expression, quote a column whose name is not a plain name in "
+                "backticks, e.g. `marital-status` == 'Never-married'")
+    return f"unknown column {column!r} (the data has: {', '.join(columns)}){hint}"
 
 
 def _safe_label_columns(task: Task) -> tuple[str, ...]:
@@ -398,9 +418,11 @@ def _check_spec_name(name: Any, problems: list[tuple[str, str]]) -> None:
                                  f"{naming.MAX_SPEC_NAME_LENGTH} characters)"))
 
 
-def _check_name(value: Any, field: str, problems: list[tuple[str, str]]) -> bool:
-    if not isinstance(value, str) or not value.isidentifier() or keyword.iskeyword(value):
-        problems.append((field, f"{value!r} is not a valid name (letters, digits, _)"))
+def _check_column(value: Any, field: str, problems: list[tuple[str, str]]) -> bool:
+    """A column is named as the data's header writes it: any non-empty text."""
+    if not isinstance(value, str) or not value:
+        problems.append((field, f"{value!r} is not a column name (the column's name as the "
+                                "data's header writes it)"))
         return False
     return True
 
@@ -428,7 +450,7 @@ def _parse_features(raw: Any, problems: list[tuple[str, str]]) -> list[Feature]:
             continue
         _unknown_keys(entry, {f.name for f in dataclasses.fields(Feature)}, f"{field}.", problems)
         name = entry.get("name")
-        if not _check_name(name, f"{field}.name", problems):
+        if not _check_column(name, f"{field}.name", problems):
             continue
         if name in seen:
             problems.append((f"{field}.name", f"duplicate feature {name!r}"))
@@ -630,25 +652,49 @@ def _parse_max_regression(raw: Any, field: str,
 
 
 def _parse_data(raw: Any, problems: list[tuple[str, str]]) -> DataConfig:
-    """``data: {splits: {train: 8, validation: 1, test: 1}}``: hash buckets per split."""
+    """``data: {splits: {train: 8, validation: 1, test: 1}, missing_values: [NA, '?']}``:
+    hash buckets per split, and the cells that mean missing besides the empty one."""
     if raw is None:
         return DataConfig()
     if not isinstance(raw, Mapping):
         problems.append(("data", "must be a mapping, e.g. {splits: {train: 8, validation: 1, "
-                                 "test: 1}}"))
+                                 "test: 1}, missing_values: [NA]}"))
         return DataConfig()
-    _unknown_keys(raw, {"splits"}, "data.", problems)
+    _unknown_keys(raw, {"splits", "missing_values"}, "data.", problems)
+    missing_values = _parse_missing_values(raw.get("missing_values"), problems)
     splits = raw.get("splits")
     if splits is None:
-        return DataConfig()
+        return DataConfig(missing_values=missing_values)
     if not isinstance(splits, Mapping) or set(splits) != set(naming.SPLITS):
         problems.append(("data.splits", "must give the hash buckets of exactly these splits: "
                                         f"{', '.join(naming.SPLITS)}; got {splits!r}"))
-        return DataConfig()
+        return DataConfig(missing_values=missing_values)
     buckets = []
     for name in naming.SPLITS:
         buckets.append((name, _positive_int(splits, name, 1, "data.splits", problems)))
-    return DataConfig(tuple(buckets))
+    return DataConfig(tuple(buckets), missing_values)
+
+
+def _parse_missing_values(raw: Any, problems: list[tuple[str, str]]) -> tuple[str, ...]:
+    """A list of cell texts (an empty cell is always missing). YAML reads an unquoted
+    ``NA`` as text but ``-1`` as a number, so numbers are taken as the text they read as;
+    ``true``/``null`` are refused (YAML's reading of ``yes``, ``~``: quote them)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(("data.missing_values", "must be a list of the cell texts that mean "
+                                                f"missing, e.g. [NA, '?'], got {raw!r}"))
+        return ()
+    tokens: list[str] = []
+    for i, token in enumerate(raw):
+        if isinstance(token, (int, float)) and not isinstance(token, bool):
+            token = str(token)
+        if not isinstance(token, str) or not token:
+            problems.append((f"data.missing_values[{i}]", "must be the non-empty text of a "
+                             f"cell (quote it in YAML, e.g. 'NA', '?'), got {token!r}"))
+        elif token not in tokens:
+            tokens.append(token)
+    return tuple(tokens)
 
 
 def _parse_evaluation(raw: Any, problems: list[tuple[str, str]]) -> Evaluation:
@@ -681,7 +727,7 @@ def _parse_evaluation(raw: Any, problems: list[tuple[str, str]]) -> Evaluation:
                 or not all(isinstance(c, str) and c for c in columns)):
             problems.append((f"evaluation.slices[{i}]",
                              f"must be a column name or a list of column names, got {entry!r}"))
-        elif not all(_check_name(c, f"evaluation.slices[{i}]", problems) for c in columns):
+        elif not all(_check_column(c, f"evaluation.slices[{i}]", problems) for c in columns):
             continue
         elif len(set(columns)) != len(columns):
             problems.append((f"evaluation.slices[{i}]", f"repeats a column: {entry!r}"))

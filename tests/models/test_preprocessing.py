@@ -35,3 +35,38 @@ def test_vocabularies_are_named_for_the_model(transformed):
     assert sorted(tft_output.vocabulary_by_name(naming.feature_vocab_name("pay"))) == [b"card", b"cash"]
     assert sorted(tft_output.vocabulary_by_name(naming.label_vocab_name("kind"))) == [b"a", b"b"]
     assert all(0 <= r["pay_xf"] < 3 for r in rows)  # 2 words + 1 OOV bucket
+
+
+def test_columns_of_any_header_name_are_read_by_name_and_output_by_safe_key(tmp_path):
+    """Inputs keyed by the header's names (a hyphen, a space), outputs and vocabulary files
+    by their keys, and a backtick-quoted label column; the model's input layer takes the
+    Transform's output keys."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+    from tfx_mtl import task_spec
+    from tfx_mtl.models import features, preprocessing
+
+    spec = task_spec.parse({
+        "features": ["hours-per-week", {"name": "marital status", "kind": "categorical"}],
+        "tasks": [{"name": "rich", "type": "binary", "label": "`income class` == '>50K'"}]})
+    feature_spec = {"hours-per-week": tf.float32, "marital status": tf.string,
+                    "income class": tf.string}
+    rows = [{"hours-per-week": [40.0], "marital status": [b"Divorced"], "income class": [b">50K"]},
+            {"hours-per-week": [20.0], "marital status": [b"Never-married"],
+             "income class": [b"<=50K"]}]
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(
+        {k: tf.io.VarLenFeature(t) for k, t in feature_spec.items()}))
+    with tft_beam.Context(temp_dir=str(tmp_path / "tmp")):
+        (out, _), transform_fn = ((rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: preprocessing.transform(inputs, spec)))
+        _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / "tft"))
+    assert [row["hours_per_week_xf"] for row in out] == [1.0, -1.0]
+    assert [row[naming.label_key("rich")] for row in out] == [1, 0]
+    output = tft.TFTransformOutput(str(tmp_path / "tft"))
+    assert output.vocabulary_size_by_name("marital_status_vocab") == 2
+    inputs, _ = features.input_layer(spec, features.input_cardinalities(
+        spec, output.vocabulary_size_by_name))
+    assert list(inputs) == list(spec.feature_keys) == ["hours_per_week_xf", "marital_status_xf"]

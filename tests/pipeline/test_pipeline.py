@@ -159,24 +159,13 @@ def test_transform_analyses_train_and_the_trainers_never_see_test(tmp_path):
 def _example_gen_output(tmp_path, source) -> dict[str, list]:
     """Runs the pipeline's ExampleGen alone on ``source``: each output split's
     tf.Examples, as the values of their feature ``x``."""
-    import tensorflow as tf
-    from tfx import v1 as tfx
+    from example_gen_support import run_example_gen
 
-    example_gen = pipeline_lib.create_example_gen(source)
-    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
-        pipeline_name="example-gen", pipeline_root=str(tmp_path / "root"),
-        components=[example_gen],
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            str(tmp_path / "metadata.sqlite"))))
-    (examples_dir,) = (tmp_path / "root" / example_gen.id / "examples").iterdir()
-    values = {}
-    for split_dir in examples_dir.iterdir():
-        records = tf.data.TFRecordDataset([str(f) for f in split_dir.iterdir()], "GZIP")
-        features = [tf.train.Example.FromString(r.numpy()).features.feature["x"]
-                    for r in records]  # CsvExampleGen reads whole numbers as int64
-        values[split_dir.name.removeprefix("Split-")] = sorted(
-            (f.float_list.value or f.int64_list.value)[0] for f in features)
-    return values
+    per_split = run_example_gen(tmp_path, pipeline_lib.create_example_gen(source))
+    # CsvExampleGen reads whole numbers as int64
+    return {split: sorted((e.features.feature["x"].float_list.value
+                           or e.features.feature["x"].int64_list.value)[0] for e in examples)
+            for split, examples in per_split.items()}
 
 
 def _tf_examples(values):

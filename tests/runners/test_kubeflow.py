@@ -357,3 +357,21 @@ def test_seeds_are_fixed_at_compile_time_from_the_option_or_the_spec(tmp_path, c
     assert exit_info.value.code == 2 and "--seeds" in capsys.readouterr().err
     with pytest.raises(InputError, match="--seeds: must be a positive integer"):
         _compile(tmp_path / "p.yaml", seeds=0)
+
+
+def test_missing_values_compile_into_example_gen_with_its_executor(tmp_path):
+    """The spec's data.missing_values reach the compiled CsvExampleGen: our executor, the
+    tokens in its custom_config."""
+    raw = yaml.safe_load(open(data.bundled_spec()))
+    raw["schema"] = os.path.join(os.path.dirname(data.bundled_spec()), raw["schema"])
+    raw["data"] = {"missing_values": ["NA", "?"]}
+    spec_path = tmp_path / "na.yaml"
+    spec_path.write_text(yaml.safe_dump(raw))
+    _compile(tmp_path / "na.out.yaml", spec_path=str(spec_path))
+    spec = _load(tmp_path / "na.out.yaml")
+    node = naming.EXAMPLE_GEN["csv"]
+    container = _container(spec, node)
+    assert "tfx_mtl.components.missing_values_csv.Executor" in json.dumps(container)
+    config = spec.root.dag.tasks[node].inputs.parameters["custom_config"]
+    assert '"NA"' in config.runtime_value.constant.string_value
+    assert '"?"' in config.runtime_value.constant.string_value

@@ -326,3 +326,70 @@ def test_the_run_says_how_the_data_becomes_the_splits(tmp_path):
         "train 8/10, validation 1/10, test 1/10 of the rows, hashed")
     assert data.describe_splits(str(_split_dirs(tmp_path / "split")), buckets) == (
         "train/, validation/, test/ as given")
+
+
+# -- text where the spec reads numbers ------------------------------------------------
+
+def _penguins_spec(missing_values=()):
+    from tfx_mtl import task_spec
+    return task_spec.parse({
+        "features": ["bill length (mm)", {"name": "flipper-mm", "kind": "bucketized"},
+                     {"name": "island", "kind": "categorical"}],
+        "tasks": [{"name": "mass", "type": "regression", "label": "`body mass`"},
+                  {"name": "male", "type": "binary", "label": "sex == 'male'"}],
+        "data": {"missing_values": list(missing_values)}})
+
+
+PENGUINS = ("island,bill length (mm),flipper-mm,body mass,sex\n"
+            "Torgersen,39.1,181,3750,male\n"
+            "Torgersen,NA,NA,NA,NA\n"
+            "Biscoe,,1e2,4000,female\n"
+            "Biscoe,40.5,190,?,female\n")
+
+
+def test_text_in_a_numeric_column_is_refused_naming_column_file_row_and_value(tmp_path):
+    path = tmp_path / "penguins.csv"
+    path.write_text(PENGUINS)
+    with pytest.raises(data.DataError) as error:
+        data.require_columns(str(path), _penguins_spec())
+    assert error.value.field == str(path)
+    assert error.value.message == (
+        "3 column(s) the spec reads as numbers hold text:\n"
+        f"  column 'bill length (mm)' (numeric feature 'bill length (mm)') holds 'NA', not a "
+        f"number: {path}, line 3 (data row 2)\n"
+        f"  column 'flipper-mm' (bucketized feature 'flipper-mm') holds 'NA', not a number: "
+        f"{path}, line 3 (data row 2)\n"
+        f"  column 'body mass' (the label of regression task 'mass') holds 'NA', not a "
+        f"number: {path}, line 3 (data row 2)\n"
+        "  if 'NA' means a missing value, list it in the spec: data: {missing_values: ['NA']}")
+
+
+def test_listed_missing_values_are_not_text_and_each_column_names_its_first_bad_cell(tmp_path):
+    path = tmp_path / "penguins.csv"
+    path.write_text(PENGUINS)
+    with pytest.raises(data.DataError) as error:
+        data.require_columns(str(path), _penguins_spec(["NA"]))
+    assert error.value.message.splitlines()[1:] == [
+        f"  column 'body mass' (the label of regression task 'mass') holds '?', not a "
+        f"number: {path}, line 5 (data row 4)",
+        "  if '?' means a missing value, list it in the spec: data: {missing_values: ['?']}"]
+    data.require_columns(str(path), _penguins_spec(["NA", "?"]))  # a categorical NA is fine
+
+
+def test_text_that_is_no_missing_token_suggests_a_categorical_feature(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("island,bill length (mm),flipper-mm,body mass,sex\n"
+                    "Biscoe,long,181,3750,male\n")
+    with pytest.raises(data.DataError, match="holds 'long'.*\n.*categorical feature"):
+        data.require_columns(str(path), _penguins_spec())
+
+
+@pytest.mark.parametrize("cell, number", [("1e2", True), ("-3", True), (" 4.5 ", True),
+                                          ("nan", True), ("NA", False), ("1,5", False),
+                                          (str(2 ** 63), False)])
+def test_a_number_is_what_csv_example_gen_reads_as_one(cell, number):
+    """tfx_bsl's type inference: int64, else Python float(); a longer int is a string."""
+    from tfx_bsl.coders import csv_decoder
+    inferred = csv_decoder._InferValueType(cell.encode())
+    assert (inferred in (csv_decoder.ColumnType.INT, csv_decoder.ColumnType.FLOAT)) == number
+    assert data._is_number(cell) == number

@@ -138,3 +138,32 @@ def test_a_zero_one_column_may_be_negated_or_combined():
     assert expr.kind == "bool" and expr.columns == ("flag", "fare")
     got = expr.evaluate({"flag": np.array([True, True, False]), "fare": np.array([1.0, 3.0, 1.0])})
     np.testing.assert_array_equal(got, [False, True, True])
+
+
+def test_a_backtick_quotes_a_column_of_any_characters_but_a_backtick():
+    expr = label_expr.parse("`marital-status` == 'Never-married' and `hours per week` > 40")
+    assert expr.columns == ("marital-status", "hours per week")
+    assert expr.kind == "bool"
+    values = {"marital-status": np.array(["Never-married", "Never-married", "Divorced"]),
+              "hours per week": np.array([50.0, 20.0, 50.0])}
+    assert expr.evaluate(values, logical_and=np.logical_and).tolist() == [True, False, False]
+
+
+def test_quoted_and_unquoted_names_are_one_column_and_strings_keep_their_backticks():
+    assert label_expr.parse("`fare` + fare * 2").columns == ("fare",)
+    expr = label_expr.parse("`a.b` == 'x`y'")
+    assert expr.columns == ("a.b",)
+    assert expr.evaluate({"a.b": np.array(["x`y", "x"])}).tolist() == [True, False]
+    # A column named like the placeholder the parser uses is still itself.
+    assert label_expr.parse("`_quoted_column_0` + _quoted_column_0 + `x`").columns == (
+        "_quoted_column_0", "x")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("`marital-status == 'x'", "unterminated backtick"),
+    ("`` == 'x'", "empty backticks"),
+    ("fare + `tips", "unterminated backtick"),
+])
+def test_bad_backticks_are_refused_clearly(text, message):
+    with pytest.raises(label_expr.LabelExprError, match=message):
+        label_expr.parse(text)

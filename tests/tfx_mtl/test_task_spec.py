@@ -255,15 +255,65 @@ def test_longest_spec_name_makes_a_pipeline_name_tfx_accepts():
     assert len(naming.pipeline_name(name)) == naming.MAX_PIPELINE_NAME_LENGTH
 
 
-@pytest.mark.parametrize("where, value, field", [
-    ("features", [{"name": "../x", "kind": "numeric"}], "features[0].name"),
-    ("tasks", [{"name": "../x", "type": "regression", "label": "fare"}], "tasks.../x.name"),
-    ("evaluation", {"slices": ["../x"]}, "evaluation.slices[0]"),
-    ("evaluation", {"slices": [["payment_type", "a/b"]]}, "evaluation.slices[0]"),
-])
-def test_names_that_could_become_paths_are_identifiers(where, value, field):
-    problems, _ = _problems(_spec(**{where: value}), columns=None)
-    assert field in problems and "not a valid" in problems[field], problems
+def test_task_names_that_could_become_paths_are_refused():
+    problems, _ = _problems(_spec(tasks=[{"name": "../x", "type": "regression",
+                                          "label": "fare"}]), columns=None)
+    assert "not a valid" in problems["tasks.../x.name"], problems
+
+
+def test_columns_are_named_as_the_header_writes_them_and_derive_safe_keys():
+    """A feature or slice column may be any header text; what is derived from it (the
+    Transform output, the vocabulary file) comes from its safe key, one path segment."""
+    spec = task_spec.parse(_spec(
+        features=[{"name": "../x", "kind": "categorical"}, "hours-per-week",
+                  {"name": "marital status", "kind": "categorical"}],
+        evaluation={"slices": [["marital status", "a/b"]]}))
+    assert spec.feature_names == ("../x", "hours-per-week", "marital status")
+    assert spec.column_keys == {"../x": "x", "hours-per-week": "hours_per_week",
+                                "marital status": "marital_status"}
+    assert spec.feature_keys == ("x_xf", "hours_per_week_xf", "marital_status_xf")
+    assert spec.evaluation.slices == (("marital status", "a/b"),)
+    # It survives the trip through a component's custom_config.
+    assert task_spec.TaskSpec.from_dict(spec.to_dict()).feature_keys == spec.feature_keys
+
+
+@pytest.mark.parametrize("name", ["", 3, None])
+def test_a_feature_must_name_a_column(name):
+    problems, _ = _problems(_spec(features=[{"name": name, "kind": "numeric"}]), columns=None)
+    assert "not a column name" in problems["features[0].name"], problems
+
+
+def test_a_hyphenated_label_column_unquoted_is_unknown_with_a_hint_to_quote_it():
+    columns = [*TAXI_COLUMNS, "marital-status"]
+    tasks = [{"name": "single", "type": "binary", "label": "marital-status == 'Never-married'"}]
+    _, text = _problems(_spec(tasks=tasks), columns=columns)
+    assert "tasks.single.label: unknown column 'marital'" in text
+    assert "quote a column whose name is not a plain name in backticks" in text
+    tasks[0]["label"] = "`marital-status` == 'Never-married'"
+    spec = task_spec.parse(_spec(tasks=tasks), columns=columns)
+    assert spec.task("single").label_columns == ("marital-status",)
+
+
+def test_a_quoted_label_column_not_in_the_data_is_named():
+    tasks = [{"name": "single", "type": "binary", "label": "`marital-statu` == 'x'"}]
+    problems, _ = _problems(_spec(tasks=tasks), columns=[*TAXI_COLUMNS, "marital-status"])
+    assert "unknown column 'marital-statu'" in problems["tasks.single.label"], problems
+
+
+def test_missing_values_default_to_none_and_parse_as_cell_texts():
+    assert task_spec.parse(_spec()).data.missing_values == ()
+    spec = task_spec.parse(_spec(data={"missing_values": ["NA", "?", -1, "NA"]}))
+    assert spec.data.missing_values == ("NA", "?", "-1")
+    assert spec.data.splits == task_spec.DataConfig().splits
+    assert task_spec.TaskSpec.from_dict(spec.to_dict()).data == spec.data
+
+
+@pytest.mark.parametrize("raw, field", [
+    ("NA", "data.missing_values"), (["NA", ""], "data.missing_values[1]"),
+    ([True], "data.missing_values[0]"), ([None], "data.missing_values[0]")])
+def test_bad_missing_values_are_refused(raw, field):
+    problems, _ = _problems(_spec(data={"missing_values": raw}))
+    assert list(problems) == [field], problems
 
 
 def test_every_name_derived_from_a_valid_spec_is_one_path_segment():
@@ -273,7 +323,7 @@ def test_every_name_derived_from_a_valid_spec_is_one_path_segment():
     for task in spec.task_names:
         derived += [naming.baseline_node(task), naming.latest_baseline_node(task),
                     naming.evaluator_node(task), naming.label_vocab_name(task)]
-    derived += [naming.feature_vocab_name(f) for f in spec.feature_names]
+    derived += [naming.feature_vocab_name(k) for k in spec.column_keys.values()]
     for name in derived:
         assert re.fullmatch(r"[A-Za-z0-9_-]+", name), name
 
