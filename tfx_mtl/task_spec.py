@@ -195,6 +195,8 @@ class DataConfig:
 
     splits: tuple[tuple[str, int], ...] = ((naming.TRAIN, 8), (naming.VALIDATION, 1),
                                            (naming.TEST, 1))
+    # Cell values that mean "missing", besides an empty cell.
+    missing_values: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
