@@ -357,3 +357,19 @@ def test_seeds_are_fixed_at_compile_time_from_the_option_or_the_spec(tmp_path, c
     assert exit_info.value.code == 2 and "--seeds" in capsys.readouterr().err
     with pytest.raises(InputError, match="--seeds: must be a positive integer"):
         _compile(tmp_path / "p.yaml", seeds=0)
+
+
+def test_an_epoch_budget_is_compiled_into_every_trainer_s_config(tmp_path, capsys):
+    """The data is unknown at compile time: the epochs travel in the Trainer config, and
+    each Trainer (multi-task and baselines) works out its steps when it runs."""
+    out = tmp_path / "p.yaml"
+    assert cli.main(["compile", "--image", IMAGE, "--output", str(out), "--pipeline-root", ROOT,
+                     "--train-epochs", "3"]) == 0
+    assert "budget: 3 epochs over the train split" in capsys.readouterr().out
+    tasks = _load(out).root.dag.tasks
+    trainers = [name for name in tasks if name == "Trainer" or name.startswith("baseline_")]
+    assert len(trainers) == 4
+    for name in trainers:
+        config = json.loads(tasks[name].inputs.parameters[
+            "custom_config"].runtime_value.constant.string_value)
+        assert config["trainer"]["train_epochs"] == 3, name

@@ -96,4 +96,7 @@ def run(args: argparse.Namespace) -> int:
           f"image {compile_options.image}) to {args.output}")
     for name, default in sorted(compiler.parameter_defaults(job).items()):
         print(f"  --param {name}={default}")
+    if args.train_epochs is not None:
+        print(f"  budget: {args.train_epochs:g} epochs over the train split, worked out in "
+              "steps by each Trainer when it runs (the train_steps parameter is not used)")
     return 0
