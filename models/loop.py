@@ -85,6 +85,9 @@ class TrainingResult:
     checkpoint_dir: str | None = None  # where it saved and resumed from
     checkpoint_key: str | None = None  # that directory's key (checkpoint_key), if keyed
     keras_version: str = dataclasses.field(default_factory=lambda: tf.keras.__version__)
+    # The step budget: {"train_steps"}, or with trainer.train_epochs also the epochs, the
+    # train examples counted and the batch size they became train_steps with (run_fn).
+    budget: dict[str, Any] | None = None
 
     def write(self, directory: str) -> str:
         path = os.path.join(directory, REPORT_FILE)

@@ -59,6 +59,14 @@ def run_fn(fn_args) -> None:
                                      shuffle_seed=config.seed, num_epochs=epochs),
             tf_transform_output.transformed_metadata.schema)
 
+    budget = {"train_steps": fn_args.train_steps}
+    if config.train_epochs is not None:  # the budget in epochs: the data is known now
+        examples = count_examples(fn_args.train_files)
+        fn_args.train_steps = config.steps_for(examples)
+        budget = {"train_epochs": config.train_epochs, "train_examples": examples,
+                  "batch_size": config.batch_size, "train_steps": fn_args.train_steps}
+        logging.info("budget: %g epochs over %d train examples = %d steps of batch %d",
+                     config.train_epochs, examples, fn_args.train_steps, config.batch_size)
     train_data = dataset(fn_args.train_files, shuffle=True)
     eval_data = dataset(fn_args.eval_files, shuffle=False, epochs=1)
     label_stats = read_label_stats(spec, next(iter(train_data)))
@@ -84,6 +92,7 @@ def run_fn(fn_args) -> None:
                       eval_data=lambda: eval_data.take(eval_steps))
     result.eval_metrics = loop.evaluator(eval_data.take(eval_steps))
     result.checkpoint_dir, result.checkpoint_key = checkpoint_dir, keyed.key if keyed else None
+    result.budget = budget
     logging.info("trained to step %d, selected step %s; validation metrics %s; weights "
                  "fingerprint %s", result.steps, result.best_step, result.eval_metrics, distribution.fingerprint(network.model.trainable_variables))
     if distribution.writes_outputs(strategy):
@@ -94,6 +103,18 @@ def run_fn(fn_args) -> None:
     distribution.barrier(strategy)  # no worker returns before the chief's model is complete
     if keyed and distribution.writes_outputs(strategy):
         keyed.remove()  # the training is complete and exported: nothing left to resume
+
+
+def count_examples(file_patterns) -> int:
+    """The examples in Transform's output files (gzipped TFRecords when named .gz)."""
+    paths = sorted(path for pattern in file_patterns for path in tf.io.gfile.glob(pattern))
+    count = 0
+    for compression in ("GZIP", ""):
+        chosen = [p for p in paths if p.endswith(".gz") == (compression == "GZIP")]
+        if chosen:
+            records = tf.data.TFRecordDataset(chosen, compression_type=compression)
+            count += int(records.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    return count
 
 
 def _keyed_checkpoints(fn_args, strategy) -> checkpoint_key.KeyedCheckpoints | None:

@@ -9,6 +9,7 @@ fails before any component runs, with a message naming the field.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping
 
 from tfx_mtl.errors import InputError, InputProblems
@@ -58,6 +59,12 @@ class TrainerConfig:
     eval_every: int = EVAL_EVERY
     early_stopping_patience: int = PATIENCE  # evaluations without improvement; 0: never stop
     early_stopping_min_delta: float = 0.0  # on the criterion's scale (1.0 = first evaluation)
+    # The step budget in epochs over the train split, when set (else the Trainer's
+    # train_steps): run_fn counts the split's examples and trains at most
+    # ceil(train_epochs * examples / batch_size) steps (steps_for); early stopping
+    # still applies within it. Set here, not as a step count, because a compiled
+    # (Kubeflow) pipeline cannot see its data until it runs.
+    train_epochs: float | None = None
 
     def __post_init__(self):
         if isinstance(self.tasks, (list, str)):  # from YAML/JSON; a lone name is one task
@@ -95,6 +102,10 @@ class TrainerConfig:
                 and 0 <= self.early_stopping_min_delta < float("inf")):
             add("early_stopping_min_delta", f"must be a non-negative number, "
                                             f"got {self.early_stopping_min_delta!r}")
+        epochs = self.train_epochs
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, float))
+                                   or not 0 < epochs < float("inf")):
+            add("train_epochs", f"must be a positive number of epochs, got {epochs!r}")
         if self.early_stopping_patience and not self.eval_every:
             add("early_stopping_patience", "needs trainer.eval_every > 0 (how often to "
                 "evaluate); to train without in-loop evaluation set both to 0")
@@ -142,6 +153,11 @@ class TrainerConfig:
             data[params] = {**data[params], **dict(options.pop(params, None) or {})}
         data.update(options)
         return TrainerConfig.from_dict(data)
+
+    def steps_for(self, examples: int) -> int:
+        """The step budget of ``train_epochs`` over a train split of ``examples``:
+        ceil(epochs * examples / batch_size), at least one step."""
+        return max(1, math.ceil(self.train_epochs * examples / self.batch_size))
 
     def trained_spec(self, spec: TaskSpec) -> TaskSpec:
         """The tasks this Trainer has heads for: ``tasks``, or all of the spec's."""

@@ -437,3 +437,15 @@ def _tfrecords(file: str) -> Iterator[bytes]:
     except (OSError, EOFError, zlib.error) as e:  # the file's, or gzip's
         how = " as gzip (the name ends in .gz)" if compressed else ""
         raise DataError(file, f"cannot read it{how}: {e}") from None
+
+
+def csv_rows(file: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of each non-blank row of a CSV file, the header first; a
+    file that is not UTF-8 is refused by name (for readers of the whole data, e.g.
+    :mod:`tfx_mtl.label_checks`)."""
+    return _csv_rows(file)
+
+
+def tfrecords(file: str) -> Iterator[bytes]:
+    """The records of a TFRecord file, checksums verified (gzip when named .gz)."""
+    return _tfrecords(file)

@@ -101,6 +101,21 @@ class LabelExpr:
         }
         return _eval(self._tree.body, values, logic)
 
+    def string_comparisons(self) -> list[tuple[str, str]]:
+        """(column, literal) of each ``column == 'text'`` or ``!=`` in the expression: what
+        the label checks look for in the data when a label comes out constant."""
+        found = []
+        for node in ast.walk(self._tree):
+            if not isinstance(node, ast.Compare) or not isinstance(node.ops[0], (ast.Eq, ast.NotEq)):
+                continue
+            sides = (node.left, node.comparators[0])
+            names = [s.id for s in sides if isinstance(s, ast.Name) and s.id in self.columns]
+            strings = [s.value for s in sides
+                       if isinstance(s, ast.Constant) and isinstance(s.value, str)]
+            if names and strings:
+                found.append((names[0], strings[0]))
+        return found
+
 
 def parse(text: str) -> LabelExpr:
     """Parses label text, refusing anything outside the safe subset or the bounds."""

@@ -160,3 +160,41 @@ def test_an_unknown_type_is_not_also_reported_as_a_missing_primary(tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and "tasks.x.type: unknown task type 'ranking'" in err
     assert "primary" not in err, err
+
+
+def test_a_label_with_one_class_on_the_data_is_refused_before_the_dag_runs(tmp_path, capsys):
+    """sex == 'Male' where the data says male/female: exit 2 naming the task, the literal
+    and the values that occur; no output directory, so no MLMD store, was made."""
+    spec = tmp_path / "tasks.yaml"
+    spec.write_text("features: [age]\ntasks:\n"
+                    "  - {name: is_male, type: binary, label: \"sex == 'Male'\"}\n"
+                    "  - {name: age2, type: regression, label: age2}\n")
+    data = tmp_path / "adult.csv"
+    data.write_text("age,sex,age2\n" + "".join(f"{20 + i},{'male' if i % 3 else 'female'},"
+                                               f"{20 + i}\n" for i in range(30)))
+    code = cli.main(["run", "--data", str(data), "--spec", str(spec),
+                     "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert ("tfx-mtl run: error: tasks.is_male.label: task 'is_male': \"sex == 'Male'\" is "
+            "false on every one of the 30 labelled rows: a binary label needs both classes; "
+            "'Male' never occurs in column 'sex' (did you mean 'male'?); it holds 'male' (20), "
+            "'female' (10)") in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_steps_and_train_epochs_are_one_budget(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.build_parser().parse_args(["run", "--train-steps", "10", "--train-epochs", "2"])
+    assert e.value.code == 2
+    assert "argument --train-epochs: not allowed with argument --train-steps" \
+        in capsys.readouterr().err
+    args = cli.build_parser().parse_args(["compile", "--image", "i", "--output", "o.yaml",
+                                          "--pipeline-root", "gs://b", "--train-epochs", "2.5"])
+    assert cli_options.trainer_options(args)["train_epochs"] == 2.5
+    assert cli_options.train_steps(args) == cli_options.TRAIN_STEPS  # not used by the Trainer
+    args = cli.build_parser().parse_args(["run", "--train-steps", "7"])
+    # --train-steps wins over a spec's trainer.train_epochs; neither: the spec's stands.
+    assert cli_options.trainer_options(args)["train_epochs"] is None
+    assert cli_options.train_steps(args) == 7
+    assert "train_epochs" not in cli_options.trainer_options(cli.build_parser().parse_args(["run"]))

@@ -173,3 +173,17 @@ def test_trained_tasks_all_of_weight_zero_are_refused_naming_the_fields():
     # One task (a baseline) has nothing to weigh against; without evaluation, no criterion.
     checked_trainer_config({"tasks": ["task_1"]}, spec)
     checked_trainer_config({"eval_every": 0, "early_stopping_patience": 0}, spec)
+
+
+def test_an_epoch_budget_becomes_steps_rounded_up():
+    """2.5 epochs over 1,001 examples in batches of 100: 2,502.5 examples, 26 steps."""
+    config = TrainerConfig(batch_size=100, train_epochs=2.5)
+    assert config.steps_for(1001) == 26 and config.steps_for(1000) == 25
+    assert config.steps_for(0) == 1
+    assert config.baseline_for("fare").train_epochs == 2.5  # the baselines' budget too
+
+
+@pytest.mark.parametrize("value", [0, -1, float("inf"), True, "2"])
+def test_a_bad_epoch_budget_is_refused_naming_the_field(value):
+    with pytest.raises(TrainerConfigError, match="trainer.train_epochs: must be a positive number"):
+        TrainerConfig(train_epochs=value)

@@ -102,3 +102,32 @@ def test_each_trainer_says_which_step_it_kept():
     assert "selection: baseline_clicked kept step 4900 (best normalised validation loss " \
            "0.5000); ran its whole budget at step 5000" in text
     assert "selection: old trained 1000 steps, no in-loop evaluation: its last weights" in text
+
+
+def test_an_interval_wider_than_the_bound_warns_and_a_narrower_one_does_not():
+    """auc's bound: 1% of the baseline; the interval [-4.27%, -0.73%] is +/- 1.77%, so
+    a change of the bound's size cannot be told from noise. [-1.2%, -0.4%] is +/- 0.4%."""
+    record = _summary()
+    (warning,) = summary.interval_warnings(record, SPEC)
+    assert (warning["task"], warning["metric"], warning["split"]) == ("clicked", "auc", "test")
+    assert warning["message"] == (
+        "task 'clicked': the test split (100 labelled) gives auc's change an interval of "
+        "+/- 1.77%, wider than its bound (1%): it cannot tell a change of the bound's size "
+        "from noise")
+    record["warnings"] = [warning]
+    assert f"warning: {warning['message']}" in _render(record)
+    record["tasks"]["clicked"]["intervals"]["auc"].update(relative_low=-0.012,
+                                                          relative_high=-0.004)
+    assert summary.interval_warnings(record, SPEC) == []
+
+
+def test_an_absolute_bound_reads_the_change_interval():
+    spec = task_spec.parse({"features": ["x"], "tasks": [
+        {"name": "clicked", "type": "binary", "label": "clicked",
+         "metrics": [{"name": "auc", "max_regression": 0.01}]}]})
+    record = _summary()
+    del record["tasks"]["spend"]
+    # change interval [-0.035, -0.006]: +/- 0.0145 > 0.01
+    assert [w["metric"] for w in summary.interval_warnings(record, spec)] == ["auc"]
+    record["tasks"]["clicked"]["intervals"]["auc"].update(change_low=-0.02, change_high=0.0)
+    assert summary.interval_warnings(record, spec) == []  # +/- 0.01: not wider

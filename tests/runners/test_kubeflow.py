@@ -375,3 +375,19 @@ def test_missing_values_compile_into_example_gen_with_its_executor(tmp_path):
     config = spec.root.dag.tasks[node].inputs.parameters["custom_config"]
     assert '"NA"' in config.runtime_value.constant.string_value
     assert '"?"' in config.runtime_value.constant.string_value
+
+
+def test_an_epoch_budget_is_compiled_into_every_trainer_s_config(tmp_path, capsys):
+    """The data is unknown at compile time: the epochs travel in the Trainer config, and
+    each Trainer (multi-task and baselines) works out its steps when it runs."""
+    out = tmp_path / "p.yaml"
+    assert cli.main(["compile", "--image", IMAGE, "--output", str(out), "--pipeline-root", ROOT,
+                     "--train-epochs", "3"]) == 0
+    assert "budget: 3 epochs over the train split" in capsys.readouterr().out
+    tasks = _load(out).root.dag.tasks
+    trainers = [name for name in tasks if name == "Trainer" or name.startswith("baseline_")]
+    assert len(trainers) == 4
+    for name in trainers:
+        config = json.loads(tasks[name].inputs.parameters[
+            "custom_config"].runtime_value.constant.string_value)
+        assert config["trainer"]["train_epochs"] == 3, name

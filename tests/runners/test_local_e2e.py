@@ -12,7 +12,6 @@ import glob
 import json
 import os
 import random
-import re
 import shutil
 
 import numpy as np
@@ -466,9 +465,8 @@ def _ran(out):
 
 
 def test_data_without_rows_is_refused_naming_the_file_and_the_split(tmp_path):
-    """A header-only CSV is refused before the run; a CSV of one row reaches ExampleGen,
-    which hashes it into one split, and SchemaGate refuses the two empty ones. Either
-    way: exit 2, the data file named, nothing trained or pushed."""
+    """A header-only CSV is refused before the run, naming the file; so is a CSV of one
+    row, naming each task (its label has one value). Nothing runs."""
     header_only = tmp_path / "header.csv"
     with open(data.bundled_taxi_csv()) as f:
         header_only.write_text(f.readline())
@@ -477,15 +475,13 @@ def test_data_without_rows_is_refused_naming_the_file_and_the_split(tmp_path):
     assert f"tfx-mtl run: error: {header_only}: no data rows, only a header" in result.stderr
     assert not out.exists()
 
+    # One row: each label has one value, which no task can learn (label_checks).
     one_row = write_taxi_slice(tmp_path / "one.csv", rows=1)
     result = run_tfx_mtl("run", "--data", str(one_row), "--output-dir", str(out),
                          "--train-steps", "5", timeout=900, expect=2)
-    assert re.search(f"tfx-mtl run: error: {re.escape(str(one_row))}: split\\(s\\) "
-                     "'(test|train|validation)'.* of the data have no example", result.stderr), result.stderr
-    assert "refused by component SchemaGate" in result.stderr
-    assert "Transform" not in result.stdout
-    assert not {"Transform", "Trainer", "Pusher"} & _ran(out)
-    assert not (out / "serving_model").exists()
+    assert "tasks.big_tipper.label: task 'big_tipper': " in result.stderr, result.stderr
+    assert "tasks.fare.label: task 'fare': every one of the 1 labelled rows" in result.stderr
+    assert not out.exists()
 
 
 def test_a_ragged_row_past_the_checked_rows_is_named_by_file_and_line(tmp_path):
@@ -500,3 +496,36 @@ def test_a_ragged_row_past_the_checked_rows_is_named_by_file_and_line(tmp_path):
     assert f"tfx-mtl run: error: {path}:1050: 19 cells, but the header has 18 columns" in (
         result.stderr)
     assert "CsvExampleGen failed on it" in result.stderr
+
+
+def test_small_data_warns_and_an_epoch_budget_becomes_steps(tmp_path):
+    """250 rows hashed 8/1/1: about 25 labelled examples per eval split, under the 30 a
+    verdict needs; --train-epochs 120 is more than 100 epochs. Both warnings are printed
+    and in the summary JSON; each Trainer's steps are ceil(120 * train examples / 64)."""
+    data_dir = tmp_path / "synth"
+    run_tfx_mtl("synth", "--rows", "250", "--tasks", "2", "--correlation", "0.5",
+                "--features", "4", "--task-types", "regression,binary", "--out", str(data_dir))
+    summary_path = tmp_path / "summary.json"
+    result = run_tfx_mtl("run", "--data", str(data_dir / "data.csv"),
+                         "--spec", str(data_dir / "tasks.yaml"), "--train-epochs", "120",
+                         "--batch-size", "64", "--eval-steps", "2", "--eval-every", "0",
+                         "--early-stopping", "0", "--output-dir", str(tmp_path / "runs"),
+                         "--summary-json", str(summary_path))
+    summary = json.loads(summary_path.read_text())
+    kinds = {(w["kind"], w["task"], w["split"]) for w in summary["warnings"]}
+    assert {("small_split", t, s) for t in ("task_1", "task_2")
+            for s in ("validation", "test")} | {("many_epochs", None, "train")} <= kinds
+    assert ("warning: task 'task_1': the test split holds about 25 labelled examples: fewer "
+            "than 30 per split, too few for a meaningful verdict") in result.stdout
+    assert "is 120 epochs over a train split of about 200 examples" in result.stdout
+    assert "budget: 120 epochs over the train split" in result.stdout
+    store, executions = _latest_executions(tmp_path / "runs", "tfx-mtl-synth")
+    (examples,) = _artifacts(store, executions["CsvExampleGen"], "OUTPUT")["examples"]
+    train = sum(1 for _ in tf.data.TFRecordDataset(
+        glob.glob(os.path.join(examples.uri, "Split-train", "*")), "GZIP"))
+    steps = -(-120 * train // 64)
+    assert summary["selection"], summary
+    for node, info in summary["selection"].items():
+        assert info["steps"] == steps, node
+        assert info["budget"] == {"train_epochs": 120, "train_examples": train,
+                                  "batch_size": 64, "train_steps": steps}, node

@@ -78,7 +78,7 @@ def options_from(args: argparse.Namespace) -> compiler.CompileOptions:
         image=args.image, pipeline_root=args.pipeline_root, spec_path=args.spec,
         data_root=args.data_root, data_format=args.data_format, data_layout=args.data_layout,
         serving_model_dir=args.serving_model_dir,
-        train_steps=args.train_steps, eval_steps=args.eval_steps,
+        train_steps=options.train_steps(args), eval_steps=args.eval_steps,
         trainer_options=options.trainer_options(args), beam_args=tuple(args.beam_arg),
         trainer=compiler.TrainerScale(
             gpus=args.trainer_gpus, gpu_type=args.gpu_type, cpu=args.trainer_cpu,
@@ -96,4 +96,7 @@ def run(args: argparse.Namespace) -> int:
           f"image {compile_options.image}) to {args.output}")
     for name, default in sorted(compiler.parameter_defaults(job).items()):
         print(f"  --param {name}={default}")
+    if args.train_epochs is not None:
+        print(f"  budget: {args.train_epochs:g} epochs over the train split, worked out in "
+              "steps by each Trainer when it runs (the train_steps parameter is not used)")
     return 0

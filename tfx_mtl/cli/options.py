@@ -95,15 +95,28 @@ def add_spec(p: argparse.ArgumentParser) -> None:
 
 
 def add_steps_and_batch(p: argparse.ArgumentParser, train_steps_help: str) -> None:
-    """--train-steps, --eval-steps and --batch-size."""
-    p.add_argument("--train-steps", type=positive_int, default=TRAIN_STEPS,
-                   help=f"{train_steps_help}: a cap; each Trainer stops early when its "
-                        f"validation loss stops improving (default: {TRAIN_STEPS})")
+    """--train-steps or --train-epochs (one budget: argparse names both when both are
+    given), --eval-steps and --batch-size. Unset, ``train_steps`` is None:
+    :func:`train_steps` gives the default."""
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--train-steps", type=positive_int,
+                        help=f"{train_steps_help}: a cap; each Trainer stops early when its "
+                             f"validation loss stops improving (default: {TRAIN_STEPS})")
+    budget.add_argument("--train-epochs", type=positive_number, metavar="E",
+                        help="the budget in epochs instead: each Trainer counts its train "
+                             "split's examples when it starts and trains at most "
+                             "ceil(E * examples / batch size) steps, still stopping early")
     p.add_argument("--eval-steps", type=positive_int, default=50,
                    help="at most this many validation batches per Trainer evaluation "
                         "(default: 50)")
     p.add_argument("--batch-size", type=positive_int, default=128,
                    help="global training batch size (default: 128)")
+
+
+def train_steps(args: argparse.Namespace) -> int:
+    """The --train-steps given, else the default (with --train-epochs, steps are the
+    Trainer's to work out and this number is not used)."""
+    return args.train_steps or TRAIN_STEPS
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
@@ -163,6 +176,10 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
 def trainer_options(args: argparse.Namespace) -> dict:
     """The TrainerConfig fields set on the command line."""
     options = {"batch_size": args.batch_size}
+    if getattr(args, "train_epochs", None) is not None:
+        options["train_epochs"] = args.train_epochs
+    elif getattr(args, "train_steps", None) is not None:
+        options["train_epochs"] = None  # --train-steps over a spec's trainer.train_epochs
     arch = {key[len("arch_"):]: value for key, value in vars(args).items()
             if key.startswith("arch_") and value is not None}
     if arch:

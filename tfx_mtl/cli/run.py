@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from tfx_mtl.runners import local
 
     summary = local.run(spec_path=args.spec, data=args.data, output_dir=args.output_dir,
-                        train_steps=args.train_steps, eval_steps=args.eval_steps,
+                        train_steps=options.train_steps(args), eval_steps=args.eval_steps,
                         trainer_options=options.trainer_options(args),
                         cpu_replicas=args.cpu_replicas,
                         baselines="reuse" if args.reuse_baselines else None,

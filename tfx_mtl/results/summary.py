@@ -6,7 +6,7 @@ times), the blessing gate's transfer report (per task: multi-task and baseline
 metrics, changes, bounds, verdict), and the Pusher's destination. The JSON
 shape is a contract (docs/pipeline.md): ``{"tasks": {"<task>": {"type", "metrics",
 "baseline_metrics", "blessed", ...}}, "policy", "decision", "pushed",
-"output_dir", "labels", ...}`` -- later versions add fields, never rename these. It
+"output_dir", "labels", "warnings", ...}`` -- later versions add fields, never rename these. It
 is strict JSON: a NaN or infinite metric is ``null``, its reason in the task's
 ``not_finite``.
 """
@@ -78,7 +78,8 @@ def _selection(run: metadata.Run) -> dict[str, Any]:
         selection = report.get("selection") or {}
         result[node] = {"steps": report.get("steps"), "best_step": report.get("best_step"),
                         "stopped_early": report.get("stopped_early"),
-                        "best_value": selection.get("best_value")}
+                        "best_value": selection.get("best_value"),
+                        "budget": report.get("budget")}
     return result
 
 
@@ -114,6 +115,42 @@ def label_lines(labels: dict[str, Any] | None) -> list[str]:
                      f"values in {examples} examples ({info['fraction']:.2%}; {columns}), "
                      f"masked as missing (refused above {limit:.2%})")
     return lines or [f"labels: no NaN or infinite label value in {examples} examples"]
+
+
+def interval_warnings(summary: dict[str, Any], spec: TaskSpec) -> list[dict[str, Any]]:
+    """A warning per bounded metric whose paired interval is too wide for its change bound.
+
+    An interval of half-width h around a change of 0 reaches -h; around a change of the
+    bound's size b it reaches b - h. When h > b one interval holds both 0 and the bound:
+    the split cannot tell a change of the bound's size from noise, so the verdict says
+    little (more test data, more seeds, or a looser bound would)."""
+    warnings = []
+    for name, info in summary["tasks"].items():
+        labelled = info.get("metrics", {}).get("labelled_count")
+        for metric in spec.task(name).metrics:
+            bound = metric.max_regression
+            entry = (info.get("intervals") or {}).get(metric.name) or {}
+            low, high = ((entry.get("relative_low"), entry.get("relative_high")) if bound
+                         and bound.relative else (entry.get("change_low"), entry.get("change_high")))
+            if bound is None or low is None or high is None or (high - low) / 2 <= bound.amount:
+                continue
+            scale = 100 if bound.relative else 1
+            unit = "%" if bound.relative else ""
+            count = f" ({labelled:,.0f} labelled)" if labelled is not None else ""
+            warnings.append({
+                "kind": "wide_interval", "task": name, "split": summary.get("split") or "test",
+                "metric": metric.name,
+                "message": f"task {name!r}: the {summary.get('split') or 'test'} split"
+                           f"{count} gives {metric.name}'s change an interval of +/- "
+                           f"{(high - low) / 2 * scale:.3g}{unit}, wider than its bound "
+                           f"({bound.amount * scale:g}{unit}): it cannot tell a change of the "
+                           "bound's size from noise"})
+    return warnings
+
+
+def warning_lines(warnings: list[dict[str, Any]] | None) -> list[str]:
+    """The run's small-data warnings (before the run and from the intervals), as printed."""
+    return [f"warning: {w['message']}" for w in warnings or []]
 
 
 _SECTIONS = ("metrics", "baseline_metrics", "changes", "not_finite")
@@ -153,6 +190,8 @@ def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
     for line in label_lines(summary.get("labels")) + selection_lines(summary.get("selection")):
         out.write(f"  {line}\n")
     for line in verdict_lines(summary):
+        out.write(f"{line}\n")
+    for line in warning_lines(summary.get("warnings")):
         out.write(f"{line}\n")
     for name, info in summary["tasks"].items():
         for section, reasons in info.get("not_finite", {}).items():

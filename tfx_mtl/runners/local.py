@@ -16,7 +16,7 @@ import time
 from typing import Any, TextIO
 
 from tfx_mtl import data as data_lib
-from tfx_mtl import naming, run_parameters, task_spec
+from tfx_mtl import label_checks, naming, run_parameters, task_spec
 from tfx_mtl.errors import InputError
 from tfx_mtl.results import metadata as metadata_lib
 from tfx_mtl.runners import recovery, run_lock
@@ -92,6 +92,8 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     # Refuse a bad spec or data before anything heavy is imported or run.
     spec = task_spec.load(spec_path)
     data_lib.require_columns(data, spec)  # a missing column is the data's problem
+    scans = label_checks.scan(data, spec)  # one pass over the label columns
+    label_checks.check(scans, spec)  # a label that cannot be learned or judged
     seeds = run_parameters.check_positive_int(
         spec.evaluation.seeds if seeds is None else seeds, "--seeds")
 
@@ -101,7 +103,7 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
         return _run_holding_lock(paths, spec, spec_path=spec_path, data=data,
                                  train_steps=train_steps, eval_steps=eval_steps,
                                  trainer_options=trainer_options, cpu_replicas=cpu_replicas,
-                                 baselines=baselines, seeds=seeds, out=out)
+                                 baselines=baselines, seeds=seeds, scans=scans, out=out)
 
 
 def _recover(paths: metadata_lib.RunPaths, lock: run_lock.RunLock, out: TextIO) -> None:
@@ -118,7 +120,8 @@ def _recover(paths: metadata_lib.RunPaths, lock: run_lock.RunLock, out: TextIO) 
 def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
                       spec_path: str, data: str, train_steps: int, eval_steps: int,
                       trainer_options: dict[str, Any] | None, cpu_replicas: int | None,
-                      baselines: str | None, seeds: int, out: TextIO) -> dict[str, Any]:
+                      baselines: str | None, seeds: int,
+                      scans: dict[str, label_checks.Scan], out: TextIO) -> dict[str, Any]:
     try:
         os.makedirs(paths.logs, exist_ok=True)
     except OSError as e:
@@ -150,6 +153,12 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
               f"  baselines: {'reuse the latest' if baselines == 'reuse' else 'train'} "
               f"(single-task, per task); policy {spec.evaluation.policy!r}"
               + (f"; {seeds} seeds of every model" if seeds > 1 else "") + "\n")
+    if trainer_config.train_epochs is not None:
+        out.write(f"  budget: {trainer_config.train_epochs:g} epochs over the train split (each "
+                  "Trainer counts its examples and works out its steps)\n")
+    warnings = small_data_warnings(scans, spec, trainer_config, train_steps)
+    for warning in warnings:
+        out.write(f"  warning: {warning['message']}\n")
     started = time.monotonic()
     try:
         with _logging_to(log_file, progress):
@@ -184,8 +193,19 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
     with _logging_to(log_file, progress):  # TFMA's readers warn about deprecations
         from tfx_mtl.results import summary as summary_lib
         summary = summary_lib.collect(paths.output_dir, name)
+        summary["warnings"] = warnings + summary_lib.interval_warnings(summary, spec)
     summary_lib.render(summary, spec, out)
     return summary
+
+
+def small_data_warnings(scans: dict[str, label_checks.Scan], spec: task_spec.TaskSpec,
+                        trainer_config, train_steps: int) -> list[dict[str, Any]]:
+    """Before the run: eval splits too small for a verdict, and a budget of many epochs
+    over a small train split (:mod:`label_checks`), from the data's scan."""
+    splits = label_checks.expected_split_counts(scans, spec.data.splits)
+    budget = label_checks.epoch_warning(splits, trainer_config.batch_size, steps=train_steps,
+                                        epochs=trainer_config.train_epochs)
+    return label_checks.small_split_warnings(splits, spec) + ([budget] if budget else [])
 
 
 def _check_reusable_baselines(metadata: str, name: str, spec: task_spec.TaskSpec,

@@ -4,7 +4,8 @@ import pathlib
 
 import pytest
 
-from tfx_mtl import spec_reference, task_spec
+from tfx_mtl import task_spec
+from tfx_mtl.cli import spec_reference
 
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "task_spec.md"
 MINIMAL = {"features": [{"name": "x"}],
@@ -20,7 +21,7 @@ def test_the_task_spec_doc_carries_the_current_table():
     text = DOC.read_text()
     assert spec_reference.rewrite(text) == text, (
         "docs/task_spec.md's spec table is stale: run "
-        "`.venv/bin/python -m tfx_mtl.spec_reference --write docs/task_spec.md`")
+        "`.venv/bin/python -m tfx_mtl.cli.spec_reference --write docs/task_spec.md`")
 
 
 def test_every_field_has_a_meaning_and_every_meaning_a_field(table):
