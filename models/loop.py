@@ -80,6 +80,9 @@ class TrainingResult:
     selection: dict[str, Any] | None = None  # EarlyStopping.report(); None: no evaluation
     eval_metrics: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
+    # The family of the network that trained (read off the built model, not the config)
+    # and its config; a single-task baseline is its family with one task.
+    family: str = ""
     architecture: dict[str, Any] = dataclasses.field(default_factory=dict)  # its config
     tasks: list[str] = dataclasses.field(default_factory=list)  # the tasks it trained
     checkpoint_dir: str | None = None  # where it saved and resumed from
@@ -316,6 +319,7 @@ class TrainingLoop:
             conflict_fraction=run_conflicts.fraction, mean_cosine=run_conflicts.mean_cosine,
             measured_steps=int(run_conflicts.steps), stopped_early=stopped, best_step=best_step,
             selection=selection, eval_metrics=evaluated, seconds=time.monotonic() - started,
+            family=self.network.model.name,
             architecture=dataclasses.asdict(self.config.architecture), tasks=list(names))
 
 
