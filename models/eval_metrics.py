@@ -10,7 +10,7 @@ which the selection criterion (:mod:`early_stopping`) is made of.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 import tensorflow as tf
 
@@ -47,8 +47,11 @@ class Evaluator:
     """
 
     def __init__(self, model: tf.keras.Model, spec: TaskSpec,
-                 label_stats: Mapping[str, tuple[float, float]]):
+                 label_stats: Mapping[str, tuple[float, float]],
+                 class_weights: Mapping[str, Sequence[float]] | None = None):
+        """``class_weights``: weight the tasks' ``loss`` as training does (metrics never)."""
         self.spec = spec
+        class_weights = dict(class_weights or {})
         keys = list(spec.feature_keys)
 
         @tf.function
@@ -60,7 +63,8 @@ class Evaluator:
                 mean, std = label_stats.get(task.name, (0.0, 1.0))
                 out = heads.outputs(task, raw[task.name], mean, std)
                 loss = heads.per_example_loss(task, raw[task.name],
-                                              batch[naming.label_key(task.name)], mean, std)
+                                              batch[naming.label_key(task.name)], mean, std,
+                                              class_weights.get(task.name))
                 result[task.name] = (out[naming.SCORED_OUTPUT[task.type]], loss)
             return result
 

@@ -6,8 +6,12 @@ a standardised value ``z`` for regression (the served value is
 Transform). The training step and the evaluator average a task's loss over the
 examples that carry its label only (its ``mask``), so a missing label
 contributes nothing and a batch with no label for a task gives 0, not NaN.
+A classification task's examples may be weighted by class (``class_weights``);
+the mean stays over the labelled examples: ``sum_i m_i w_i l_i / sum_i m_i``.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import tensorflow as tf
 
@@ -25,14 +29,28 @@ def head_width(task: Task, num_classes: int | None = None) -> int:
 
 
 def per_example_loss(task: Task, raw: tf.Tensor, label: tf.Tensor,
-                     mean: tf.Tensor | float = 0.0, std: tf.Tensor | float = 1.0) -> tf.Tensor:
-    """Unreduced loss [batch] for one task; regression is scored in z-units."""
+                     mean: tf.Tensor | float = 0.0, std: tf.Tensor | float = 1.0,
+                     class_weights: Sequence[float] | None = None) -> tf.Tensor:
+    """Unreduced loss [batch] for one task; regression is scored in z-units.
+
+    ``class_weights`` (classification; by class id, see :mod:`class_weights`) multiply
+    each example's loss by its label's weight; None leaves the loss as it was."""
     if task.type == "binary":
-        return tf.nn.sigmoid_cross_entropy_with_logits(
+        loss = tf.nn.sigmoid_cross_entropy_with_logits(
             labels=tf.cast(tf.reshape(label, [-1]), tf.float32), logits=tf.reshape(raw, [-1]))
-    if task.type == "multiclass":
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(
+    elif task.type == "multiclass":
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.cast(tf.reshape(label, [-1]), tf.int32), logits=raw)
+    else:
+        return _regression_loss(task, raw, label, mean, std)
+    if class_weights is None:
+        return loss
+    return loss * tf.gather(tf.constant(class_weights, tf.float32),
+                            tf.cast(tf.reshape(label, [-1]), tf.int32))
+
+
+def _regression_loss(task: Task, raw: tf.Tensor, label: tf.Tensor,
+                     mean: tf.Tensor | float, std: tf.Tensor | float) -> tf.Tensor:
     z_label = (tf.cast(tf.reshape(label, [-1]), tf.float32) - mean) / std
     error = tf.reshape(raw, [-1]) - z_label
     if task.loss == "mae":

@@ -18,7 +18,8 @@ replicas, the compiled step runs in each replica, and between steps the loop
 - every ``eval_every`` steps and at the last step evaluates the spec's metrics
   and each task's loss on the validation split, scores the evaluation with the
   selection criterion (:mod:`early_stopping`: the weighted mean of each task's
-  loss over its loss at the first evaluation), keeps the best evaluation's
+  loss over its loss at the first evaluation; a class-weighted task's loss is
+  class-weighted there too, the objective it trains on), keeps the best evaluation's
   weights and stops early after ``early_stopping_patience`` evaluations without
   improvement; the weights ``fit`` ends with are the best evaluation's.
 
@@ -43,6 +44,7 @@ from absl import logging
 from tfx_mtl import finite, naming
 from tfx_mtl.models import combination, distribution, eval_metrics, ownership
 from tfx_mtl.models import weighting as weighting_lib
+from tfx_mtl.models.class_weights import ClassWeights
 from tfx_mtl.models.diagnostics import ConflictStats
 from tfx_mtl.models.early_stopping import EarlyStopping, max_evaluations
 from tfx_mtl.models.network import Network
@@ -80,7 +82,12 @@ class TrainingResult:
     selection: dict[str, Any] | None = None  # EarlyStopping.report(); None: no evaluation
     eval_metrics: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
+    # The family of the network that trained (read off the built model, not the config)
+    # and its config; a single-task baseline is its family with one task.
+    family: str = ""
     architecture: dict[str, Any] = dataclasses.field(default_factory=dict)  # its config
+    # Each class-weighted task's effective weights (ClassWeights.report()); {}: none.
+    class_weights: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     tasks: list[str] = dataclasses.field(default_factory=list)  # the tasks it trained
     checkpoint_dir: str | None = None  # where it saved and resumed from
     checkpoint_key: str | None = None  # that directory's key (checkpoint_key), if keyed
@@ -109,9 +116,15 @@ class TrainingLoop:
     def __init__(self, network: Network, spec: TaskSpec, label_stats: Mapping[str, tuple],
                  config: TrainerConfig, strategy: tf.distribute.Strategy | None = None,
                  checkpoint_dir: str | None = None, log_dir: str | None = None,
-                 max_steps: int | None = None):
+                 max_steps: int | None = None,
+                 class_weights: Mapping[str, ClassWeights] | None = None):
         """``max_steps``: the training's step budget (``run_fn``: ``train_steps``), which
-        sizes the selection's curve in the checkpoint; default: the first ``fit``'s steps."""
+        sizes the selection's curve in the checkpoint; default: the first ``fit``'s steps.
+        ``class_weights``: the weighted tasks' resolved weights, applied to the training
+        loss and to the validation loss the selection reads (:mod:`class_weights`)."""
+        self.class_weights = {t: w for t, w in (class_weights or {}).items()
+                              if t in spec.task_names}
+        by_id = {t: w.weights for t, w in self.class_weights.items()}
         config = config.for_task_count(len(spec.tasks))
         self.network, self.spec, self.config = network, spec, config
         self.label_stats = dict(label_stats)
@@ -134,10 +147,10 @@ class TrainingLoop:
         self.step = MultiTaskStep(network, spec, self.label_stats, self.weighting,
                                   combination.make(config.combine, config.combine_params),
                                   self.optimizer, self.partition, self.stats, config.seed,
-                                  config.per_task_gradients)
+                                  config.per_task_gradients, by_id)
         # Compiled once per loop, so later ``fit`` calls (resume, benchmarks) reuse the trace.
         self._train_step = tf.function(self._distributed_step)
-        self.evaluator = eval_metrics.Evaluator(network.model, spec, self.label_stats)
+        self.evaluator = eval_metrics.Evaluator(network.model, spec, self.label_stats, by_id)
 
     def _distributed_step(self, iterator, diagnose: bool):
         """One step on the iterator's next batch (read in the graph, as Keras does: passing
@@ -319,7 +332,9 @@ class TrainingLoop:
             conflict_fraction=run_conflicts.fraction, mean_cosine=run_conflicts.mean_cosine,
             measured_steps=int(run_conflicts.steps), stopped_early=stopped, best_step=best_step,
             selection=selection, eval_metrics=evaluated, seconds=time.monotonic() - started,
-            architecture=dataclasses.asdict(self.config.architecture), tasks=list(names))
+            family=self.network.model.name,
+            architecture=dataclasses.asdict(self.config.architecture), tasks=list(names),
+            class_weights={t: w.report() for t, w in self.class_weights.items()})
 
 
 class _RunConflicts:

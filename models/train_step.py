@@ -3,7 +3,8 @@
 Per step, on each replica:
 1. each task's masked loss ``L_k`` on the replica's share of the global batch,
    normalised by the task's labelled count in the *global* batch (so summing
-   over replicas gives exactly the single-device loss);
+   over replicas gives exactly the single-device loss); a task with class
+   weights sums its examples' weighted losses, still over that count;
 2. the weighting's effective losses ``l_k = w_k * L_k + r_k``;
 3. gradients: task-specific parameters get the gradient of ``sum_k l_k``
    (only their own task reaches them); the shared parameters get what the
@@ -54,8 +55,11 @@ class MultiTaskStep:
 
     def __init__(self, network: Network, spec: TaskSpec, label_stats: Mapping[str, tuple],
                  weighting, combination: GradientCombination, optimizer, partition: Partition,
-                 stats: ConflictStats, seed: int, per_task_gradients: str = "backward"):
+                 stats: ConflictStats, seed: int, per_task_gradients: str = "backward",
+                 class_weights: Mapping[str, Sequence[float]] | None = None):
+        """``class_weights``: each weighted task's weights by class id (heads)."""
         self.network, self.spec, self.label_stats = network, spec, label_stats
+        self.class_weights = dict(class_weights or {})
         self.weighting, self.combination, self.optimizer = weighting, combination, optimizer
         self.partition, self.stats = partition, stats
         self.seed = seed
@@ -96,7 +100,8 @@ class MultiTaskStep:
         for i, task in enumerate(self.spec.tasks):
             mean, std = self.label_stats.get(task.name, (0.0, 1.0))
             per_example = heads.per_example_loss(task, raw[task.name],
-                                                 batch[naming.label_key(task.name)], mean, std)
+                                                 batch[naming.label_key(task.name)], mean, std,
+                                                 self.class_weights.get(task.name))
             mask = tf.cast(tf.reshape(batch[naming.mask_key(task.name)], [-1]), tf.float32)
             losses.append(tf.math.divide_no_nan(tf.reduce_sum(per_example * mask), counts[i]))
         return tf.stack(losses)

@@ -10,6 +10,10 @@ select the model (:mod:`early_stopping`), and the report's ``eval_metrics``
 are the selected model's on it. One evaluation reads the split once (at most
 ``eval_steps`` batches).
 
+A task's class weights (``pos_weight``, ``class_weights``) are resolved for its
+classes before training (:mod:`class_weights`); ``balanced`` reads the train
+split once to count them.
+
 Checkpoints go to a directory keyed by what determines the training, under the
 root the pipeline gives in ``custom_config`` (:mod:`checkpoint_key`), so the
 re-run of a crashed Trainer, in a new run directory, resumes; the directory is
@@ -23,7 +27,8 @@ directory's report and the serving model (see :mod:`distribution`).
 from __future__ import annotations
 
 import os
-from typing import Mapping
+import time
+from typing import Callable, Iterable, Mapping, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -31,13 +36,15 @@ from absl import logging
 from tfx_bsl.public.tfxio import TensorFlowDatasetOptions
 
 from tfx_mtl import naming
-from tfx_mtl.models import checkpoint_key, distribution, export, families, features
+from tfx_mtl.models import (checkpoint_key, class_weights, distribution, export, families,
+                            features)
 from tfx_mtl.models.loop import TrainingLoop
 from tfx_mtl.models.preprocessing import SPEC_CONFIG_KEY
 from tfx_mtl.models.trainer_config import TRAINER_CONFIG_KEY, TrainerConfig
 from tfx_mtl.task_spec import TaskSpec
 
 CHECKPOINT_SUBDIR = "checkpoints"
+COUNT_BATCH = 4096  # rows per batch when counting the train split's classes
 
 
 def run_fn(fn_args) -> None:
@@ -52,10 +59,10 @@ def run_fn(fn_args) -> None:
                  config.architecture.name, ", ".join(spec.task_names),
                  distribution.describe(strategy), config.weighting, config.combine)
 
-    def dataset(files, shuffle, epochs=None):
+    def dataset(files, shuffle, epochs=None, batch_size=config.batch_size):
         return fn_args.data_accessor.tf_dataset_factory(
             files,
-            TensorFlowDatasetOptions(batch_size=config.batch_size, shuffle=shuffle,
+            TensorFlowDatasetOptions(batch_size=batch_size, shuffle=shuffle,
                                      shuffle_seed=config.seed, num_epochs=epochs),
             tf_transform_output.transformed_metadata.schema)
 
@@ -70,8 +77,12 @@ def run_fn(fn_args) -> None:
     train_data = dataset(fn_args.train_files, shuffle=True)
     eval_data = dataset(fn_args.eval_files, shuffle=False, epochs=1)
     label_stats = read_label_stats(spec, next(iter(train_data)))
-    num_classes = {t.name: len(tf_transform_output.vocabulary_by_name(
-        naming.label_vocab_name(t.name))) for t in spec.tasks if t.type == "multiclass"}
+    classes = {t.name: [c.decode() for c in tf_transform_output.vocabulary_by_name(
+        naming.label_vocab_name(t.name))] for t in spec.tasks if t.type == "multiclass"}
+    num_classes = {name: len(names) for name, names in classes.items()}
+    weights = resolve_class_weights(
+        spec, classes, lambda: dataset(fn_args.train_files, shuffle=False, epochs=1,
+                                       batch_size=COUNT_BATCH))
     with strategy.scope():
         network = families.build(
             spec, features.input_cardinalities(spec, tf_transform_output.vocabulary_size_by_name),
@@ -83,7 +94,7 @@ def run_fn(fn_args) -> None:
         logging.info("checkpoints in %s, keyed by %s", checkpoint_dir, keyed.write_manifest())
     loop = TrainingLoop(network, spec, label_stats, config, strategy,
                         checkpoint_dir=checkpoint_dir, log_dir=fn_args.model_run_dir,
-                        max_steps=fn_args.train_steps)
+                        max_steps=fn_args.train_steps, class_weights=weights)
     # Every worker logs its weights' fingerprint: workers in sync log the same ones.
     logging.info("initial weights fingerprint %s",
                  distribution.fingerprint(network.model.trainable_variables))
@@ -127,6 +138,29 @@ def _keyed_checkpoints(fn_args, strategy) -> checkpoint_key.KeyedCheckpoints | N
         fn_args.custom_config, fn_args.train_files, fn_args.eval_files,
         fn_args.transform_output, fn_args.train_steps, fn_args.eval_steps,
         distribution.name(strategy), strategy.num_replicas_in_sync))
+
+
+def resolve_class_weights(spec: TaskSpec, classes: Mapping[str, Sequence[str]],
+                          train_data: Callable[[], Iterable]
+                          ) -> dict[str, class_weights.ClassWeights]:
+    """Each class-weighted task's weights by class id; ``classes``: each multiclass task's
+    label vocabulary. ``balanced`` counts the train split (``train_data()``: one pass),
+    only when a task asks for it."""
+    weighted = [t for t in spec.tasks if class_weights.is_weighted(t)]
+    counted = [t for t in weighted if class_weights.needs_counts(t)]
+    counts = {}
+    if counted:
+        started = time.monotonic()
+        counts = class_weights.count_classes(
+            train_data(), counted, {t: len(c) for t, c in classes.items()})
+        logging.info("class counts of the train split %s (%.1fs)", counts,
+                     time.monotonic() - started)
+    result = {}
+    for task in weighted:
+        names = classes[task.name] if task.type == "multiclass" else class_weights.BINARY_CLASSES
+        result[task.name] = class_weights.resolve(task, names, counts.get(task.name))
+        logging.info("task %s: class weights %s", task.name, result[task.name].report())
+    return result
 
 
 def read_label_stats(spec: TaskSpec, batch: Mapping[str, tf.Tensor]

@@ -222,7 +222,8 @@ def create_pipeline(
         # TFX's default, pinned: the statistics of train only, every split transformed.
         splits_config=tfx.proto.SplitsConfig(analyze=[naming.TRAIN],
                                              transform=list(naming.SPLITS)),
-        custom_config={**spec_config, CODE_VERSION_KEY: _code_version(
+        custom_config={SPEC_CONFIG_KEY: spec.transform_view().to_dict(),
+                       CODE_VERSION_KEY: _code_version(
             tfx.components.Transform, PREPROCESSING_FN)}))
 
     def trainer(node_id: str, config: TrainerConfig,

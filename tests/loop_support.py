@@ -22,6 +22,7 @@ def data(tasks=2, rows=512, correlation=0.5, seed=0, label_scales=None, task_typ
 def loop(spec, arrays, tmp_path=None, strategy=None, **options):
     arch = options.pop("architecture", {})
     max_steps = options.pop("max_steps", None)
+    class_weights = options.pop("class_weights", None)
     config = TrainerConfig.from_dict({"learning_rate": 0.01, "log_every": 5, "seed": 1,
                                       **options, "architecture": {**SMALL, **arch}})
     strategy = strategy or tf.distribute.get_strategy()
@@ -31,7 +32,7 @@ def loop(spec, arrays, tmp_path=None, strategy=None, **options):
     return TrainingLoop(network, spec, synthetic_input.label_stats(arrays, spec), config, strategy,
                         checkpoint_dir=str(tmp_path / "ckpt") if tmp_path else None,
                         log_dir=str(tmp_path / "logs") if tmp_path else None,
-                        max_steps=max_steps)
+                        max_steps=max_steps, class_weights=class_weights)
 
 
 def params(loop):

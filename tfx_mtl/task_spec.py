@@ -16,6 +16,7 @@ runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from typing import Any, Iterable, Mapping
@@ -33,6 +34,8 @@ POLICIES = ("all", "primary")
 # are unchanged); reuse: the latest baselines already in the MLMD store.
 BASELINES = ("train", "reuse")
 READINGS = ("significant", "strict")
+# Class weights resolved from the train split's class counts (scikit-learn's "balanced").
+BALANCED = "balanced"
 MIN_BOOTSTRAP_SAMPLES = 100
 FEATURE_KINDS = ("numeric", "bucketized", "categorical")
 
@@ -151,6 +154,16 @@ class Task:
     weight: float = 1.0  # static loss weight
     huber_delta: float = 1.0  # only for loss: huber, in standardized units
     standardize: bool = True  # regression: learn in z-units, serve in label units
+    # Class weights of the training loss (docs/task_spec.md#class-weights): binary
+    # ``pos_weight`` (a number or BALANCED), multiclass ``class_weights`` ((class, weight)
+    # pairs, classes as written in the label column, or BALANCED); None: unweighted.
+    pos_weight: float | str | None = None
+    class_weights: tuple[tuple[str, float], ...] | str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.class_weights, (list, tuple)):  # from JSON: lists of pairs
+            object.__setattr__(self, "class_weights",
+                               tuple((str(c), float(w)) for c, w in self.class_weights))
 
     @property
     def label_expr(self) -> label_expr.LabelExpr:
@@ -264,6 +277,13 @@ class TaskSpec:
                       for t in self.tasks)
         return dataclasses.replace(self, tasks=tasks, evaluation=Evaluation(), schema=None,
                                    source=self.name, trainer={}, data=DataConfig())
+
+    def transform_view(self) -> "TaskSpec":
+        """The training view without what only the Trainers read (class weights), so
+        reweighting a class retrains without re-running Transform."""
+        view = self.training_view()
+        return dataclasses.replace(view, tasks=tuple(
+            dataclasses.replace(t, pos_weight=None, class_weights=None) for t in view.tasks))
 
     def judging_view(self) -> "TaskSpec":
         """What the blessing gate needs: the tasks and how they are judged, no paths."""
@@ -552,12 +572,61 @@ def _parse_task(entry: Mapping, name: str, field: str,
     if not isinstance(standardize, bool):
         problems.append((f"{field}.standardize", f"must be true or false, got {standardize!r}"))
 
+    pos_weight, class_weights = _parse_class_weights(entry, task_type, field, problems)
     metrics = _parse_metrics(entry.get("metrics"), task_type, f"{field}.metrics", problems)
     if len(problems) > before:
         return None
     return Task(name=name, type=task_type, label=label_expr.parse(label).text, loss=loss,
                 metrics=tuple(metrics), role=role, weight=float(weight),
-                huber_delta=float(huber_delta), standardize=standardize)
+                huber_delta=float(huber_delta), standardize=standardize,
+                pos_weight=pos_weight, class_weights=class_weights)
+
+
+def _parse_class_weights(entry: Mapping, task_type: str, field: str,
+                         problems: list[tuple[str, str]]
+                         ) -> tuple[float | str | None, tuple[tuple[str, float], ...] | str | None]:
+    """``pos_weight`` (binary) and ``class_weights`` (multiclass): a positive finite number
+    per class, or ``balanced``. Whether a named class exists is checked against the
+    train split's classes when they are known (the Trainer: models/class_weights.py)."""
+    owner = {"pos_weight": "binary", "class_weights": "multiclass"}
+    for key, wanted in owner.items():
+        if key in entry and task_type != wanted:
+            hint = {"binary": " (use pos_weight)", "multiclass": " (use class_weights)"}
+            problems.append((f"{field}.{key}", f"only a {wanted} task takes {key}; this task "
+                             f"is {task_type}{hint.get(task_type, '')}"))
+    pos_weight = entry.get("pos_weight")
+    if task_type != "binary" or pos_weight is None or pos_weight == BALANCED:
+        pos_weight = pos_weight if task_type == "binary" else None
+    elif not _positive_finite(pos_weight):
+        problems.append((f"{field}.pos_weight", "must be a positive finite number (the "
+                         f"weight of a positive example) or {BALANCED!r}, got {pos_weight!r}"))
+        pos_weight = None
+    else:
+        pos_weight = float(pos_weight)
+    raw = entry.get("class_weights")
+    if task_type != "multiclass" or raw is None or raw == BALANCED:
+        return pos_weight, raw if task_type == "multiclass" else None
+    if not isinstance(raw, Mapping) or not raw:
+        problems.append((f"{field}.class_weights", "must map classes (as written in the label "
+                         f"column) to weights, e.g. {{Adelie: 2.0}}, or be {BALANCED!r}; got "
+                         f"{raw!r}"))
+        return pos_weight, None
+    weights = []
+    for cls, weight in raw.items():
+        where = f"{field}.class_weights.{cls}"
+        if isinstance(cls, bool) or not isinstance(cls, (str, int)) or str(cls) == "":
+            problems.append((where, "a class must be a value of the label column (a string "
+                                    f"or an integer), got {cls!r}"))
+        elif not _positive_finite(weight):
+            problems.append((where, f"must be a positive finite number, got {weight!r}"))
+        else:
+            weights.append((str(cls), float(weight)))
+    return pos_weight, tuple(weights)
+
+
+def _positive_finite(value: Any) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value) and value > 0)
 
 
 def _parse_metrics(raw: Any, task_type: str, field: str,

@@ -383,3 +383,16 @@ def test_the_trainers_never_read_the_test_split(tmp_path):
     first_batch(fn_args.eval_files)
     with pytest.raises(tf.errors.OpError):
         first_batch([f"{transformed.uri}/Split-test/*"])
+
+
+def test_a_class_weight_retrains_without_re_running_transform(tmp_path):
+    """Only the Trainers read class weights: Transform's cache key ignores them."""
+    spec = task_spec.load(data.bundled_spec())
+    weighted = dataclasses.replace(spec, tasks=tuple(
+        dataclasses.replace(t, pos_weight=3.0) if t.type == "binary" else t for t in spec.tasks))
+    before = {c.id: c for c in _pipeline(tmp_path, spec).components}
+    after = {c.id: c for c in _pipeline(tmp_path, weighted).components}
+    assert (before["Transform"].exec_properties["custom_config"]
+            == after["Transform"].exec_properties["custom_config"])
+    assert (before["Trainer"].exec_properties["custom_config"]
+            != after["Trainer"].exec_properties["custom_config"])

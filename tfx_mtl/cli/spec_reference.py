@@ -41,6 +41,10 @@ MEANINGS = {
     "tasks[].role": "`primary` or `auxiliary` (see `evaluation.policy`)",
     "tasks[].weight": "static loss weight",
     "tasks[].huber_delta": "loss `huber`: the delta, in standardized label units",
+    "tasks[].pos_weight": "binary: the positive class's loss weight, a number or `balanced` "
+                          "(n_neg / n_pos on the train split)",
+    "tasks[].class_weights": "multiclass: `{class: weight}` (others 1) or `balanced` "
+                             "(n / (n_classes · n_c), scikit-learn's)",
     "tasks[].standardize": "regression: learn in z-units, serve in label units",
     "tasks[].metrics[].name": lambda: "allowed: " + _per_type(task_spec.METRICS),
     "tasks[].metrics[].lower_bound": "the metric's value must be at least this (on test)",
