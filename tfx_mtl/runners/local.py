@@ -16,7 +16,7 @@ import time
 from typing import Any, TextIO
 
 from tfx_mtl import data as data_lib
-from tfx_mtl import label_checks, naming, run_parameters, task_spec
+from tfx_mtl import label_checks, log_capture, naming, run_parameters, task_spec
 from tfx_mtl.errors import InputError
 from tfx_mtl.results import metadata as metadata_lib
 from tfx_mtl.runners import recovery, run_lock
@@ -229,47 +229,7 @@ def _describe_baseline(node: str) -> str:
     return naming.baseline_task(node) + (f" (seed index {index})" if index else "")
 
 
-class _logging_to:
-    """Sends all logging to the run's log file and component progress to the terminal.
-
-    Python logging goes to ``log_file`` at INFO (set through absl's own verbosity,
-    which TFX's libraries save and restore around noisy sections); file
-    descriptor 2 is pointed at the same file, so TensorFlow's C++ messages and
-    the handlers libraries attach to stderr land there too, not on the terminal.
-    """
-
-    def __init__(self, log_file: str, progress: logging.Handler):
-        self.log_file, self.progress = log_file, progress
-
-    def __enter__(self):
-        from absl import logging as absl_logging
-
-        root = logging.getLogger()
-        self.saved = (root.handlers[:], root.level, absl_logging.get_verbosity())
-        self.file_handler = logging.FileHandler(self.log_file)
-        self.file_handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s %(filename)s:%(lineno)d] %(message)s"))
-        root.handlers = [self.file_handler, self.progress]
-        root.setLevel(logging.INFO)
-        absl_logging.set_verbosity(absl_logging.INFO)
-        sys.stderr.flush()
-        self.saved_stderr_fd = os.dup(2)
-        self.log_fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND)
-        os.dup2(self.log_fd, 2)
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        from absl import logging as absl_logging
-
-        if exc is not None:
-            logging.getLogger(__name__).error("failed", exc_info=(exc_type, exc, tb))
-        sys.stderr.flush()
-        os.dup2(self.saved_stderr_fd, 2)
-        os.close(self.saved_stderr_fd)
-        os.close(self.log_fd)
-        root = logging.getLogger()
-        root.handlers, level, verbosity = self.saved
-        root.setLevel(level)
-        absl_logging.set_verbosity(verbosity)
-        self.file_handler.close()
-        return False
+def _logging_to(log_file: str, progress: logging.Handler) -> log_capture.LogCapture:
+    """All logging and descriptor 2 into the run's log file; component progress (and the
+    run's own messages) to the terminal."""
+    return log_capture.LogCapture(log_file, [progress])
