@@ -8,6 +8,13 @@ Questions it answers, on the machine it runs on:
 2. What does each multi-task method cost per step relative to ``sum`` +
    ``uniform``? Target <= 1.5 for pcgrad, cagrad, mgda and gradnorm.
 3. How does that cost grow with the number of tasks K?
+4. Is an MMoE step (``TrainingLoop``, sum + uniform, ``experts`` experts of the
+   trunk's widths) at most a reference MMoE's step, DeepCTR's ``MMOE`` model
+   re-built here layer for layer (:func:`reference_mmoe`: one stack of the expert
+   outputs, per task a bias-free softmax gate, ``reduce_sum(stack * gate)``, a
+   tower and a bias-free head) and trained with Keras ``fit``? Ratio
+   ``mmoe_vs_reference`` = MMoE's step time / the reference's; target <= 1.
+   PLE (``levels`` 1, one task expert) shares the mixture and gets a row too.
 
 Method (why: timings on a shared 2-core machine drift, so every configuration
 must see the same drift): every configuration of every K is built and warmed
@@ -57,11 +64,16 @@ JACOBIAN = {"pcgrad_jacobian", "gradnorm_jacobian"}
 BASELINE = "sum"
 FIT = "keras_fit"  # the Keras model.fit configuration
 FIT_RATIO = "fit_vs_loop"  # its JSON key: loop examples/s / fit examples/s
-NAMES = tuple(name for name, _, _ in METHODS) + (FIT,)
+# Architectures other than shared_bottom, trained by the loop with sum + uniform.
+ARCHITECTURES = ("mmoe", "ple")
+REFERENCE = "mmoe_reference"  # DeepCTR's MMOE re-built (reference_mmoe), Keras fit
+REFERENCE_RATIO = "mmoe_vs_reference"  # JSON key: mmoe's step time / the reference's
+NAMES = tuple(name for name, _, _ in METHODS) + (FIT,) + ARCHITECTURES + (REFERENCE,)
 # name -> (comparison, bound) on the ratio reported for it.
 TARGETS: dict[str, tuple[str, float]] = {
     FIT: (">=", 0.9), "pcgrad": ("<=", 1.5), "cagrad": ("<=", 1.5), "mgda": ("<=", 1.5),
     "gradnorm": ("<=", 1.5)}
+REFERENCE_TARGET = ("<=", 1.0)  # on mmoe_vs_reference
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,18 +89,22 @@ class BenchSettings:
     features: int = 100  # numeric features
     learning_rate: float = 1e-3
     seed: int = 0
+    experts: int = 4  # of the MMoE rows (and PLE's shared experts); each of hidden_units
+    threads: int = 0  # TensorFlow's intra- and inter-op threads; 0: its default
+    only: tuple[str, ...] = ()  # the configurations to time (sum always); (): all of NAMES
 
     def __post_init__(self):
-        for name in ("tasks", "hidden_units", "tower_units"):
+        for name in ("tasks", "hidden_units", "tower_units", "only"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         self.validate()
 
     def validate(self) -> None:
         """Raises :class:`BenchError` naming the first invalid field."""
-        for name in ("batch_size", "steps", "warmup", "rounds", "rows", "features", "seed"):
+        for name in ("batch_size", "steps", "warmup", "rounds", "rows", "features", "seed",
+                     "experts", "threads"):
             value = getattr(self, name)
-            low = 0 if name == "seed" else 1
+            low = 0 if name in ("seed", "threads") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise BenchError(name, f"must be an integer >= {low}, got {value!r}")
         for name in ("tasks", "hidden_units", "tower_units"):
@@ -114,6 +130,16 @@ class BenchSettings:
                 and self.learning_rate > 0):
             raise BenchError("learning_rate", f"must be a positive number, "
                                               f"got {self.learning_rate!r}")
+        unknown = [name for name in self.only if name not in NAMES]
+        if unknown:
+            raise BenchError("only", f"unknown configuration(s) {', '.join(unknown)} "
+                                     f"(known: {', '.join(NAMES)})")
+
+    @property
+    def configurations(self) -> tuple[str, ...]:
+        """The configurations timed, in table order: ``only`` (plus sum), else all."""
+        chosen = set(self.only) | {BASELINE} if self.only else set(NAMES)
+        return tuple(name for name in NAMES if name in chosen)
 
 
 # -- the arithmetic (pure) ----------------------------------------------------
@@ -137,6 +163,13 @@ def ratios(medians: Mapping[str, float]) -> dict[str, float]:
         raise ValueError(f"medians: no {BASELINE!r} baseline among {sorted(medians)}")
     base = medians[BASELINE]
     return {name: ms / base for name, ms in medians.items()}
+
+
+def reference_ratio(medians: Mapping[str, float]) -> float | None:
+    """MMoE's median step time / the reference MMoE's; None unless both were timed."""
+    if "mmoe" in medians and REFERENCE in medians:
+        return medians["mmoe"] / medians[REFERENCE]
+    return None
 
 
 def target_met(ratio: float, target: tuple[str, float]) -> bool:
@@ -174,6 +207,9 @@ class Report:
     def ratios(self, k: int) -> dict[str, float]:
         return {row.name: row.ratio for row in self.rows if row.k == k}
 
+    def reference_ratio(self, k: int) -> float | None:
+        return reference_ratio(self.medians(k))
+
 
 def summarise(per_round_ms: Mapping[int, Mapping[str, Sequence[float]]], batch_size: int
               ) -> list[Row]:
@@ -203,6 +239,13 @@ def format_table(report: Report) -> str:
     text.insert(1, "  ".join("-" * w for w in widths))
     text.append(f"ratio to sum: median step time / that of the custom loop with sum + uniform; "
                 f"for keras_fit it is loop examples/s / fit examples/s ({FIT_RATIO}).")
+    for k in sorted(report.per_round_ms):
+        ratio = report.reference_ratio(k)
+        if ratio is not None:
+            comparison, bound = REFERENCE_TARGET
+            text.append(f"K={k}: MMoE step / reference MMoE step ({REFERENCE_RATIO}): "
+                        f"{ratio:.2f} (target {comparison} {bound:g}: "
+                        f"{'yes' if target_met(ratio, REFERENCE_TARGET) else 'NO'})")
     return "\n".join(text)
 
 
@@ -210,6 +253,10 @@ def _label(name: str) -> str:
     weighting_combine = {n: (w, c) for n, w, c in METHODS}
     if name == FIT:
         return "keras model.fit"
+    if name in ARCHITECTURES:
+        return f"loop {name} (sum)"
+    if name == REFERENCE:
+        return "keras fit reference mmoe"
     w, c = weighting_combine[name]
     return f"loop {w} + {c}" + (" (pfor Jacobian)" if name in JACOBIAN else "")
 
@@ -222,7 +269,9 @@ def command_line(settings: BenchSettings) -> str:
             "--tower-units", ",".join(map(str, s.tower_units)), "--steps", str(s.steps),
             "--warmup", str(s.warmup), "--rounds", str(s.rounds), "--rows", str(s.rows),
             "--features", str(s.features), "--learning-rate", repr(s.learning_rate),
-            "--seed", str(s.seed)]
+            "--seed", str(s.seed), "--experts", str(s.experts), "--threads", str(s.threads)]
+    if s.only:
+        args += ["--only", *s.only]
     return "tfx-mtl bench train " + shlex.join(args)
 
 
@@ -232,15 +281,22 @@ def to_json(report: Report) -> dict[str, Any]:
     ks = sorted(report.per_round_ms)
     for k in ks:
         result[f"K={k}"] = {(FIT_RATIO if n == FIT else n): r for n, r in report.ratios(k).items()}
+        if report.reference_ratio(k) is not None:
+            result[f"K={k}"][REFERENCE_RATIO] = report.reference_ratio(k)
     result["medians_ms"] = {f"K={k}": report.medians(k) for k in ks}
     result["per_round_ms"] = {f"K={k}": {n: list(v) for n, v in report.per_round_ms[k].items()}
                               for k in ks}
+    targets = {**TARGETS, REFERENCE_RATIO: REFERENCE_TARGET}
     result["targets"] = {(FIT_RATIO if n == FIT else n): f"{c} {b:g}"
-                         for n, (c, b) in TARGETS.items()}
+                         for n, (c, b) in targets.items()}
     result["met"] = {f"K={row.k}": {} for row in report.rows}
     for row in report.rows:
         if row.met is not None:
             result["met"][f"K={row.k}"][FIT_RATIO if row.name == FIT else row.name] = row.met
+    for k in ks:
+        if report.reference_ratio(k) is not None:
+            result["met"][f"K={k}"][REFERENCE_RATIO] = target_met(report.reference_ratio(k),
+                                                                REFERENCE_TARGET)
     result["input_ms_per_batch"] = {f"K={k}": v for k, v in sorted(report.input_ms.items())}
     result["settings"] = dataclasses.asdict(report.settings)
     result["machine"] = report.machine
@@ -269,7 +325,22 @@ def machine() -> dict[str, Any]:
         keras_version = "n/a"
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"nproc": affinity, "cpu": cpu, "tensorflow": tf.__version__, "keras": keras_version,
-            "python": platform.python_version()}
+            "python": platform.python_version(),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
+
+
+def set_threads(threads: int) -> None:
+    """TensorFlow's intra- and inter-op thread pools (0: its default); before it starts."""
+    import tensorflow as tf
+
+    if not threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as e:  # TensorFlow's runtime already started in this process
+        raise BenchError("threads", f"cannot be set once TensorFlow has started: {e}") from None
 
 
 # -- the configurations (real training) ------------------------------------------
@@ -335,23 +406,58 @@ def input_ms_per_batch(dataset, batches: int) -> float:
     return per_step_ms(time.perf_counter() - started, batches)
 
 
-def _network(spec, settings: BenchSettings):
+def _architecture(settings: BenchSettings, name: str = "shared_bottom") -> dict[str, Any]:
+    return {"name": name, "hidden_units": settings.hidden_units,
+            "tower_units": settings.tower_units, "experts": settings.experts}
+
+
+def _network(spec, settings: BenchSettings, name: str = "shared_bottom"):
     import tensorflow as tf
 
     from tfx_mtl.models import architecture, families
 
     tf.keras.utils.set_random_seed(settings.seed)
-    config = architecture.ArchitectureConfig(name="shared_bottom",
-                                             hidden_units=settings.hidden_units,
-                                             tower_units=settings.tower_units)
+    config = architecture.ArchitectureConfig(**_architecture(settings, name))
     return families.build(spec, {}, None, config)
+
+
+def reference_mmoe(spec, settings: BenchSettings):
+    """DeepCTR's ``MMOE`` (deepctr/models/multitask/mmoe.py, 0.9.x) re-built layer for layer
+    on the same inputs: experts DNN(hidden_units) each; the expert outputs stacked once
+    ([batch, E, d]); per task a bias-free Dense(E, softmax) gate on the feature vector,
+    ``reduce_sum(stack * gate[..., None], axis=1)``, a tower DNN(tower_units) and a
+    bias-free Dense(1) head (regression: no output activation)."""
+    import tensorflow as tf
+
+    from tfx_mtl.models import features
+
+    tf.keras.utils.set_random_seed(settings.seed)
+    inputs, x = features.input_layer(spec, {})
+
+    def dnn(h, units, prefix):
+        for i, width in enumerate(units):
+            h = tf.keras.layers.Dense(width, activation="relu", name=f"{prefix}_{i}")(h)
+        return h
+
+    stacked = tf.keras.layers.Lambda(lambda outs: tf.stack(outs, axis=1), name="expert_stack")(
+        [dnn(x, settings.hidden_units, f"expert_{e}") for e in range(settings.experts)])
+    outputs = {}
+    for task in spec.tasks:
+        gate = tf.keras.layers.Dense(settings.experts, use_bias=False, activation="softmax",
+                                     name=f"gate_softmax_{task.name}")(x)
+        mixed = tf.keras.layers.Lambda(
+            lambda pair: tf.reduce_sum(pair[0] * tf.expand_dims(pair[1], -1), axis=1),
+            name=f"gate_mul_expert_{task.name}")([stacked, gate])
+        outputs[task.name] = tf.keras.layers.Dense(1, use_bias=False, name=task.name)(
+            dnn(mixed, settings.tower_units, f"{task.name}_tower"))
+    return tf.keras.Model(inputs, outputs, name=REFERENCE)
 
 
 class _LoopRunner:
     """``TrainingLoop.fit`` continued by ``steps`` steps per call (its step is traced once)."""
 
     def __init__(self, name: str, weighting: str, combine: str, k: int, data: _Data,
-                 settings: BenchSettings):
+                 settings: BenchSettings, architecture: str = "shared_bottom"):
         from tfx_mtl.models.loop import TrainingLoop
         from tfx_mtl.models.trainer_config import TrainerConfig
 
@@ -362,10 +468,9 @@ class _LoopRunner:
             "seed": settings.seed, "log_every": 2 ** 62, "weighting": weighting,
             "combine": combine, "checkpoint_every": 0,
             "per_task_gradients": "jacobian" if name in JACOBIAN else "backward",
-            "architecture": {"name": "shared_bottom", "hidden_units": settings.hidden_units,
-                             "tower_units": settings.tower_units}})
-        self.loop = TrainingLoop(_network(data.spec, settings), data.spec, data.label_stats,
-                                 config)
+            "architecture": _architecture(settings, architecture)})
+        self.loop = TrainingLoop(_network(data.spec, settings, architecture), data.spec,
+                                 data.label_stats, config)
 
     def run(self, steps: int) -> float:
         """Trains ``steps`` more steps; returns the seconds the call took."""
@@ -388,11 +493,12 @@ class _LoopRunner:
 class _FitRunner:
     """Keras ``model.fit`` of ``steps`` steps per call: one mse loss per output, Adam."""
 
-    def __init__(self, k: int, data: _Data, settings: BenchSettings):
+    def __init__(self, k: int, data: _Data, settings: BenchSettings, name: str = FIT):
         import tensorflow as tf
 
-        self.name, self.k, self.data = FIT, k, data
-        self.model = _network(data.spec, settings).model
+        self.name, self.k, self.data = name, k, data
+        self.model = (reference_mmoe(data.spec, settings) if name == REFERENCE
+                      else _network(data.spec, settings).model)
         # jit_compile=False is what "auto" resolves to on a CPU-only machine; the loop's
         # step is not XLA-compiled either.
         self.model.compile(optimizer=tf.keras.optimizers.Adam(settings.learning_rate),
@@ -405,7 +511,7 @@ class _FitRunner:
         seconds = time.perf_counter() - started
         loss = history.history["loss"][-1]
         if not math.isfinite(loss):
-            raise RuntimeError(f"{FIT} K={self.k}: loss is {loss}")
+            raise RuntimeError(f"{self.name} K={self.k}: loss is {loss}")
         return seconds
 
     def traces(self) -> tuple[int, ...]:
@@ -415,14 +521,19 @@ class _FitRunner:
 
 def build_runners(settings: BenchSettings, progress: Callable[[str], None] = lambda _: None
                   ) -> list:
-    runners = []
+    runners, chosen = [], settings.configurations
     for k in settings.tasks:
         data = _Data(k, settings)
         for name, weighting, combine in METHODS:
+            if name in chosen:
+                progress(f"building K={k} {name}")
+                runners.append(_LoopRunner(name, weighting, combine, k, data, settings))
+        for name in (FIT, *ARCHITECTURES, REFERENCE):
+            if name not in chosen:
+                continue
             progress(f"building K={k} {name}")
-            runners.append(_LoopRunner(name, weighting, combine, k, data, settings))
-        progress(f"building K={k} {FIT}")
-        runners.append(_FitRunner(k, data, settings))
+            runners.append(_LoopRunner(name, "uniform", "sum", k, data, settings, name)
+                           if name in ARCHITECTURES else _FitRunner(k, data, settings, name))
     return runners
 
 
@@ -446,6 +557,7 @@ def run(settings: BenchSettings, progress: Callable[[str], None] = lambda _: Non
     import tensorflow as tf
 
     started = time.perf_counter()
+    set_threads(settings.threads)
     # Each TrainingLoop traces its own step once, but TF's retracing warning counts the
     # traces of every loop's (shared) method together and would warn falsely.
     logger, level = tf.get_logger(), tf.get_logger().level

@@ -55,11 +55,17 @@ def gated_mixture(gate_input, experts: Sequence, name: str) -> tf.keras.KerasTen
 
 @tf.keras.utils.register_keras_serializable(package="tfx_mtl")
 class MixExperts(tf.keras.layers.Layer):
-    """``[gate [batch, E], expert_1 .. expert_E [batch, d]] -> sum_e gate[:, e] * expert_e``."""
+    """``[gate [batch, E], expert_1 .. expert_E [batch, d]] -> sum_e gate[:, e] * expert_e``.
+
+    A sum of E broadcast products, not ``einsum("be,bed->bd")`` over the stacked
+    experts: same numbers (to float rounding), but the einsum's batched matmul and
+    the stack cost about twice as much per step, forward and backward
+    (docs/BENCHMARKS.md, "MMoE and PLE").
+    """
 
     def call(self, inputs):
-        gate, experts = inputs[0], list(inputs[1:])
-        return tf.einsum("be,bed->bd", gate, tf.stack(experts, axis=1))  # stacked: [batch, E, d]
+        gate, experts = inputs[0], inputs[1:]
+        return tf.add_n([gate[:, e:e + 1] * expert for e, expert in enumerate(experts)])
 
 
 @tf.keras.utils.register_keras_serializable(package="tfx_mtl")

@@ -80,7 +80,45 @@ def test_command_line_repeats_the_settings():
     assert tb.command_line(settings) == (
         "tfx-mtl bench train --tasks 2 5 --batch-size 512 --hidden-units 16,8 --tower-units 64 "
         "--steps 7 --warmup 10 --rounds 9 --rows 20000 --features 100 --learning-rate 0.001 "
-        "--seed 0")
+        "--seed 0 --experts 4 --threads 0")
+    only = tb.BenchSettings(tasks=(3,), threads=1, only=("mmoe", "mmoe_reference"))
+    assert tb.command_line(only).endswith("--experts 4 --threads 1 --only mmoe mmoe_reference")
+
+
+def test_only_times_the_named_configurations_and_sum_in_table_order():
+    assert tb.BenchSettings(only=("mmoe_reference", "mmoe")).configurations == (
+        "sum", "mmoe", "mmoe_reference")
+    assert tb.BenchSettings().configurations == tb.NAMES
+    with pytest.raises(tb.BenchError, match="only: unknown configuration"):
+        tb.BenchSettings(only=("moe",))
+
+
+def test_reference_ratio_is_mmoe_over_the_reference():
+    # MMoE 8.4 ms, reference 7.6 ms: 8.4 / 7.6 = 1.105 (the 1.11x; target <= 1 missed).
+    ratio = tb.reference_ratio({"sum": 5.0, "mmoe": 8.4, "mmoe_reference": 7.6})
+    assert ratio == pytest.approx(1.10526, rel=1e-4)
+    assert not tb.target_met(ratio, tb.REFERENCE_TARGET)
+    assert tb.reference_ratio({"sum": 5.0, "mmoe": 8.4}) is None
+
+
+def test_the_reference_mmoe_is_deepctrs_shape():
+    # Same experts, towers and inputs as the project's MMoE, but DeepCTR's gates and heads
+    # have no bias: K * (E + 1) fewer parameters (K=3, E=4: 15).
+    import numpy as np
+
+    from tfx_mtl import synth
+    from tfx_mtl.models import synthetic_input
+
+    settings = tb.BenchSettings(tasks=(3,), hidden_units=(8, 8), tower_units=(4,), features=6)
+    spec = synthetic_input.spec(synth.SynthConfig(rows=10, tasks=3, features=6))
+    reference = tb.reference_mmoe(spec, settings)
+    ours = tb._network(spec, settings, "mmoe").model
+
+    def count(model):
+        return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+    assert count(ours) - count(reference) == 3 * (4 + 1)
+    assert sorted(reference.output) == ["task_1", "task_2", "task_3"]
 
 
 # -- the command line ---------------------------------------------------------
@@ -111,7 +149,8 @@ def test_a_tiny_run_reports_every_method_with_targets(tmp_path, capsys):
 
     table = [line for line in printed.splitlines() if line.startswith(("loop ", "keras "))]
     labels = [f"loop {w} + {c}" + (" (pfor Jacobian)" if n in tb.JACOBIAN else "")
-              for n, w, c in tb.METHODS] + ["keras model.fit"]
+              for n, w, c in tb.METHODS] + ["keras model.fit", "loop mmoe (sum)",
+                                            "loop ple (sum)", "keras fit reference mmoe"]
     assert [line.split("  ")[0].strip() for line in table] == labels
     for line in table:
         cells = line.split()
@@ -128,16 +167,25 @@ def test_a_tiny_run_reports_every_method_with_targets(tmp_path, capsys):
 
     report = json.loads(out.read_text())
     ratios = report["K=2"]
-    assert sorted(ratios) == sorted(METHOD_NAMES + ("fit_vs_loop",))
+    names = METHOD_NAMES + ("mmoe", "ple", "mmoe_reference")
+    assert sorted(ratios) == sorted(names + ("fit_vs_loop", "mmoe_vs_reference"))
     assert ratios["sum"] == 1.0
     assert all(math.isfinite(r) and r > 0 for r in ratios.values()), ratios
-    assert sorted(report["medians_ms"]["K=2"]) == sorted(METHOD_NAMES + ("keras_fit",))
+    assert sorted(report["medians_ms"]["K=2"]) == sorted(names + ("keras_fit",))
+    assert ratios["mmoe_vs_reference"] == pytest.approx(medians_of(report, "mmoe")
+                                                        / medians_of(report, "mmoe_reference"))
+    assert "MMoE step / reference MMoE step (mmoe_vs_reference): " in printed
     assert all(len(times) == 1 for times in report["per_round_ms"]["K=2"].values())
     # fit_vs_loop = loop examples/s / fit examples/s = fit's median step time / the loop's.
     medians = report["medians_ms"]["K=2"]
     assert ratios["fit_vs_loop"] == pytest.approx(medians["keras_fit"] / medians["sum"])
     assert report["targets"] == {"fit_vs_loop": ">= 0.9", "pcgrad": "<= 1.5",
-                                 "cagrad": "<= 1.5", "mgda": "<= 1.5", "gradnorm": "<= 1.5"}
+                                 "cagrad": "<= 1.5", "mgda": "<= 1.5", "gradnorm": "<= 1.5",
+                                 "mmoe_vs_reference": "<= 1"}
     assert sorted(report["met"]["K=2"]) == sorted(report["targets"])
     assert report["command"].startswith("tfx-mtl bench train --tasks 2 --batch-size 32 ")
     assert report["machine"]["nproc"] >= 1 and report["machine"]["tensorflow"]
+
+
+def medians_of(report, name):
+    return report["medians_ms"]["K=2"][name]

@@ -253,6 +253,34 @@ def test_mix_experts_arithmetic():
     np.testing.assert_allclose(mixed.numpy(), [[2.5, 3.5]])
 
 
+def test_mix_experts_equals_the_einsum_over_stacked_experts_values_and_gradients():
+    # The mixture was einsum("be,bed->bd", gate, stack(experts)); the sum of broadcast
+    # products that replaced it (faster, docs/BENCHMARKS.md) must give the same numbers.
+    rng = np.random.default_rng(0)
+    gate = tf.constant(rng.dirichlet(np.ones(4), size=64), tf.float32)
+    experts = [tf.constant(rng.normal(size=(64, 32)), tf.float32) for _ in range(4)]
+    upstream = tf.constant(rng.normal(size=(64, 32)), tf.float32)
+    layer = blocks.MixExperts()
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([gate, *experts])
+        new = layer([gate, *experts])
+        old = tf.einsum("be,bed->bd", gate, tf.stack(experts, axis=1))
+        new_loss, old_loss = tf.reduce_sum(new * upstream), tf.reduce_sum(old * upstream)
+    np.testing.assert_allclose(new.numpy(), old.numpy(), rtol=1e-6, atol=1e-6)
+    for a, b in zip(tape.gradient(new_loss, [gate, *experts]),
+                    tape.gradient(old_loss, [gate, *experts])):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_mix_experts_has_no_batched_matmul():
+    # The speed choice itself: no Einsum / BatchMatMul / Pack in the mixture's graph.
+    layer = blocks.MixExperts()
+    traced = tf.function(lambda g, a, b: layer([g, a, b])).get_concrete_function(
+        tf.TensorSpec([None, 2]), tf.TensorSpec([None, 3]), tf.TensorSpec([None, 3]))
+    ops = {op.type for op in traced.graph.get_operations()}
+    assert not ops & {"Einsum", "BatchMatMulV2", "BatchMatMulV3", "Pack"}, ops
+
+
 @pytest.mark.parametrize("name", architecture.ARCHITECTURES)
 def test_a_family_built_for_one_task_has_one_head(name):
     # What a single-task baseline is: the family on the spec restricted to its task.

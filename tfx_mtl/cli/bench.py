@@ -18,7 +18,8 @@ from tfx_mtl.errors import InputError
 TRAIN_FIELDS = {"tasks": "--tasks", "batch_size": "--batch-size", "hidden_units": "--hidden-units",
             "tower_units": "--tower-units", "steps": "--steps", "warmup": "--warmup",
             "rounds": "--rounds", "rows": "--rows", "features": "--features",
-            "learning_rate": "--learning-rate", "seed": "--seed"}
+            "learning_rate": "--learning-rate", "seed": "--seed", "experts": "--experts",
+            "threads": "--threads", "only": "--only"}
 
 
 def add_parser(subparsers) -> None:
@@ -59,9 +60,18 @@ def add_parser(subparsers) -> None:
                    help="Adam's learning rate, for both the loop and fit (default: 0.001)")
     p.add_argument("--seed", type=options.non_negative_int, default=0, metavar="S",
                    help="seed of the data and of the model initialisation (default: 0)")
+    p.add_argument("--experts", type=options.positive_int, default=4, metavar="E",
+                   help="experts of the MMoE rows and the reference MMoE, and PLE's shared "
+                        "experts, each of --hidden-units (default: 4)")
+    p.add_argument("--threads", type=options.non_negative_int, default=0, metavar="N",
+                   help="TensorFlow intra- and inter-op threads; 0: its default (default: 0)")
+    p.add_argument("--only", nargs="+", default=[], metavar="NAME",
+                   help="time only these configurations (sum, the baseline, always), e.g. "
+                        "keras_fit mmoe mmoe_reference ple (default: all)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     p.set_defaults(func=run_train, fields=TRAIN_FIELDS)
     _add_serving(which)
+    _add_transfer(which)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -71,7 +81,8 @@ def run_train(args: argparse.Namespace) -> int:
         tasks=tuple(args.tasks), batch_size=args.batch_size,
         hidden_units=tuple(args.hidden_units), tower_units=tuple(args.tower_units),
         steps=args.steps, warmup=args.warmup, rounds=args.rounds, rows=args.rows,
-        features=args.features, learning_rate=args.learning_rate, seed=args.seed)
+        features=args.features, learning_rate=args.learning_rate, seed=args.seed,
+        experts=args.experts, threads=args.threads, only=tuple(args.only))
 
     def progress(message: str) -> None:
         print(f"[bench] {message}", file=sys.stderr, flush=True)
@@ -81,9 +92,11 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"tfx-mtl bench train: shared_bottom trunk {_widths(settings.hidden_units)}, "
           f"towers {_widths(settings.tower_units)}, batch {settings.batch_size}, "
           f"{settings.features} features x {settings.rows} rows in memory; "
-          f"median of {settings.rounds} interleaved rounds of {settings.steps} steps")
+          f"median of {settings.rounds} interleaved rounds of {settings.steps} steps; "
+          f"MMoE / PLE: {settings.experts} experts of {_widths(settings.hidden_units)}")
     print(f"machine: {m['nproc']} CPUs, {m['cpu']}, TensorFlow {m['tensorflow']}, "
-          f"Keras {m['keras']}; run took {report.seconds:.0f} s")
+          f"Keras {m['keras']}, threads intra {m['intra_op_threads']} / inter "
+          f"{m['inter_op_threads']} (0: TensorFlow's default); run took {report.seconds:.0f} s")
     print("input pipeline alone (ms/batch): " + "; ".join(
         f"K={k} loop {v['loop']:.2f}, fit {v['fit']:.2f}"
         for k, v in sorted(report.input_ms.items())))
@@ -186,6 +199,81 @@ def run_serving(args: argparse.Namespace) -> int:
           f"run took {report.seconds:.0f} s")
     print(sb.format_table(report))
     _write_json(args.json, sb.to_json(report))
+    return 0
+
+
+# transfer_bench.TransferSettings field -> its option.
+TRANSFER_FIELDS = {"rhos": "--rhos", "seeds": "--seeds", "models": "--models",
+                   "train_rows": "--train-rows", "validation_rows": "--validation-rows",
+                   "test_rows": "--test-rows", "steps": "--steps", "batch_size": "--batch-size",
+                   "learning_rate": "--learning-rate", "eval_every": "--eval-every",
+                   "patience": "--patience", "experts": "--experts",
+                   "expert_units": "--expert-units", "tower_units": "--tower-units"}
+
+
+def _add_transfer(which) -> None:
+    from tfx_mtl.bench import transfer_bench as tb  # no TensorFlow at import
+
+    d = tb.TransferSettings()
+    p = which.add_parser(
+        "transfer", help="the MMoE paper's synthetic experiment: shared-bottom vs MMoE vs "
+                         "OMoE as the tasks' correlation falls",
+        description="Trains, in this process, shared-bottom, MMoE and OMoE (one gate for all "
+                    "tasks) with parameter counts matched as the MMoE paper does, on "
+                    "tfx-mtl synth data (2 regression tasks, 100 features) for each --rhos "
+                    "and seed; each is selected on the validation split and scored on the "
+                    "test split. Writes transfer.json, transfer.md (table) and transfer.png "
+                    "(test loss vs rho, mean +/- 95%% interval over seeds) to --output-dir. "
+                    "docs/MMOE.md has a recorded run.")
+    p.add_argument("--output-dir", required=True, metavar="DIR", help="where to write the results")
+    p.add_argument("--rhos", type=float, nargs="+", default=list(d.rhos), metavar="RHO",
+                   help=f"task correlations (default: {' '.join(f'{r:g}' for r in d.rhos)})")
+    p.add_argument("--seeds", type=options.positive_int, default=d.seeds, metavar="N",
+                   help=f"seeds 0..N-1 per rho (data and initialisation) (default: {d.seeds})")
+    p.add_argument("--models", nargs="+", default=list(d.models), choices=tb.MODELS,
+                   help="models to train (default: all)")
+    for name, help_text in (("train_rows", "training rows"), ("validation_rows",
+                            "validation rows (selection)"), ("test_rows", "test rows"),
+                            ("steps", "step cap (early stopping on validation)"),
+                            ("batch_size", "batch size"), ("eval_every",
+                            "steps between validation evaluations"),
+                            ("experts", "experts of MMoE / OMoE"),
+                            ("expert_units", "width of each one-layer expert"),
+                            ("tower_units", "width of each one-layer tower")):
+        p.add_argument(TRANSFER_FIELDS[name], type=options.positive_int,
+                       default=getattr(d, name), metavar="N",
+                       help=f"{help_text} (default: {getattr(d, name)})")
+    p.add_argument("--patience", type=options.non_negative_int, default=d.patience, metavar="N",
+                   help=f"evaluations without improvement before stopping (default: {d.patience})")
+    p.add_argument("--learning-rate", type=options.positive_number, default=d.learning_rate,
+                   metavar="LR", help=f"Adam's learning rate (default: {d.learning_rate})")
+    p.set_defaults(func=run_transfer, fields=TRANSFER_FIELDS)
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    import os
+
+    from tfx_mtl.bench import transfer_bench as tb
+
+    settings = tb.TransferSettings(**{name: (tuple(getattr(args, name))
+                                             if name in ("rhos", "models")
+                                             else getattr(args, name))
+                                      for name in TRANSFER_FIELDS})
+    try:
+        os.makedirs(args.output_dir, exist_ok=True)
+    except OSError as e:
+        raise InputError("output_dir", str(e)) from None
+    report = tb.run(settings, lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True))
+    s = settings
+    print(f"tfx-mtl bench transfer: {len(s.rhos)} rho x {s.seeds} seeds x {len(s.models)} "
+          f"models; MoE {s.experts} experts of {s.expert_units}, shared bottom "
+          f"{s.shared_bottom_units}, towers {s.tower_units}; run took {report.seconds:.0f} s")
+    table = tb.markdown(report)
+    print(table)
+    with open(os.path.join(args.output_dir, "transfer.md"), "w") as f:
+        f.write(f"`{tb.command_line(s)}`\n\n{table}\n")
+    tb.plot(report, os.path.join(args.output_dir, "transfer.png"))
+    _write_json(os.path.join(args.output_dir, "transfer.json"), tb.to_json(report))
     return 0
 
 
