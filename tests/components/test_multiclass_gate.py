@@ -111,6 +111,25 @@ def test_a_value_bound_on_one_class_and_a_change_bound_on_log_loss(world):
     assert set(info["bounds"]) == {"recall[Gentoo]", "log_loss"}
 
 
+def test_the_review_table_lists_every_class_from_tfma_s_confusion_matrix(world):
+    """The notebook's per-class table (tfx_mtl.results.review) on the Evaluator's output:
+    the same precision and recall as the gated metrics, for every class."""
+    from tfx_mtl.results import review
+
+    root, columns, label, examples, candidate, baseline = world
+    evaluation, _ = _evaluate(root, "review", _spec("Gentoo"), examples, candidate, baseline)
+    frame = review.class_frame(review.confusion_matrices(evaluation.uri), list(NAMES))
+    classes = {name: i for i, name in enumerate(NAMES)}
+    for name in NAMES:
+        for metric in ("precision", "recall"):
+            for model, side in ((review.MULTI_TASK, "cand"), (review.BASELINE, "base")):
+                assert frame.loc[name, f"{metric}_{model}"] == pytest.approx(
+                    comparison.metric_value("multiclass", f"{metric}[{name}]", label,
+                                            columns[f"{side}_{TASK}"], np.ones(N), classes),
+                    rel=1e-9), (name, metric, model)
+    assert frame["labelled"].sum() == N
+
+
 def test_the_same_bound_on_a_class_the_model_gets_right_passes(world):
     _, _, report = _gate(world, "Chinstrap")
     info = report["tasks"][TASK]
