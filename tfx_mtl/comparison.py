@@ -57,7 +57,7 @@ import numpy as np
 
 from tfx_mtl import finite
 from tfx_mtl.errors import InputError
-from tfx_mtl.metric_formulas import (_NUM_THRESHOLDS, _REBIN, _pr_auc, _roc_auc,
+from tfx_mtl.metric_formulas import (NUM_THRESHOLDS, REBIN, pr_auc, roc_auc,
                                      binary_log_loss_terms, categorical_log_loss_terms,
                                      histogram_buckets, top_k_hits)
 from tfx_mtl.task_spec import METRICS, MetricDef, parse_metric_key
@@ -152,14 +152,14 @@ class _Curve(_Prepared):
         present = weight != 0
         nan = np.isnan(prediction)
         self.bad = np.flatnonzero(nan & present)  # TFMA cannot bucket NaN: no value
-        rebinned = _REBIN[histogram_buckets(np.where(nan, 0.0, prediction))]
+        rebinned = REBIN[histogram_buckets(np.where(nan, 0.0, prediction))]
         w = np.where(present, weight, 0.0)
         sides = []
         for side_weight in (w * label, w * (1 - label)):
             rows = np.flatnonzero(side_weight != 0)
             rows = rows[np.argsort(rebinned[rows], kind="stable")]
             sides.append((rows, side_weight[rows], rebinned[rows]))
-        last = _NUM_THRESHOLDS - 1
+        last = NUM_THRESHOLDS - 1
         points = np.unique(np.concatenate(
             [[0, last]] + [np.minimum(ranked + 1, last) for _, _, ranked in sides]))
         self.at_end = points == last
@@ -169,7 +169,7 @@ class _Curve(_Prepared):
     def values(self, counts):
         (tp, p_total), (fp, n_total) = (self._above(counts, *side) for side in self.sides)
         fn, tn = p_total[:, None] - tp, n_total[:, None] - fp
-        value = _pr_auc(tp, fp, fn) if self.curve == "PR" else _roc_auc(tp, fp, fn, tn)
+        value = pr_auc(tp, fp, fn) if self.curve == "PR" else roc_auc(tp, fp, fn, tn)
         if self.bad.size:
             value = np.where(counts[:, self.bad].sum(axis=1) > 0, math.nan, value)
         return value

@@ -17,15 +17,15 @@ import numpy as np
 # one above), rebinned onto 10,000 interpolated thresholds [-eps, i/9999..., 1+eps]
 # (calibration_histogram.py, binary_confusion_matrices.py).
 _NUM_BUCKETS = 10000
-_NUM_THRESHOLDS = 10000
+NUM_THRESHOLDS = 10000
 _EPSILON = 1e-7
 
 
 def _rebin_table() -> np.ndarray:
     """Rebinned bucket of each histogram bucket id 0..10001, as TFMA's ``rebin`` walks
     them (Python floats in TFMA's order, so the boundaries are bit-identical)."""
-    thresholds = ([-_EPSILON] + [(i + 1) * 1.0 / (_NUM_THRESHOLDS - 1)
-                                 for i in range(_NUM_THRESHOLDS - 2)] + [1.0 + _EPSILON])
+    thresholds = ([-_EPSILON] + [(i + 1) * 1.0 / (NUM_THRESHOLDS - 1)
+                                 for i in range(NUM_THRESHOLDS - 2)] + [1.0 + _EPSILON])
     rebin = np.array([t + _EPSILON if t != 0 else t for t in thresholds])
     ids = np.arange(_NUM_BUCKETS + 2)
     pred = (ids - 1) / _NUM_BUCKETS * (1.0 - 0.0) + 0.0
@@ -33,7 +33,7 @@ def _rebin_table() -> np.ndarray:
     return np.searchsorted(rebin[1:], pred, side="right")
 
 
-_REBIN = _rebin_table()
+REBIN = _rebin_table()
 
 
 HISTOGRAM_BUCKETS = _NUM_BUCKETS + 2
@@ -51,12 +51,12 @@ def _histogram_roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """TFMA's ROC AUC from the positives' and negatives' weight per histogram bucket."""
     above = []
     for hist in (positive, negative):
-        rebinned = np.bincount(_REBIN, weights=hist, minlength=_NUM_THRESHOLDS)
+        rebinned = np.bincount(REBIN, weights=hist, minlength=NUM_THRESHOLDS)
         suffix = np.cumsum(rebinned[::-1])[::-1]  # weight at or above each threshold
         suffix[-1] = 0.0  # TFMA: nothing is above the 1+eps threshold
         above.append(suffix[None, :])
     (tp, fp), totals = above, (positive.sum(), negative.sum())
-    return float(_roc_auc(tp, fp, totals[0] - tp, totals[1] - fp)[0])
+    return float(roc_auc(tp, fp, totals[0] - tp, totals[1] - fp)[0])
 
 
 def macro_auc_of_histograms(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -74,14 +74,14 @@ def _ratio(num, den):
         return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
 
 
-def _roc_auc(tp, fp, fn, tn):
+def roc_auc(tp, fp, fn, tn):
     """confusion_matrix_metrics.AUC._metric_value, ROC with interpolation."""
     recall, fpr = _ratio(tp, tp + fn), _ratio(fp, fp + tn)
     heights = (recall[:, :-1] + recall[:, 1:]) / 2.0
     return np.nansum((fpr[:, :-1] - fpr[:, 1:]) * heights, axis=1)
 
 
-def _pr_auc(tp, fp, fn):
+def pr_auc(tp, fp, fn):
     """confusion_matrix_metrics.AUC._metric_value, PR with interpolation."""
     with np.errstate(divide="ignore", invalid="ignore"):
         dtp = tp[:, :-1] - tp[:, 1:]
