@@ -120,9 +120,9 @@ def task_report(spec: TaskSpec, task_name: str, eval_uri: str, blessing,
         "seeds": _per_seed(task, compared),
         "verdicts": verdicts,
         "bounds": evaluation.bounds(task),
-        "bound_defaults": [m.name for m in task.metrics
+        "bound_defaults": [m.key for m in task.metrics
                            if m.max_regression is not None and m.max_regression.default],
-        "unbounded": {m.name: m.unbounded_reason for m in task.metrics if m.unbounded_reason},
+        "unbounded": {m.key: m.unbounded_reason for m in task.metrics if m.unbounded_reason},
         "failures": failures,
         "evaluation": eval_uri,
         "baseline_model": {
@@ -134,7 +134,7 @@ def task_report(spec: TaskSpec, task_name: str, eval_uri: str, blessing,
 
 def _compared_metrics(task: Task, compared: Mapping[str, Any] | None) -> dict[str, Any]:
     metrics = (compared or {}).get("metrics", {})
-    return {m.name: metrics[m.name] for m in task.metrics if m.name in metrics}
+    return {m.key: metrics[m.key] for m in task.metrics if m.key in metrics}
 
 
 def _values(task: Task, overall: evaluation.SliceMetrics,
@@ -142,7 +142,7 @@ def _values(task: Task, overall: evaluation.SliceMetrics,
     """The table's values: the paired comparison's (means over seeds, on the same test
     examples as the interval); TFMA's (seed 0) where a metric was not compared. The
     example counts are TFMA's."""
-    names = [m.name for m in task.metrics]
+    names = [m.key for m in task.metrics]
     values = {"metrics": dict(overall.candidate), "baseline_metrics": dict(overall.baseline),
               "changes": {k: v for k, v in overall.changes.items() if k in names}}
     for name, entry in _compared_metrics(task, compared).items():
@@ -183,13 +183,13 @@ def _verdicts(task: Task, reading: str,
         bound = metric.max_regression
         if bound is None:
             continue
-        if metric.name in entries:
-            passed, words = comparison.verdict(entries[metric.name], bound.amount,
+        if metric.key in entries:
+            passed, words = comparison.verdict(entries[metric.key], bound.amount,
                                                bound.relative, reading)
         else:
-            passed, words = False, (f"{metric.name}: the comparison with the single-task "
+            passed, words = False, (f"{metric.key}: the comparison with the single-task "
                                     "baseline on the test split was not made")
-        verdicts[metric.name] = {"passed": passed, "reading": reading,
+        verdicts[metric.key] = {"passed": passed, "reading": reading,
                                  "default": bound.default, "words": words}
     return verdicts
 

@@ -36,7 +36,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import path_utils
 
-from tfx_mtl import comparison, finite, naming
+from tfx_mtl import comparison, finite, metric_formulas, naming
 from tfx_mtl.task_spec import TaskSpec
 
 BATCH_SIZE = 1024  # examples per call of a signature
@@ -64,8 +64,8 @@ def baseline_key(task: str, seed_index: int) -> str:
 def gated_metric(task) -> str:
     """The metric a task's change verdict and Δm use: its first with a change bound,
     else its first."""
-    return next((m.name for m in task.metrics if m.max_regression is not None),
-                task.metrics[0].name)
+    return next((m.key for m in task.metrics if m.max_regression is not None),
+                task.metrics[0].key)
 
 
 def split_files(examples: Sequence[types.Artifact]) -> list[str]:
@@ -127,6 +127,18 @@ def _labels_and_masks(model: types.Artifact, tasks: Sequence[str], files: Sequen
             {t: np.concatenate(v).astype(np.float64) for t, v in masks.items()})
 
 
+def _column_values(files: Sequence[str], column: str) -> list[str | None]:
+    """Each example's raw ``column`` as the label vocabulary writes it (None: absent)."""
+    values = []
+    for batch in _batches(files, BATCH_SIZE):
+        for serialized in batch.numpy():
+            feature = tf.train.Example.FromString(serialized).features.feature.get(column)
+            kind = feature.WhichOneof("kind") if feature is not None else None
+            values.append(metric_formulas.class_name(
+                np.asarray(list(getattr(feature, kind).value))) if kind else None)
+    return values
+
+
 def predictions(spec: TaskSpec, examples: Sequence[types.Artifact],
                 candidates: Sequence[types.Artifact],
                 baselines: Mapping[str, Sequence[types.Artifact]],
@@ -146,10 +158,16 @@ def predictions(spec: TaskSpec, examples: Sequence[types.Artifact],
                              f"{len(candidates)} seeds of the multi-task model")
         baseline_scores = [_scores(model, [task.name], files, batch_size)[task.name]
                            for model in baselines[task.name]]
+        classes = {}
+        if any(m.label_class is not None for m in task.metrics):
+            # Per-class metrics name a class: its id is learnt from the label column, as
+            # the Evaluator's metric does (pipeline/tfma_metrics.py).
+            classes = metric_formulas.class_ids(_column_values(files, task.label_columns[0]),
+                                           labels[task.name], masks[task.name])
         result[task.name] = comparison.TaskData(
             type=task.type, label=labels[task.name], weight=masks[task.name],
             candidate=[scores[task.name] for scores in candidate_scores],
-            baseline=baseline_scores)
+            baseline=baseline_scores, classes=classes)
     return result
 
 
@@ -164,7 +182,7 @@ class Executor(base_executor.BaseExecutor):
                      for t in spec.task_names}
         data = predictions(spec, input_dict["examples"], candidates, baselines)
         record = comparison.compare(
-            data, {t.name: [m.name for m in t.metrics] for t in spec.tasks},
+            data, {t.name: [m.key for m in t.metrics] for t in spec.tasks},
             {t.name: gated_metric(t) for t in spec.tasks}, seeds,
             confidence=float(exec_properties["confidence"]),
             samples=int(exec_properties["samples"]))

@@ -16,27 +16,50 @@ import tensorflow as tf
 
 from tfx_mtl import naming
 from tfx_mtl.models import heads
-from tfx_mtl.task_spec import Task, TaskSpec
+from tfx_mtl.task_spec import Metric, Task, TaskSpec
 
-_FACTORIES: dict[str, Callable[[], tf.keras.metrics.Metric]] = {
-    "auc": lambda: tf.keras.metrics.AUC(num_thresholds=1000),
-    "auc_pr": lambda: tf.keras.metrics.AUC(num_thresholds=1000, curve="PR"),
-    "binary_accuracy": lambda: tf.keras.metrics.BinaryAccuracy(),
-    "precision": lambda: tf.keras.metrics.Precision(),
-    "recall": lambda: tf.keras.metrics.Recall(),
-    "log_loss": lambda: tf.keras.metrics.BinaryCrossentropy(),
-    "accuracy": lambda: tf.keras.metrics.SparseCategoricalAccuracy(),
-    "mse": lambda: tf.keras.metrics.MeanSquaredError(),
-    "mae": lambda: tf.keras.metrics.MeanAbsoluteError(),
-    "rmse": lambda: tf.keras.metrics.RootMeanSquaredError(),
+_FACTORIES: dict[str, Callable[[Metric], tf.keras.metrics.Metric]] = {
+    "auc": lambda m: tf.keras.metrics.AUC(num_thresholds=1000),
+    "auc_pr": lambda m: tf.keras.metrics.AUC(num_thresholds=1000, curve="PR"),
+    "binary_accuracy": lambda m: tf.keras.metrics.BinaryAccuracy(),
+    "precision": lambda m: tf.keras.metrics.Precision(),
+    "recall": lambda m: tf.keras.metrics.Recall(),
+    "log_loss": lambda m: tf.keras.metrics.BinaryCrossentropy(),
+    "mse": lambda m: tf.keras.metrics.MeanSquaredError(),
+    "mae": lambda m: tf.keras.metrics.MeanAbsoluteError(),
+    "rmse": lambda m: tf.keras.metrics.RootMeanSquaredError(),
 }
+# Multiclass (labels are class ids). The AUCs read one-hot labels: Keras' AUC flattens
+# them with the probabilities (micro) or averages per class (``multi_label``: macro).
+_MULTICLASS: dict[str, Callable[[Metric], tf.keras.metrics.Metric]] = {
+    "accuracy": lambda m: tf.keras.metrics.SparseCategoricalAccuracy(),
+    "log_loss": lambda m: tf.keras.metrics.SparseCategoricalCrossentropy(),
+    "top_k_accuracy": lambda m: tf.keras.metrics.SparseTopKCategoricalAccuracy(k=m.k),
+    "auc_micro": lambda m: tf.keras.metrics.AUC(num_thresholds=1000),
+    "auc_macro": lambda m: tf.keras.metrics.AUC(num_thresholds=1000, multi_label=True),
+}
+_ONE_HOT = ("auc_micro", "auc_macro")
+# Not in the loop: a per-class precision/recall names a class of the label column, whose
+# id the loop does not know (the Evaluator learns it from the raw column).
+_NOT_IN_LOOP = ("precision", "recall")
 
 
 LOSS = "loss"
 
 
 def metric_names(task: Task) -> tuple[str, ...]:
-    return tuple(m.name for m in task.metrics)
+    """The keys of ``task``'s metrics the loop computes (:attr:`Metric.key`)."""
+    return tuple(m.key for m in _loop_metrics(task))
+
+
+def _loop_metrics(task: Task) -> list[Metric]:
+    if task.type != "multiclass":
+        return list(task.metrics)
+    return [m for m in task.metrics if m.name not in _NOT_IN_LOOP]
+
+
+def _make(task: Task, metric: Metric) -> tf.keras.metrics.Metric:
+    return (_MULTICLASS if task.type == "multiclass" else _FACTORIES)[metric.name](metric)
 
 
 class Evaluator:
@@ -74,7 +97,10 @@ class Evaluator:
         """Every spec metric and the loss of every task over ``batches``:
         ``{task: {metric: value, "loss": value}}``."""
         spec = self.spec
-        metrics = {task.name: {name: _FACTORIES[name]() for name in metric_names(task)}
+        metrics = {task.name: {m.key: _make(task, m) for m in _loop_metrics(task)}
+                   for task in spec.tasks}
+        one_hot = {task.name: {m.key for m in _loop_metrics(task)
+                               if task.type == "multiclass" and m.name in _ONE_HOT}
                    for task in spec.tasks}
         losses = {task.name: tf.keras.metrics.Mean() for task in spec.tasks}
         for batch in batches:
@@ -87,8 +113,12 @@ class Evaluator:
                 if task.type != "multiclass":  # Keras reduces the last axis: one value per row
                     label = tf.reshape(tf.cast(label, tf.float32), [-1, 1])
                     score = tf.reshape(score, [-1, 1])
-                for metric in metrics[task.name].values():
-                    metric.update_state(label, score, sample_weight=mask)
+                for key, metric in metrics[task.name].items():
+                    if key in one_hot[task.name]:
+                        metric.update_state(tf.one_hot(label, tf.shape(score)[-1]), score,
+                                            sample_weight=mask)
+                    else:
+                        metric.update_state(label, score, sample_weight=mask)
         for task in spec.tasks:
             metrics[task.name][LOSS] = losses[task.name]
         return {task: {name: float(m.result()) for name, m in by_name.items()}

@@ -68,25 +68,47 @@ def _model_spec(task: Task, name: str, is_baseline: bool) -> tfma.ModelSpec:
 
 
 def _metrics_specs(task: Task) -> list[tfma.MetricsSpec]:
-    """Unweighted: every eval example; weighted by the mask: labelled count and metrics."""
+    """Unweighted: every eval example; weighted by the mask: labelled count and metrics.
+    A metric TFMA aggregates over the classes (``auc_micro``) has a spec of its own; a
+    multiclass task also gets TFMA's confusion matrix of every class (a plot, for review)."""
     every_example = tfma.MetricsSpec(
         metrics=[tfma.MetricConfig(class_name="ExampleCount")],
         example_weights=tfma.ExampleWeightOptions(unweighted=True))
     labelled_count = tfma.MetricConfig(class_name="ExampleCount")
     _bound_overall(labelled_count, tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 1})))
+    plain = [m for m in task.metrics if not m.definition(task.type).aggregate]
+    plots = ([tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot")]
+             if task.type == "multiclass" else [])
     labelled = tfma.MetricsSpec(
-        metrics=[labelled_count] + [_metric_config(task, metric) for metric in task.metrics],
+        metrics=[labelled_count] + [_metric_config(task, m) for m in plain] + plots,
         example_weights=tfma.ExampleWeightOptions(weighted=True))
-    return [every_example, labelled]
+    aggregated = [tfma.MetricsSpec(
+        metrics=[_metric_config(task, m)],
+        aggregate=tfma.AggregationOptions(micro_average=True),
+        example_weights=tfma.ExampleWeightOptions(weighted=True))
+        for m in task.metrics if m.definition(task.type).aggregate == "micro"]
+    return [every_example, labelled] + aggregated
 
 
 def _metric_config(task: Task, metric: Metric) -> tfma.MetricConfig:
     definition = metric.definition(task.type)
     config = tfma.MetricConfig(class_name=definition.tfma_class)
+    arguments = {}
+    if metric.tfma_name(task.type) != definition.tfma_name or definition.aggregate:
+        arguments["name"] = metric.tfma_name(task.type)
+    if definition.aggregate:
+        arguments["name"] = definition.tfma_name
+    if metric.k is not None:
+        arguments["k"] = metric.k
+    if metric.label_class is not None:
+        # The class's id is learnt from the examples' label column (tfma_metrics).
+        arguments.update(label_class=metric.label_class, column=task.label_columns[0])
     if definition.module:
         config.module = definition.module
-        config.config = json.dumps({"code_version": module_graph.code_version([definition.module])})
+        arguments["code_version"] = module_graph.code_version([definition.module])
+    if arguments:
+        config.config = json.dumps(arguments, sort_keys=True)
     if metric.threshold is not None:
         bounds = {k: {"value": v} for k, v in (("lower_bound", metric.threshold.lower_bound),
                                                ("upper_bound", metric.threshold.upper_bound))

@@ -38,8 +38,9 @@ def write_examples(uri: str, columns: Mapping[str, np.ndarray], split: str = nam
     n = len(next(iter(columns.values())))
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for i in range(n):
-            feature = {k: tf.train.Feature(float_list=tf.train.FloatList(value=[v[i]]))
-                       for k, v in columns.items()}
+            # a [n, K] column (class probabilities) gives each example K floats
+            feature = {k: tf.train.Feature(float_list=tf.train.FloatList(
+                value=np.atleast_1d(v[i]).tolist())) for k, v in columns.items()}
             for k, v in (strings or {}).items():
                 feature[k] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v[i]]))
             writer.write(tf.train.Example(
@@ -47,17 +48,25 @@ def write_examples(uri: str, columns: Mapping[str, np.ndarray], split: str = nam
 
 
 def scripted_model(export_dir: str, scored: str, tasks: Sequence[str],
-                   all_tasks: Sequence[str], sides: Sequence[str] = ("cand", "base")) -> None:
-    """A SavedModel scoring ``<scored>_<task>`` for each of ``tasks``."""
+                   all_tasks: Sequence[str], sides: Sequence[str] = ("cand", "base"),
+                   classes: Mapping[str, int] | None = None) -> None:
+    """A SavedModel scoring ``<scored>_<task>`` for each of ``tasks``; a task in
+    ``classes`` is multiclass: its scores are that many probabilities per example (its
+    label column holds the class id)."""
+    classes = classes or {}
     spec = {k: tf.io.FixedLenFeature([], tf.float32)
-            for t in all_tasks for k in (t, f"{t}_mask", *(f"{s}_{t}" for s in sides))}
+            for t in all_tasks for k in (t, f"{t}_mask")}
+    spec.update({f"{s}_{t}": tf.io.FixedLenFeature([classes[t]] if t in classes else [],
+                                                   tf.float32)
+                 for t in all_tasks for s in sides})
     serialized = tf.TensorSpec([None], tf.string)
 
     # The argument is named as the pipeline's models name it (naming.EXAMPLES_INPUT).
     @tf.function(input_signature=[serialized])
     def transform_features(examples):
         parsed = tf.io.parse_example(examples, spec)
-        return {**{naming.label_key(t): parsed[t] for t in all_tasks},
+        return {**{naming.label_key(t): tf.cast(parsed[t], tf.int64) if t in classes
+                   else parsed[t] for t in all_tasks},
                 **{naming.mask_key(t): parsed[f"{t}_mask"] for t in all_tasks}}
 
     def evaluation(task):

@@ -6,16 +6,24 @@ neither pool several training seeds nor resample the same examples for every tas
 at once, which Δm's interval needs. This module gets every model's predictions on
 the same test examples (gathered by the ``ModelComparison`` component) and does both.
 
-**Metrics** (:func:`metric_value`) are TFMA 0.52's, reproduced formula for formula:
-weighted means for ``mse``/``mae`` (an example whose error is NaN is skipped, as
-TFMA does), ``rmse`` = sqrt(weighted mse), ``log_loss`` = weighted mean of
-``-(y log p) - (1-y) log(1-p)`` with no clipping (p = 0 or 1 gives an infinite or NaN
-term, and that term makes the value NaN even at weight 0, as in TFMA),
-``binary_accuracy``/``precision``/``recall`` from the confusion matrix at 0.5
-("prediction > 0.5" is positive), ``auc``/``auc_pr`` from TFMA's 10,000-bucket
-calibration histogram rebinned onto its interpolated thresholds (ROC: trapezoids;
-PR: the Davis & Goadrich interpolation), and multiclass ``accuracy`` = Keras'
-weighted argmax match (0 when no example has weight, Keras' ``divide_no_nan``).
+**Metrics** (:func:`metric_value`) are the Evaluator's, reproduced formula for formula:
+TFMA 0.52's own, and the project's (``pipeline/tfma_metrics.py``, which calls the
+helpers here). Weighted means for ``mse``/``mae`` (an example whose error is NaN is
+skipped, as TFMA does), ``rmse`` = sqrt(weighted mse), ``log_loss`` = weighted mean of
+``-(y log p) - (1-y) log(1-p)`` (multiclass: ``-log p[label]``) with p clipped to
+``[1e-7, 1-1e-7]`` as Keras does, so a saturated prediction costs at most
+-log(1e-7) ≈ 16.1 instead of TFMA's NaN; ``binary_accuracy``/``precision``/``recall``
+from the confusion matrix at 0.5 ("prediction > 0.5" is positive), ``auc``/``auc_pr``
+from TFMA's 10,000-bucket calibration histogram rebinned onto its interpolated
+thresholds (ROC: trapezoids; PR: the Davis & Goadrich interpolation). Multiclass
+(labels are the label vocabulary's ids): ``accuracy`` = Keras' weighted argmax match (0
+when no example has weight, Keras' ``divide_no_nan``), ``top_k_accuracy@k`` (the label
+among the k most probable classes, ties counting in), ``auc_micro`` (the histogram ROC
+AUC over every (example, class) pair, as TFMA's micro average), ``auc_macro`` (the
+mean per-class one-vs-rest histogram ROC AUC over the classes with a positive and a
+negative example), and ``precision[c]``/``recall[c]`` of class ``c`` by argmax (the
+class's id is learnt from the examples whose label column holds ``c``:
+:func:`tfx_mtl.metric_formulas.class_ids`).
 
 **Interval** (:func:`compare`): a paired bootstrap. Each replicate draws example
 counts (multinomial: n draws with replacement) shared by every model, task and
@@ -49,34 +57,16 @@ import numpy as np
 
 from tfx_mtl import finite
 from tfx_mtl.errors import InputError
-from tfx_mtl.task_spec import METRICS
+from tfx_mtl.metric_formulas import (NUM_THRESHOLDS, REBIN, pr_auc, roc_auc,
+                                     binary_log_loss_terms, categorical_log_loss_terms,
+                                     histogram_buckets, top_k_hits)
+from tfx_mtl.task_spec import METRICS, MetricDef, parse_metric_key
 
 READINGS = ("significant", "strict")
 SPLIT = "test"
 # Elements of one [replicates, examples] chunk (float64: 4 MB).
 CHUNK_ELEMENTS = 1 << 19
 
-# TFMA's AUC: a calibration histogram of 10,000 buckets on [0, 1] (plus one below and
-# one above), rebinned onto 10,000 interpolated thresholds [-eps, i/9999..., 1+eps]
-# (calibration_histogram.py, binary_confusion_matrices.py).
-_NUM_BUCKETS = 10000
-_NUM_THRESHOLDS = 10000
-_EPSILON = 1e-7
-
-
-def _rebin_table() -> np.ndarray:
-    """Rebinned bucket of each histogram bucket id 0..10001, as TFMA's ``rebin`` walks
-    them (Python floats in TFMA's order, so the boundaries are bit-identical)."""
-    thresholds = ([-_EPSILON] + [(i + 1) * 1.0 / (_NUM_THRESHOLDS - 1)
-                                 for i in range(_NUM_THRESHOLDS - 2)] + [1.0 + _EPSILON])
-    rebin = np.array([t + _EPSILON if t != 0 else t for t in thresholds])
-    ids = np.arange(_NUM_BUCKETS + 2)
-    pred = (ids - 1) / _NUM_BUCKETS * (1.0 - 0.0) + 0.0
-    pred[0], pred[-1] = -np.inf, np.inf
-    return np.searchsorted(rebin[1:], pred, side="right")
-
-
-_REBIN = _rebin_table()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +78,8 @@ class TaskData:
     weight: np.ndarray               # [n]: the task's example weight (0 = unlabelled)
     candidate: Sequence[np.ndarray]  # one per seed: [n], or [n, C] class probabilities
     baseline: Sequence[np.ndarray]   # one per seed, same shapes
+    # multiclass: each class name's label id (class_ids), for per-class metrics
+    classes: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 # --- metrics: prepared once per model, then evaluated on any example counts ----------
@@ -160,17 +152,14 @@ class _Curve(_Prepared):
         present = weight != 0
         nan = np.isnan(prediction)
         self.bad = np.flatnonzero(nan & present)  # TFMA cannot bucket NaN: no value
-        index = (np.where(nan, 0.0, prediction) - 0.0) / 1.0 * _NUM_BUCKETS + 1
-        bucket = np.where(index < 0, 0, np.where(index >= _NUM_BUCKETS + 1, _NUM_BUCKETS + 1,
-                                                 np.clip(index, 0, _NUM_BUCKETS + 1)))
-        rebinned = _REBIN[bucket.astype(np.int64)]
+        rebinned = REBIN[histogram_buckets(np.where(nan, 0.0, prediction))]
         w = np.where(present, weight, 0.0)
         sides = []
         for side_weight in (w * label, w * (1 - label)):
             rows = np.flatnonzero(side_weight != 0)
             rows = rows[np.argsort(rebinned[rows], kind="stable")]
             sides.append((rows, side_weight[rows], rebinned[rows]))
-        last = _NUM_THRESHOLDS - 1
+        last = NUM_THRESHOLDS - 1
         points = np.unique(np.concatenate(
             [[0, last]] + [np.minimum(ranked + 1, last) for _, _, ranked in sides]))
         self.at_end = points == last
@@ -180,7 +169,7 @@ class _Curve(_Prepared):
     def values(self, counts):
         (tp, p_total), (fp, n_total) = (self._above(counts, *side) for side in self.sides)
         fn, tn = p_total[:, None] - tp, n_total[:, None] - fp
-        value = _pr_auc(tp, fp, fn) if self.curve == "PR" else _roc_auc(tp, fp, fn, tn)
+        value = pr_auc(tp, fp, fn) if self.curve == "PR" else roc_auc(tp, fp, fn, tn)
         if self.bad.size:
             value = np.where(counts[:, self.bad].sum(axis=1) > 0, math.nan, value)
         return value
@@ -197,38 +186,80 @@ class _Curve(_Prepared):
         return above, total
 
 
-def _ratio(num, den):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+
+class _Flattened(_Prepared):
+    """A metric over every (example, class) pair: an example's count repeated per class."""
+
+    def __init__(self, prepared: _Prepared, classes: int):
+        self.prepared, self.classes = prepared, classes
+
+    def values(self, counts):
+        return self.prepared.values(np.repeat(counts, self.classes, axis=1))
 
 
-def _roc_auc(tp, fp, fn, tn):
-    """confusion_matrix_metrics.AUC._metric_value, ROC with interpolation."""
-    recall, fpr = _ratio(tp, tp + fn), _ratio(fp, fp + tn)
-    heights = (recall[:, :-1] + recall[:, 1:]) / 2.0
-    return np.nansum((fpr[:, :-1] - fpr[:, 1:]) * heights, axis=1)
+class _MacroCurve(_Prepared):
+    """The mean one-vs-rest ROC AUC over the classes with a positive and a negative
+    example drawn (NaN if none, or a drawn labelled example has a NaN probability)."""
+
+    def __init__(self, label, probabilities, weight):
+        w = np.where(weight != 0, weight, 0.0)
+        self.bad = np.flatnonzero(np.isnan(probabilities).any(axis=1) & (w != 0))
+        clean = np.where(np.isnan(probabilities), 0.0, probabilities)
+        self.classes = []
+        for c in range(probabilities.shape[1]):
+            positive = (label == c).astype(np.float64)
+            self.classes.append((_Curve(positive, clean[:, c], w, "ROC"), w * positive,
+                                 w * (1 - positive)))
+
+    def values(self, counts):
+        total = np.zeros(len(counts))
+        used = np.zeros(len(counts))
+        for curve, positive, negative in self.classes:
+            valid = ((_weighted_sums(counts, positive) > 0)
+                     & (_weighted_sums(counts, negative) > 0))
+            total += np.where(valid, curve.values(counts), 0.0)
+            used += valid
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = np.where(used > 0, total / np.where(used > 0, used, 1.0), math.nan)
+        if self.bad.size:
+            value = np.where(counts[:, self.bad].sum(axis=1) > 0, math.nan, value)
+        return value
 
 
-def _pr_auc(tp, fp, fn):
-    """confusion_matrix_metrics.AUC._metric_value, PR with interpolation."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dtp = tp[:, :-1] - tp[:, 1:]
-        p = tp + fp
-        dp = p[:, :-1] - p[:, 1:]
-        prec_slope = dtp / np.maximum(dp, 0)
-        intercept = tp[:, 1:] - prec_slope * p[:, 1:]
-        safe_p_ratio = np.divide(p[:, :-1], p[:, 1:], out=np.ones_like(p[:, 1:]),
-                                 where=p[:, 1:] != 0)
-        increment = (prec_slope * (dtp + intercept * np.log(safe_p_ratio))
-                     / np.maximum(tp[:, 1:] + fn[:, 1:], 0))
-    return np.nansum(increment, axis=1)
+class _ClassRate(_Prepared):
+    """Precision or recall of one class id (argmax is the predicted class)."""
+
+    def __init__(self, label, probabilities, weight, class_id, metric):
+        w = np.where(weight != 0, weight, 0.0)
+        predicted = np.argmax(probabilities, axis=1)
+        if class_id is None:  # the class has no labelled example: no value
+            self.hit = self.total = np.zeros_like(w)
+        else:
+            self.hit = w * ((label == class_id) & (predicted == class_id))
+            self.total = w * ((predicted if metric == "precision" else label) == class_id)
+
+    def values(self, counts):
+        hit, total = _weighted_sums(counts, self.hit), _weighted_sums(counts, self.total)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, hit / np.where(total > 0, total, 1.0), math.nan)
 
 
-def _prepare(task_type: str, metric: str, label, prediction, weight) -> _Prepared:
-    raw_prediction = prediction
+def _labelled(terms, weight) -> _Mean:
+    """The weighted mean of per-example terms over the labelled examples only."""
+    with np.errstate(invalid="ignore"):
+        return _Mean(np.where(weight != 0, terms * weight, 0.0), weight)
+
+
+def _prepare(task_type: str, metric: str, label, prediction, weight,
+             classes: Mapping[str, int] | None = None) -> _Prepared:
+    name, k, label_class = parse_metric_key(metric)
     label = np.asarray(label, dtype=np.float64)
     weight = np.asarray(weight, dtype=np.float64)
     prediction = np.asarray(prediction, dtype=np.float64)
+    if task_type == "multiclass":
+        return _prepare_multiclass(name, k, label_class, label, prediction, weight,
+                                   classes or {})
+    metric = name
     if metric in ("mse", "rmse", "mae"):
         error = (label - prediction) ** 2 if metric != "mae" else np.abs(label - prediction)
         skipped = np.isnan(error)  # TFMA's mean_regression_error skips NaN errors
@@ -237,37 +268,64 @@ def _prepare(task_type: str, metric: str, label, prediction, weight) -> _Prepare
         return _Mean(numerator, np.where(skipped, 0.0, weight),
                      finish=np.sqrt if metric == "rmse" else None)
     if metric == "log_loss":
-        # TFMA takes the logs in the prediction's own precision (float32 from a model).
-        given = np.asarray(raw_prediction)
-        given = given if given.dtype.kind == "f" else prediction
-        with np.errstate(divide="ignore", invalid="ignore"):
-            loss = -np.multiply(label, np.log(given).astype(np.float64)) - np.multiply(
-                1 - label, np.log(1 - given).astype(np.float64))
-            return _Mean(loss * weight, weight)
+        return _labelled(binary_log_loss_terms(label, prediction), weight)
     if metric in ("binary_accuracy", "precision", "recall"):
         return _Confusion(label, prediction, weight, metric)
     if metric in ("auc", "auc_pr"):
         return _Curve(label, prediction, weight, "ROC" if metric == "auc" else "PR")
-    if metric == "accuracy":
-        match = (np.argmax(prediction, axis=-1) == label).astype(np.float64)
-        return _Mean(match * weight, weight, empty=0.0)  # Keras: divide_no_nan
     raise ValueError(f"no formula for {metric!r}")  # METRICS gained a metric: add it here
 
 
-def _check_metric(task_type: str, metric: str, field: str = "metric") -> None:
+def _prepare_multiclass(name, k, label_class, label, prediction, weight,
+                        classes: Mapping[str, int]) -> _Prepared:
+    """Labels are class ids, predictions [n, classes] probabilities."""
+    if name == "accuracy":
+        match = (np.argmax(prediction, axis=-1) == label).astype(np.float64)
+        return _Mean(match * weight, weight, empty=0.0)  # Keras: divide_no_nan
+    if name == "log_loss":
+        return _labelled(categorical_log_loss_terms(label, prediction), weight)
+    if name == "top_k_accuracy":
+        return _labelled(top_k_hits(label, prediction, k), weight)
+    if name == "auc_micro":
+        n, width = prediction.shape
+        one_hot = (np.arange(width)[None, :] == label[:, None]).astype(np.float64)
+        return _Flattened(_Curve(one_hot.reshape(-1), prediction.reshape(-1),
+                                 np.repeat(weight, width), "ROC"), width)
+    if name == "auc_macro":
+        return _MacroCurve(label, prediction, weight)
+    if name in ("precision", "recall"):
+        return _ClassRate(label, prediction, weight, classes.get(label_class), name)
+    raise ValueError(f"no formula for {name!r}")  # METRICS gained a metric: add it here
+
+
+def _check_metric(task_type: str, metric: str, field: str = "metric") -> MetricDef:
+    """The definition of a metric key (``name``, ``name@k``, ``name[class]``)."""
     if task_type not in METRICS:
         raise InputError("type", f"unknown task type {task_type!r} "
                                  f"(one of: {', '.join(METRICS)})")
-    if metric not in METRICS[task_type]:
+    try:
+        name, k, label_class = parse_metric_key(metric)
+    except ValueError:
+        name = k = label_class = None
+    if name not in METRICS[task_type]:
         raise InputError(field, f"{metric!r} is not a {task_type} metric "
                                 f"(one of: {', '.join(METRICS[task_type])})")
+    definition = METRICS[task_type][name]
+    if ("k" in definition.params) != (k is not None) or (
+            "class" in definition.params) != (label_class is not None):
+        form = {"k": f"{name}@<k>", "class": f"{name}[<class>]"}
+        raise InputError(field, f"{metric!r}: a {task_type} {name} is written "
+                                f"{form.get(next(iter(definition.params), ''), name)}")
+    return definition
 
 
-def metric_value(task_type: str, metric: str, label, prediction, weight) -> float:
-    """``metric`` of ``prediction`` against ``label`` with example weights ``weight``,
-    as TFMA 0.52 computes it (NaN where TFMA gives NaN)."""
+def metric_value(task_type: str, metric: str, label, prediction, weight,
+                 classes: Mapping[str, int] | None = None) -> float:
+    """``metric`` (a metric key) of ``prediction`` against ``label`` with example weights
+    ``weight``, as the Evaluator computes it (TFMA's formula, or the project's metric in
+    ``pipeline/tfma_metrics.py``); ``classes`` maps class names to label ids."""
     _check_metric(task_type, metric)
-    prepared = _prepare(task_type, metric, label, prediction, weight)
+    prepared = _prepare(task_type, metric, label, prediction, weight, classes)
     return float(prepared.values(np.ones((1, len(np.asarray(weight)))))[0])
 
 
@@ -353,11 +411,12 @@ def compare(tasks: Mapping[str, TaskData], metrics: Mapping[str, Sequence[str]],
         raise InputError("samples", f"must be at least 1, not {samples}")
     n_seeds = len(seeds)
     pairs = [(t, m) for t in tasks for m in metrics[t]]
-    prepared = {(t, m): {side: [_prepare(tasks[t].type, m, tasks[t].label, p, tasks[t].weight)
+    prepared = {(t, m): {side: [_prepare(tasks[t].type, m, tasks[t].label, p, tasks[t].weight,
+                                         tasks[t].classes)
                                 for p in getattr(tasks[t], side)]
                          for side in ("candidate", "baseline")}
                 for t, m in pairs}
-    higher = {(t, m): METRICS[tasks[t].type][m].higher_is_better for t, m in pairs}
+    higher = {(t, m): _check_metric(tasks[t].type, m).higher_is_better for t, m in pairs}
 
     ones = np.ones((1, n))
     per_seed = {key: {side: [float(p.values(ones)[0]) for p in models]

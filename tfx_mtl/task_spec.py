@@ -49,13 +49,26 @@ LOSSES = {
 
 @dataclasses.dataclass(frozen=True)
 class MetricDef:
-    """How a spec metric maps onto TFMA: class, result name, better direction."""
+    """How a spec metric maps onto TFMA: class, result name, better direction.
+
+    ``params``: the spec fields the metric takes (``k`` of ``top_k_accuracy``, ``class``
+    of a multiclass ``precision``/``recall``); a metric with a parameter is named in
+    results by its :attr:`Metric.key` (``top_k_accuracy@2``, ``recall[Adelie]``).
+    ``aggregate``: TFMA's ``AggregationOptions`` (``micro``) for a TFMA metric over
+    every class at once."""
 
     tfma_class: str
     tfma_name: str
     higher_is_better: bool | None  # None: no direction, so no threshold
     module: str | None = None  # for metrics this project implements
+    params: tuple[str, ...] = ()
+    aggregate: str | None = None
 
+
+_OWN = "tfx_mtl.pipeline.tfma_metrics"
+# top_k_accuracy's k when the spec gives none: top-1 is ``accuracy``, and with three
+# classes (a common small case) top-3 is always 1.
+DEFAULT_TOP_K = 2
 
 METRICS: dict[str, dict[str, MetricDef]] = {
     "binary": {
@@ -64,18 +77,52 @@ METRICS: dict[str, dict[str, MetricDef]] = {
         "binary_accuracy": MetricDef("BinaryAccuracy", "binary_accuracy", True),
         "precision": MetricDef("Precision", "precision", True),
         "recall": MetricDef("Recall", "recall", True),
-        "log_loss": MetricDef("BinaryCrossEntropy", "binary_crossentropy", False),
+        # The project's: TFMA's BinaryCrossEntropy is NaN on a prediction of exactly 0 or 1.
+        "log_loss": MetricDef("LogLoss", "log_loss", False, module=_OWN),
     },
     "multiclass": {
         "accuracy": MetricDef("SparseCategoricalAccuracy", "sparse_categorical_accuracy", True),
+        "log_loss": MetricDef("LogLoss", "log_loss", False, module=_OWN),
+        "top_k_accuracy": MetricDef("TopKAccuracy", "top_k_accuracy", True, module=_OWN,
+                                    params=("k",)),
+        # One-vs-rest ROC AUC: micro pools every (example, class) pair (TFMA's AUC,
+        # micro-averaged); macro is the mean of the per-class AUCs (the project's: TFMA's
+        # macro average needs the class ids, unknown before Transform).
+        "auc_micro": MetricDef("AUC", "auc_micro", True, aggregate="micro"),
+        "auc_macro": MetricDef("MacroAUC", "auc_macro", True, module=_OWN),
+        # Of one class of the label, named as in the label column (see Metric.label_class).
+        "precision": MetricDef("ClassPrecision", "precision", True, module=_OWN,
+                               params=("class",)),
+        "recall": MetricDef("ClassRecall", "recall", True, module=_OWN, params=("class",)),
     },
     "regression": {
         "mse": MetricDef("MeanSquaredError", "mean_squared_error", False),
         "mae": MetricDef("MeanAbsoluteError", "mean_absolute_error", False),
         "rmse": MetricDef("RootMeanSquaredError", "root_mean_squared_error", False,
-                          module="tfx_mtl.pipeline.tfma_metrics"),
+                          module=_OWN),
     },
 }
+
+
+def metric_key(name: str, k: int | None = None, label_class: str | None = None) -> str:
+    """A metric's name in results: ``name``, ``name@k`` or ``name[class]``."""
+    if k is not None:
+        return f"{name}@{k}"
+    if label_class is not None:
+        return f"{name}[{label_class}]"
+    return name
+
+
+_KEY_RE = re.compile(r"^([a-z_]+)(?:@([0-9]+)|\[(.+)\])?$", re.DOTALL)
+
+
+def parse_metric_key(key: str) -> tuple[str, int | None, str | None]:
+    """Inverse of :func:`metric_key`: (name, k, class)."""
+    match = _KEY_RE.match(key)
+    if not match:
+        raise ValueError(f"{key!r} is not a metric key (name, name@k or name[class])")
+    name, k, label_class = match.groups()
+    return name, int(k) if k is not None else None, label_class
 
 _RESERVED_TASK_NAMES = (naming.SERVING_DEFAULT, naming.TRANSFORM_FEATURES)
 # Words of lower-case letters and digits joined by single underscores: ``__``
@@ -138,9 +185,22 @@ class Metric:
     max_regression: MaxRegression | None = None
     # ``max_regression: none`` with a reason: the spec relaxes the default change bound.
     unbounded_reason: str | None = None
+    k: int | None = None  # top_k_accuracy: the label is among the k most probable classes
+    # Multiclass precision/recall (``class`` in the spec): one class of the label, as its
+    # column holds it (the label vocabulary's entry).
+    label_class: str | None = None
 
     def definition(self, task_type: str) -> MetricDef:
         return METRICS[task_type][self.name]
+
+    @property
+    def key(self) -> str:
+        """The metric's name in results and reports (:func:`metric_key`)."""
+        return metric_key(self.name, self.k, self.label_class)
+
+    def tfma_name(self, task_type: str) -> str:
+        """The name of its value in TFMA's results."""
+        return self.key if self.key != self.name else self.definition(task_type).tfma_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +333,8 @@ class TaskSpec:
         paths (the schema reaches them as an artifact). Their cache keys on it, so
         changing how runs are judged (policy, slices, bounds) or moving the spec
         file does not retrain anything, and a compiled pipeline names no local file."""
-        tasks = tuple(dataclasses.replace(t, metrics=tuple(Metric(m.name) for m in t.metrics))
+        tasks = tuple(dataclasses.replace(t, metrics=tuple(
+            Metric(m.name, k=m.k, label_class=m.label_class) for m in t.metrics))
                       for t in self.tasks)
         return dataclasses.replace(self, tasks=tasks, evaluation=Evaluation(), schema=None,
                                    source=self.name, trainer={}, data=DataConfig())
@@ -305,7 +366,7 @@ class TaskSpec:
                     Metric(m["name"], Threshold(**m["threshold"]) if m["threshold"] else None,
                            MaxRegression(**m["max_regression"])
                            if m.get("max_regression") else None,
-                           m.get("unbounded_reason"))
+                           m.get("unbounded_reason"), m.get("k"), m.get("label_class"))
                     for m in t["metrics"])})
                 for t in data["tasks"]),
             schema=data.get("schema"),
@@ -645,17 +706,19 @@ def _parse_metrics(raw: Any, task_type: str, field: str,
         if not isinstance(entry, Mapping):
             problems.append((where, "must be a metric name or {name, lower_bound, upper_bound}"))
             continue
-        _unknown_keys(entry, {"name", "lower_bound", "upper_bound", "max_regression", "reason"},
-                      f"{where}.", problems)
+        _unknown_keys(entry, {"name", "lower_bound", "upper_bound", "max_regression", "reason",
+                              "k", "class"}, f"{where}.", problems)
         name = entry.get("name")
         if name not in known:
             problems.append((f"{where}.name", f"unknown metric {name!r} for a {task_type} task "
                              f"(one of: {', '.join(known)})"))
             continue
-        if name in seen:
-            problems.append((f"{where}.name", f"duplicate metric {name!r}"))
+        k, label_class = _metric_params(entry, known[name], task_type, where, problems)
+        key = metric_key(name, k, label_class)
+        if key in seen:
+            problems.append((f"{where}.name", f"duplicate metric {key!r}"))
             continue
-        seen.add(name)
+        seen.add(key)
         bounds = {}
         for key in ("lower_bound", "upper_bound"):
             value = entry.get(key)
@@ -683,8 +746,35 @@ def _parse_metrics(raw: Any, task_type: str, field: str,
                 problems.append((f"{where}.reason", "only goes with max_regression: none"))
                 reason = None
         metrics.append(Metric(name, Threshold(**bounds) if bounds else None, max_regression,
-                              reason.strip() if reason else None))
+                              reason.strip() if reason else None, k, label_class))
     return metrics
+
+
+def _metric_params(entry: Mapping, definition: MetricDef, task_type: str, where: str,
+                   problems: list[tuple[str, str]]) -> tuple[int | None, str | None]:
+    """``k`` (top_k_accuracy, default :data:`DEFAULT_TOP_K`) and ``class`` (multiclass
+    precision/recall: required, a class of the label as its column holds it)."""
+    name = entry["name"]
+    for param in ("k", "class"):
+        if param in entry and param not in definition.params:
+            problems.append((f"{where}.{param}", f"{name!r} of a {task_type} task takes no "
+                                                 f"{param!r}"))
+    k = label_class = None
+    if "k" in definition.params:
+        k = entry.get("k", DEFAULT_TOP_K)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            problems.append((f"{where}.k", f"must be a positive integer, got {k!r}"))
+            k = DEFAULT_TOP_K
+    if "class" in definition.params:
+        label_class = entry.get("class")
+        if isinstance(label_class, int) and not isinstance(label_class, bool):
+            label_class = str(label_class)  # an integer column's vocabulary entry
+        if not isinstance(label_class, str) or not label_class:
+            problems.append((f"{where}.class", f"{name!r} of a multiclass task is per class: "
+                             "name one class of the label as its column holds it, e.g. "
+                             f"{{name: {name}, class: 'Adelie'}}; got {label_class!r}"))
+            label_class = None
+    return k, label_class
 
 
 _NO_BOUND = "none"

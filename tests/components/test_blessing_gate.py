@@ -4,6 +4,7 @@ runs TFMA, and ModelComparison's executor the paired comparison, on scripted mod
 recomputed here with numpy.
 """
 import json
+import math
 import os
 
 import numpy as np
@@ -12,7 +13,7 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from tfx_mtl import naming, task_spec
+from tfx_mtl import comparison, finite, naming, task_spec
 from tfx_mtl.components import blessing_gate, model_comparison
 from tfx_mtl.pipeline import eval_config
 from tfx_mtl.results import evaluation as evaluation_results
@@ -49,7 +50,7 @@ def _columns():
         "tipped": tipped, "tipped_mask": np.ones(N),
         # The multi-task tip score is the baseline's, sharpened: a better AUC.
         "cand_tipped": 1 / (1 + np.exp(-2 * score)),
-        # Saturated: exactly 1.0 on some tipped examples, where TFMA's log loss is NaN.
+        # Saturated: exactly 1.0 on some tipped examples, where TFMA's own log loss is NaN.
         "base_tipped": np.where((tipped == 1) & (np.arange(N) % 5 == 0), 1.0,
                                 1 / (1 + np.exp(-(score + rng.normal(0, 0.8, N))))),
     }
@@ -203,11 +204,36 @@ def test_a_task_evaluated_without_its_baseline_is_refused_not_rubber_stamped(eva
 
 
 @pytest.mark.e2e  # TFX's Evaluator executor runs TFMA on Beam
-def test_a_nan_metric_is_null_in_the_report_with_its_reason(evaluated):
-    root, _, candidate, outputs = evaluated
-    _, _, report = _run_gate(root, candidate, outputs, _spec("primary"), name="nan")
+def test_saturated_predictions_give_a_finite_log_loss_in_the_report(evaluated):
+    """TFMA's own log loss was NaN on the baseline's predictions of exactly 1.0; the
+    project's clips them as Keras does (tfx_mtl.metric_formulas)."""
+    root, columns, candidate, outputs = evaluated
+    _, _, report = _run_gate(root, candidate, outputs, _spec("primary"), name="saturated")
     tipped = report["tasks"]["tipped"]
-    assert tipped["baseline_metrics"]["log_loss"] is None  # saturated baseline predictions
+    assert (columns["base_tipped"] == 1.0).any()
+    expected = comparison.metric_value("binary", "log_loss", columns["tipped"],
+                                       columns["base_tipped"].astype(np.float32), np.ones(N))
+    assert tipped["baseline_metrics"]["log_loss"] == pytest.approx(expected, rel=1e-9)
+    assert tipped["changes"]["log_loss"] == pytest.approx(
+        tipped["metrics"]["log_loss"] - expected, rel=1e-9)
+    assert "not_finite" not in tipped or not tipped["not_finite"]
+
+
+@pytest.mark.e2e  # TFX's Evaluator executor runs TFMA on Beam
+def test_a_nan_metric_is_null_in_the_report_with_its_reason(evaluated, tmp_path):
+    """A metric the comparison could not compute (e.g. over a NaN prediction) is NaN in
+    its record (written null, with its reason); the report keeps it null, saying why."""
+    root, _, candidate, outputs = evaluated
+    record = blessing_gate.read_comparison(outputs["comparison"].uri)
+    record["tasks"]["tipped"]["metrics"]["log_loss"].update(  # as compare() leaves them
+        baseline=math.nan, change=math.nan, relative=math.nan)
+    nan = _artifact(model_comparison.ModelComparisonResult, tmp_path / "nan", 42)
+    with open(os.path.join(nan.uri, naming.MODEL_COMPARISON_FILE), "w") as f:
+        f.write(finite.dumps(model_comparison.strict(record)))
+    _, _, report = _run_gate(root, candidate, {**outputs, "comparison": nan}, _spec("primary"),
+                             name="nan")
+    tipped = report["tasks"]["tipped"]
+    assert tipped["baseline_metrics"]["log_loss"] is None
     assert tipped["changes"]["log_loss"] is None
     assert tipped["metrics"]["log_loss"] > 0
     assert tipped["not_finite"] == {"baseline_metrics": {"log_loss": "undefined (NaN)"},

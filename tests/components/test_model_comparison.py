@@ -9,6 +9,7 @@ sides) and exported by models/export.py, a multi-task model per seed and a
 single-task one per task and seed.
 """
 import json
+import math
 import os
 
 import numpy as np
@@ -40,7 +41,9 @@ SPEC = task_spec.parse({
         {"name": "fare", "type": "regression", "label": "fare",
          "metrics": ["mae", {"name": "rmse", "max_regression": "1%"}, "mse"]},
         {"name": "kind", "type": "multiclass", "label": "pay2", "role": "auxiliary",
-         "metrics": ["accuracy"]},
+         "metrics": ["accuracy", "log_loss", "top_k_accuracy", "auc_micro", "auc_macro",
+                     {"name": "precision", "class": "card"}, {"name": "recall", "class": "app"},
+                     {"name": "recall", "class": "bike"}]},
     ],
 })
 FEATURE_SPEC = {"miles": tf.float32, "pay": tf.string, "tips": tf.float32, "fare": tf.float32,
@@ -191,7 +194,7 @@ def test_the_comparison_file_is_compare_of_those_predictions(world):
     written = _run_executor(root, examples, candidates, baselines, SEEDS, "two_seeds")
     expected = comparison.compare(
         model_comparison.predictions(SPEC, [examples], candidates, baselines),
-        {t.name: [m.name for m in t.metrics] for t in SPEC.tasks},
+        {t.name: [m.key for m in t.metrics] for t in SPEC.tasks},
         {"tipped": "auc", "fare": "rmse", "kind": "accuracy"}, list(SEEDS),
         confidence=0.9, samples=200)
     assert written == model_comparison.strict(expected)
@@ -211,6 +214,10 @@ def _at(record, path):
 
 def test_the_gated_metric_is_the_first_with_a_change_bound_else_the_first():
     assert [model_comparison.gated_metric(t) for t in SPEC.tasks] == ["auc", "rmse", "accuracy"]
+    bounded = task_spec.parse({"features": ["x"], "tasks": [
+        {"name": "k", "type": "multiclass", "label": "y", "metrics": [
+            "accuracy", {"name": "recall", "class": "a", "max_regression": 0.1}]}]})
+    assert model_comparison.gated_metric(bounded.task("k")) == "recall[a]"
 
 
 def _tfma(root, examples, candidate, baseline, task):
@@ -232,15 +239,23 @@ def test_with_one_seed_the_point_values_are_tfmas(world):
     for task in SPEC.tasks:
         tfma = _tfma(root, examples, candidates[0], baselines[task.name][0], task.name)
         for metric in task.metrics:
-            entry = record["tasks"][task.name]["metrics"][metric.name]
+            entry = {k: math.nan if v is None else v  # the file's null is a NaN
+                     for k, v in record["tasks"][task.name]["metrics"][metric.key].items()}
             tolerance = 1e-4 if metric.name.startswith("auc") else 1e-6
             for side, values in (("candidate", tfma.candidate), ("baseline", tfma.baseline)):
-                assert entry[side] == pytest.approx(values[metric.name], abs=tolerance), (
-                    task.name, metric.name, side)
-            assert entry["change"] == pytest.approx(tfma.changes[metric.name], abs=2 * tolerance)
+                assert entry[side] == pytest.approx(values[metric.key], abs=tolerance,
+                                                    nan_ok=True), (task.name, metric.key, side)
+            if math.isfinite(entry["change"]):
+                assert entry["change"] == pytest.approx(tfma.changes[metric.key],
+                                                        abs=2 * tolerance)
             checked += 1
         assert record["tasks"][task.name]["labelled"] == tfma.candidate["labelled_count"]
-    assert checked == 10
+    assert checked == 17
+    # a class the label column never holds has no id, so no value on either side
+    kind = record["tasks"]["kind"]["metrics"]
+    assert kind["recall[bike]"]["candidate"] is None
+    assert record["not_finite"]["tasks.kind.metrics.recall[bike].candidate"]
+    assert all(kind[k]["candidate"] is not None for k in kind if k != "recall[bike]")
 
 
 def test_examples_without_a_test_split_are_refused_naming_the_splits(tmp_path):

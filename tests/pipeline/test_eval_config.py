@@ -94,3 +94,38 @@ def test_slices_come_from_the_spec():
 def test_an_unknown_task_is_refused_by_name():
     with pytest.raises(KeyError, match="no task 'tip'"):
         eval_config.for_task(SPEC, "tip")
+
+
+MULTICLASS = task_spec.parse({"features": ["x"], "tasks": [
+    {"name": "kind", "type": "multiclass", "label": "species", "metrics": [
+        "accuracy", "log_loss", {"name": "top_k_accuracy", "k": 3}, "auc_macro",
+        {"name": "auc_micro", "lower_bound": 0.7},
+        {"name": "recall", "class": "Adelie", "lower_bound": 0.8}]}]})
+
+
+def test_multiclass_metrics_name_their_parameters_and_micro_auc_is_tfma_s_aggregate():
+    config = eval_config.for_task(MULTICLASS, "kind")
+    every, labelled, micro = config.metrics_specs
+    by_class = {m.class_name: m for m in labelled.metrics}
+    assert list(by_class) == ["ExampleCount", "SparseCategoricalAccuracy", "LogLoss",
+                              "TopKAccuracy", "MacroAUC", "ClassRecall",
+                              "MultiClassConfusionMatrixPlot"]  # every class, for review
+    version = module_graph.code_version(["tfx_mtl.pipeline.tfma_metrics"])
+    assert json.loads(by_class["TopKAccuracy"].config) == {
+        "name": "top_k_accuracy@3", "k": 3, "code_version": version}
+    # the class's id is learnt from the label column (TFMA binarizes by id, unknown here)
+    recall = by_class["ClassRecall"]
+    assert json.loads(recall.config) == {"name": "recall[Adelie]", "label_class": "Adelie",
+                                         "column": "species", "code_version": version}
+    assert recall.per_slice_thresholds[0].threshold.value_threshold.lower_bound.value == 0.8
+    assert micro.aggregate.micro_average and micro.example_weights.weighted
+    (auc,) = micro.metrics
+    assert (auc.class_name, json.loads(auc.config)) == ("AUC", {"name": "auc_micro"})
+    assert auc.per_slice_thresholds[0].threshold.value_threshold.lower_bound.value == 0.7
+
+
+def test_binary_log_loss_is_the_project_s_clipped_metric():
+    spec = task_spec.parse({"features": ["x"], "tasks": [
+        {"name": "b", "type": "binary", "label": "y > 0", "metrics": ["log_loss"]}]})
+    log_loss = _metric(eval_config.for_task(spec, "b"), "LogLoss")
+    assert log_loss.module == "tfx_mtl.pipeline.tfma_metrics"

@@ -299,7 +299,8 @@ def test_each_component_keys_on_the_code_it_runs(tmp_path, vertex):
         ["tfx_mtl.components.blessing_gate"])
     metric_code = module_graph.code_version(["tfx_mtl.pipeline.tfma_metrics"])
     assert metric_code in by_id["evaluate_fare"].exec_properties["eval_config"]  # RMSE
-    assert metric_code not in by_id["evaluate_big_tipper"].exec_properties["eval_config"]
+    # big_tipper's log_loss is the project's too (clipped; TFMA's is NaN at 0 and 1)
+    assert metric_code in by_id["evaluate_big_tipper"].exec_properties["eval_config"]
 
 
 @pytest.mark.parametrize("baselines", ["train", "reuse"])

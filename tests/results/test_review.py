@@ -228,3 +228,26 @@ def test_statistics_table_summarises_each_feature_per_split():
     assert frame.loc[("fare", "eval"), "mean"] == 11.0
     assert frame.loc[("payment_type", "train"), "top"] == "Cash"
     assert frame.loc[("payment_type", "eval"), "unique"] == 3
+
+
+def test_class_frame_gives_every_class_precision_and_recall_by_argmax():
+    from tensorflow_model_analysis.proto import metrics_for_slice_pb2
+
+    matrix = metrics_for_slice_pb2.MultiClassConfusionMatrixAtThresholds()
+    at_zero = matrix.matrices.add(threshold=0.0)
+    # (actual, predicted): weight; class 2 is never labelled nor predicted
+    for (actual, predicted), weight in {(0, 0): 3.0, (0, 1): 1.0, (1, 1): 2.0,
+                                        (1, 0): 2.0}.items():
+        at_zero.entries.add(actual_class_id=actual, predicted_class_id=predicted,
+                            num_weighted_examples=weight)
+    matrix.matrices.add(threshold=0.5)  # other thresholds are not the argmax
+    frame = review.class_frame({review.MULTI_TASK: matrix, review.BASELINE: None},
+                               ["Adelie", "Gentoo", "Chinstrap"])
+    assert list(frame.index) == ["Adelie", "Gentoo", "Chinstrap"]
+    assert list(frame["labelled"]) == [4.0, 4.0, 0.0]
+    assert frame.loc["Adelie", "precision_multi_task"] == pytest.approx(3 / 5)
+    assert frame.loc["Adelie", "recall_multi_task"] == pytest.approx(3 / 4)
+    assert frame.loc["Gentoo", "precision_multi_task"] == pytest.approx(2 / 3)
+    assert frame.loc["Gentoo", "recall_multi_task"] == pytest.approx(2 / 4)
+    assert math.isnan(frame.loc["Chinstrap", "recall_multi_task"])
+    assert frame["recall_baseline"].isna().all()  # no matrix for that model

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tfx_mtl import comparison, finite, module_graph
+from tfx_mtl import comparison, finite, metric_formulas, module_graph
 from tfx_mtl.comparison import TaskData, compare, metric_value, verdict
 from tfx_mtl.errors import InputError
 
@@ -65,12 +65,98 @@ def test_confusion_metrics_at_one_half_count_fractional_weights():
     assert math.isnan(metric_value("binary", "precision", y, [0.1] * 5, w))  # no positive
 
 
-def test_log_loss_has_no_clipping_so_a_certain_wrong_or_0_log_0_term_is_not_finite():
+# -ln(1e-7) = 7 ln 10: the cost of a saturated wrong prediction once clipped (Keras' eps)
+WORST = 7 * math.log(10)  # 16.1181
+# -ln(1 - 1e-7) = 1e-7 + 1e-14/2 + ...: a saturated right prediction
+BEST = 1e-7 + 0.5e-14
+
+
+def test_log_loss_clips_saturated_predictions_so_it_stays_finite():
     value = metric_value("binary", "log_loss", [1, 0], [0.8, 0.25], [1, 3])
     assert value == pytest.approx((-math.log(0.8) - 3 * math.log(0.75)) / 4)
-    # y = 1, p = 1: -(1-y)·log(0) = 0·inf = NaN, and TFMA keeps it even at weight 0
-    assert math.isnan(metric_value("binary", "log_loss", [1, 0], [1.0, 0.5], [0, 1]))
-    assert metric_value("binary", "log_loss", [1, 0], [0.0, 0.5], [1, 1]) == math.inf
+    # right at 1, wrong at 1, right at 0, wrong at 0
+    y, p = [1, 0, 0, 1], [1.0, 1.0, 0.0, 0.0]
+    assert WORST == pytest.approx(16.118095650958)
+    # (1 - eps in float64 is not exact: agreement to 1e-9)
+    assert metric_value("binary", "log_loss", y, p, [1, 1, 1, 1]) == pytest.approx(
+        (2 * BEST + 2 * WORST) / 4, rel=1e-9)
+    assert metric_value("binary", "log_loss", y, p, [1, 0, 1, 0]) == pytest.approx(
+        BEST, rel=1e-9)
+    # an unlabelled example (weight 0) adds nothing, whatever its prediction
+    assert metric_value("binary", "log_loss", [1, 0], [NAN, 0.5], [0, 1]) == pytest.approx(
+        math.log(2))
+
+
+def test_multiclass_log_loss_is_minus_the_log_of_the_clipped_label_probability():
+    p = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.25, 0.25]]
+    value = metric_value("multiclass", "log_loss", [0, 0, 2], p, [1, 2, 1])
+    assert value == pytest.approx((BEST + 2 * WORST + math.log(4)) / 4, rel=1e-9)
+    assert math.isnan(metric_value("multiclass", "log_loss", [0, 0, 2], p, [0, 0, 0]))
+
+
+def test_top_k_accuracy_counts_the_label_among_the_k_most_probable_ties_in():
+    p = [[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.4, 0.3, 0.3], [0.1, 0.2, 0.7]]
+    label, w = [1, 2, 2, 0], [1, 1, 1, 2]
+    # ranks (classes strictly more probable): 1, 2, 1 (tied with class 1), 2
+    assert metric_value("multiclass", "top_k_accuracy@1", label, p, w) == 0.0
+    assert metric_value("multiclass", "top_k_accuracy@2", label, p, w) == pytest.approx(2 / 5)
+    assert metric_value("multiclass", "top_k_accuracy@3", label, p, w) == 1.0
+
+
+def test_multiclass_auc_micro_pools_pairs_and_macro_averages_the_classes():
+    p = np.array([[0.7, 0.2, 0.1], [0.3, 0.6, 0.1], [0.2, 0.3, 0.5], [0.45, 0.35, 0.2]])
+    label, w = [0, 1, 2, 1], [1, 1, 1, 1]
+    # one-vs-rest: class 0 positives {0.7} vs {0.3, 0.2, 0.45}: 1; class 1 {0.6, 0.35} vs
+    # {0.2, 0.3}: 1; class 2 {0.5} vs {0.1, 0.1, 0.2}: 1
+    assert metric_value("multiclass", "auc_macro", label, p, w) == pytest.approx(1.0)
+    # pooled: positives {0.7, 0.6, 0.5, 0.35} vs the 8 others; the negatives above a
+    # positive: 0.45 beats 0.35 only -> 1 of 32 pairs is misordered
+    assert metric_value("multiclass", "auc_micro", label, p, w) == pytest.approx(31 / 32)
+    # class 2 has no labelled positive without the third example: the mean of two classes
+    # (class 0: {0.7} vs {0.3, 0.45}: 1; class 1: {0.6, 0.35} vs {0.2}: 1)
+    assert metric_value("multiclass", "auc_macro", label, p, [1, 1, 0, 1]) == 1.0
+    p[3] = [0.2, 0.35, 0.45]  # example 3 (class 1) now ranks class 2 above class 1
+    # class 2: {0.5} vs {0.1, 0.1, 0.45}: 1; class 1: {0.6, 0.35} vs {0.2, 0.3}: 1; class 0:
+    # {0.7} vs {0.3, 0.2, 0.2}: 1
+    assert metric_value("multiclass", "auc_macro", label, p, w) == pytest.approx(1.0)
+    p[3] = [0.2, 0.25, 0.55]  # now 0.25 (class 1, positive) is below 0.3 (class 1 of ex 2)
+    # class 1: positives {0.6, 0.25} vs negatives {0.2, 0.3}: 3 of 4 pairs; class 2: {0.5}
+    # vs {0.1, 0.1, 0.55}: 2 of 3
+    assert metric_value("multiclass", "auc_macro", label, p, w) == pytest.approx(
+        (1 + 3 / 4 + 2 / 3) / 3)
+
+
+def test_per_class_precision_and_recall_by_argmax_of_a_named_class():
+    p = [[0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.1, 0.8, 0.1], [0.2, 0.1, 0.7]]
+    label, w = [0, 1, 1, 1], [1, 2, 1, 1]
+    classes = {"Adelie": 0, "Gentoo": 1}
+    # class 0 predicted for examples 0 (right, w 1) and 1 (wrong, w 2): precision 1/3
+    assert metric_value("multiclass", "precision[Adelie]", label, p, w, classes) == \
+        pytest.approx(1 / 3)
+    assert metric_value("multiclass", "recall[Adelie]", label, p, w, classes) == 1.0
+    # class 1 labelled on 1, 2, 3 (weights 2, 1, 1), predicted on 2 only
+    assert metric_value("multiclass", "recall[Gentoo]", label, p, w, classes) == \
+        pytest.approx(1 / 4)
+    assert metric_value("multiclass", "precision[Gentoo]", label, p, w, classes) == 1.0
+    # a class with no labelled example has no id: no value
+    assert math.isnan(metric_value("multiclass", "recall[Chinstrap]", label, p, w, classes))
+
+
+def test_class_ids_are_learnt_from_the_label_column_of_labelled_examples():
+    names = [b"Adelie", b"Gentoo", b"Adelie", None, 3, np.float32(1.5)]
+    values = [metric_formulas.class_name(v) for v in names]
+    assert values == ["Adelie", "Gentoo", "Adelie", None, "3", "1.500000"]
+    assert metric_formulas.class_ids(values, [0, 1, 0, 2, 2, 1], [1, 1, 1, 1, 1, 0]) == {
+        "Adelie": 0, "Gentoo": 1, "3": 2}
+    # two ids for one name: the column and the label disagree, so no id
+    assert metric_formulas.class_ids(["a", "a"], [0, 1], [1, 1]) == {}
+
+
+def test_a_metric_key_must_carry_its_parameter():
+    with pytest.raises(InputError, match="written top_k_accuracy@<k>"):
+        metric_value("multiclass", "top_k_accuracy", [0], [[1.0, 0.0]], [1])
+    with pytest.raises(InputError, match=r"written recall\[<class>\]"):
+        metric_value("multiclass", "recall", [0], [[1.0, 0.0]], [1])
 
 
 def test_auc_is_the_pair_ordering_when_predictions_fall_in_distinct_buckets():
@@ -110,12 +196,15 @@ def test_an_unknown_metric_names_the_task_type_and_its_metrics():
     ("regression", "mse"), ("regression", "mae"), ("regression", "rmse"),
     ("binary", "log_loss"), ("binary", "binary_accuracy"), ("binary", "precision"),
     ("binary", "recall"), ("binary", "auc"), ("binary", "auc_pr"),
-    ("multiclass", "accuracy")])
+    ("multiclass", "accuracy"), ("multiclass", "log_loss"), ("multiclass", "top_k_accuracy@2"),
+    ("multiclass", "auc_micro"), ("multiclass", "auc_macro"), ("multiclass", "precision[b]"),
+    ("multiclass", "recall[c]")])
 def test_a_replicate_is_the_metric_on_the_resampled_rows(task_type, metric):
     rng = np.random.default_rng(7)
     n = 40
     if task_type == "multiclass":
         label, prediction = rng.integers(0, 3, n), rng.dirichlet([1, 1, 1], n)
+        prediction[0] = [np.nan, 0.5, 0.5]  # an undefined term...
     elif task_type == "binary":
         label = (rng.random(n) < 0.4).astype(float)
         prediction = np.clip(rng.random(n) * 0.8 + 0.2 * label, 0, 1)
@@ -124,30 +213,33 @@ def test_a_replicate_is_the_metric_on_the_resampled_rows(task_type, metric):
         label, prediction = rng.normal(size=n), rng.normal(size=n)
         prediction[0] = np.inf
     weight = (rng.random(n) < 0.8).astype(float)
-    prepared = comparison._prepare(task_type, metric, label, prediction, weight)
+    classes = {"a": 0, "b": 1, "c": 2}
+    prepared = comparison._prepare(task_type, metric, label, prediction, weight, classes)
     counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(5)])
     counts[:3, 0] = 0  # ...that only the resamples which draw it may see
     for row, value in zip(counts, prepared.values(counts.astype(float))):
         rows = np.repeat(np.arange(n), row)
-        expected = metric_value(task_type, metric, label[rows], prediction[rows], weight[rows])
+        expected = metric_value(task_type, metric, label[rows], prediction[rows], weight[rows],
+                                classes)
         assert value == pytest.approx(expected, rel=1e-12, nan_ok=True)
 
 
-def _run_tfma(metric, label, prediction, weight):
+def _run_tfma(metric, label, prediction, weight, features=None, **computations_args):
     """A TFMA metric's own computations (combiners and derived results), run in-process
     without Beam, one example per input as TFMA's extractors give them."""
     from tensorflow_model_analysis.metrics import metric_types
     values = {}
-    for computation in metric.computations(example_weighted=True):
+    for computation in metric.computations(example_weighted=True, **computations_args):
         if isinstance(computation, metric_types.DerivedMetricComputation):
             values.update(computation.result(values))
             continue
         combiner = computation.combiner
         accumulator = combiner.create_accumulator()
-        for y, p, w in zip(label, prediction, weight):
+        for i, (y, p, w) in enumerate(zip(label, prediction, weight)):
             accumulator = combiner.add_input(accumulator, metric_types.StandardMetricInputs(
-                labels=np.array([y]), predictions=np.array([p]),
-                example_weights=np.array([w])))
+                labels=np.array([y]), predictions=np.atleast_1d(np.asarray(p)),
+                example_weights=np.array([w]),
+                features={k: v[i] for k, v in (features or {}).items()}))
         values.update(combiner.extract_output(accumulator))
     return next(v for k, v in values.items()
                 if isinstance(k, metric_types.MetricKey) and k.name == metric.name)
@@ -165,15 +257,17 @@ def test_every_metric_equals_tfma_on_a_few_hundred_random_examples():
     y = (rng.random(n) < 0.3).astype(float)
     p = np.clip(rng.beta(2, 3, n) + 0.2 * y, 0, 1).astype(np.float32)
     p[:6] = [0.0, 1.0, 0.5, 0.25, 0.9999, 0.5 + 1e-7]  # bucket edges
-    p_open = np.clip(p, 1e-3, 1 - 1e-3)  # log loss is finite only inside (0, 1)
+    p[6:10] = [1.0, 1.0, 0.0, 0.0]  # saturated, right and wrong
+    y[6:10], weight[6:10] = [1, 0, 0, 1], 1.0
     value = rng.normal(10, 3, n)
     fitted = (value + rng.normal(0, 2, n)).astype(np.float32)
-    cases = [("binary", m, y, p_open if m == "log_loss" else p) for m in METRICS["binary"]]
+    cases = [("binary", m, y, p) for m in METRICS["binary"]]
     cases += [("regression", m, value, fitted) for m in METRICS["regression"]]
     for task_type, metric, label, prediction in cases:
         definition = METRICS[task_type][metric]
         module = tfma.metrics if definition.module is None else tfma_metrics
         expected = _run_tfma(getattr(module, definition.tfma_class)(), label, prediction, weight)
+        assert math.isfinite(expected), metric
         assert metric_value(task_type, metric, label, prediction, weight) == pytest.approx(
             expected, rel=1e-12, abs=1e-12), metric
 
@@ -183,6 +277,51 @@ def test_every_metric_equals_tfma_on_a_few_hundred_random_examples():
     keras.update_state(classes, probabilities, sample_weight=weight)
     assert metric_value("multiclass", "accuracy", classes, probabilities, weight) == \
         pytest.approx(float(keras.result()), rel=1e-6)
+
+
+def test_every_multiclass_metric_equals_its_tfma_run_with_saturated_predictions():
+    """The project's metrics (tfma_metrics) and TFMA's micro-averaged AUC, run by TFMA's
+    own metric code, against the numpy formulas; macro AUC also against TFMA's own
+    per-class AUC (binarized by class id, which a test may know)."""
+    tfma = pytest.importorskip("tensorflow_model_analysis")
+    from tensorflow_model_analysis.metrics import metric_types
+    from tfx_mtl.pipeline import tfma_metrics
+
+    rng = np.random.default_rng(3)
+    n, width = 300, 4
+    names = np.array(["Adelie", "Chinstrap", "Gentoo", "7"])
+    label = rng.integers(0, width, n)
+    weight = (rng.random(n) < 0.8).astype(float)
+    p = rng.dirichlet([1, 1, 1, 1], n).astype(np.float32)
+    p[:4] = np.eye(width, dtype=np.float32)[[0, 1, 0, 3]]  # saturated
+    label[:4], weight[:4] = [0, 0, 3, 3], 1.0  # right, wrong, wrong, right
+    # the label column as TFMA's features hold it: strings, and an integer class
+    column = {"species": [np.array([7]) if name == "7" else np.array([name.encode()])
+                          for name in names[label]]}
+    ids = metric_formulas.class_ids([metric_formulas.class_name(v) for v in column["species"]], label,
+                               weight)
+    assert ids == {"Adelie": 0, "Chinstrap": 1, "Gentoo": 2, "7": 3}
+    runs = {
+        "log_loss": _run_tfma(tfma_metrics.LogLoss(), label, p, weight),
+        "top_k_accuracy@2": _run_tfma(tfma_metrics.TopKAccuracy(name="top_k_accuracy@2", k=2),
+                                      label, p, weight),
+        "auc_macro": _run_tfma(tfma_metrics.MacroAUC(), label, p, weight),
+        "auc_micro": _run_tfma(tfma.metrics.AUC(name="auc_micro"), label, p, weight,
+                               aggregation_type=metric_types.AggregationType(
+                                   micro_average=True))}
+    for metric, cls in (("precision", tfma_metrics.ClassPrecision),
+                        ("recall", tfma_metrics.ClassRecall)):
+        for name in ("Adelie", "7"):
+            key = f"{metric}[{name}]"
+            runs[key] = _run_tfma(cls(name=key, label_class=name, column="species"), label, p,
+                                  weight, features=column)
+    for key, expected in runs.items():
+        assert math.isfinite(expected), key
+        assert metric_value("multiclass", key, label, p, weight, ids) == pytest.approx(
+            expected, rel=1e-12, abs=1e-12), key
+    per_class = [_run_tfma(tfma.metrics.AUC(), label, p, weight,
+                           sub_keys=[metric_types.SubKey(class_id=c)]) for c in range(width)]
+    assert runs["auc_macro"] == pytest.approx(np.mean(per_class), rel=1e-12)
 
 
 # --- the bootstrap -------------------------------------------------------------------
@@ -314,7 +453,7 @@ def test_delta_m_resamples_every_task_with_the_same_examples():
 
 def test_the_record_keeps_nan_and_is_strict_json_through_finite():
     task = TaskData("binary", np.array([1.0, 0.0, 1.0]), np.ones(3),
-                    [np.array([1.0, 0.5, 0.7])], [np.array([0.6, 0.5, 0.7])])
+                    [np.array([NAN, 0.5, 0.7])], [np.array([0.6, 0.5, 0.7])])
     record = compare({"t": task}, {"t": ["log_loss", "auc"]}, {"t": "auc"}, [42], samples=50)
     entry = record["tasks"]["t"]["metrics"]["log_loss"]
     assert math.isnan(entry["candidate"]) and math.isnan(entry["change_low"])

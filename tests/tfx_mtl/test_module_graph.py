@@ -86,6 +86,8 @@ def test_a_key_depends_on_the_code_not_on_where_it_is_installed(tmp_path):
     ("tfx_mtl.task_spec", None, {"Transform", "Trainer", "BlessingGate"}),
     ("tfx_mtl.components.mtl_trainer", None, {"Trainer"}),
     ("tfx_mtl.pipeline.tfma_metrics", None, {"Evaluator (RMSE)"}),
+    # the project's metrics' formulas: the Evaluator's and the comparison's (the gate's)
+    ("tfx_mtl.metric_formulas", None, {"Evaluator (RMSE)", "BlessingGate"}),
     ("tfx_mtl.pipeline", None, {"Evaluator (RMSE)"}),  # the package's __init__ runs too
     ("tfx_mtl.results.evaluation", None, {"BlessingGate"}),
     ("tfx_mtl.cli.run", ('help="run the whole TFX DAG', 'help="run the TFX DAG'), set()),

@@ -500,3 +500,50 @@ def test_seeded_node_ids_keep_seed_zero_plain_and_parse_back():
     assert naming.seed_index(naming.TRAINER) == 0
     with pytest.raises(ValueError):
         naming.trainer_node(-1)
+
+
+# --- multiclass metrics and their parameters -----------------------------------------
+
+def _multiclass(metrics):
+    return _spec(tasks=[{"name": "kind", "type": "multiclass", "label": "payment_type",
+                         "metrics": metrics}],
+                 features=[{"name": "trip_miles", "kind": "numeric"}])
+
+
+def test_multiclass_metrics_take_k_and_a_class_and_are_keyed_by_them():
+    spec = task_spec.parse(_multiclass([
+        "accuracy", "log_loss", "auc_micro", "auc_macro", "top_k_accuracy",
+        {"name": "top_k_accuracy", "k": 3, "lower_bound": 0.9},
+        {"name": "recall", "class": "Cash", "lower_bound": 0.8},
+        {"name": "precision", "class": 3, "max_regression": "2%"}]), columns=TAXI_COLUMNS)
+    metrics = spec.task("kind").metrics
+    assert [m.key for m in metrics] == [
+        "accuracy", "log_loss", "auc_micro", "auc_macro",
+        f"top_k_accuracy@{task_spec.DEFAULT_TOP_K}", "top_k_accuracy@3", "recall[Cash]",
+        "precision[3]"]  # an integer class as Transform's vocabulary writes it
+    assert metrics[6].label_class == "Cash" and metrics[6].threshold.lower_bound == 0.8
+    assert metrics[5].tfma_name("multiclass") == "top_k_accuracy@3"
+    assert metrics[1].tfma_name("multiclass") == "log_loss"
+    assert task_spec.TaskSpec.from_dict(spec.to_dict()) == spec
+    # the Trainer's view keeps what the loop computes (k, class), not the bounds
+    trained = spec.training_view().task("kind").metrics
+    assert [m.key for m in trained] == [m.key for m in metrics]
+    assert all(m.threshold is None and m.max_regression is None for m in trained)
+    assert task_spec.parse_metric_key("recall[Cash]") == ("recall", None, "Cash")
+    assert task_spec.parse_metric_key("top_k_accuracy@3") == ("top_k_accuracy", 3, None)
+
+
+def test_a_multiclass_precision_needs_a_class_and_params_go_where_they_belong():
+    problems, _ = _problems(_multiclass([
+        "precision", {"name": "top_k_accuracy", "k": 0}, {"name": "accuracy", "k": 2},
+        {"name": "recall", "class": "a"}, {"name": "recall", "class": "a"},
+        {"name": "recall", "class": True}]))
+    assert "name one class of the label" in problems["tasks.kind.metrics[0].class"]
+    assert "positive integer" in problems["tasks.kind.metrics[1].k"]
+    assert "takes no 'k'" in problems["tasks.kind.metrics[2].k"]
+    assert "duplicate metric 'recall[a]'" in problems["tasks.kind.metrics[4].name"]
+    assert "got True" in problems["tasks.kind.metrics[5].class"]
+    raw = _spec()
+    raw["tasks"][0]["metrics"] = [{"name": "recall", "class": "yes"}]
+    problems, _ = _problems(raw)
+    assert "takes no 'class'" in problems["tasks.big_tipper.metrics[0].class"]

@@ -38,7 +38,7 @@ class SliceMetrics:
 
 
 def _names(task: Task) -> dict[str, str]:
-    return {m.definition(task.type).tfma_name: m.name for m in task.metrics}
+    return {m.tfma_name(task.type): m.key for m in task.metrics}
 
 
 def _slice_key(proto) -> SliceKey:
@@ -145,5 +145,5 @@ def bounds(task: Task) -> dict[str, list[str]]:
         if metric.unbounded_reason:
             words.append(f"no change bound: {metric.unbounded_reason}")
         if words:
-            result[metric.name] = words
+            result[metric.key] = words
     return result

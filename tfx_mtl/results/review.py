@@ -85,8 +85,61 @@ def _counts_as_int(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 def _metric_names(task: str, info: dict[str, Any], spec: TaskSpec | None) -> list[str]:
     if spec is not None and task in spec.task_names:
-        return [m.name for m in spec.task(task).metrics]
+        return [m.key for m in spec.task(task).metrics]
     return [m for m in info["metrics"] if m not in COUNTS]
+
+
+CLASS_THRESHOLD = 0.0  # TFMA's multiclass matrix at 0: the predicted class is the argmax
+TRANSFORM = "Transform"  # TFX's node id of the Transform component
+
+
+def class_table(run: Run, task: str) -> pd.DataFrame:
+    """Every class of a multiclass ``task``: its labelled test weight, and precision and
+    recall by argmax for the multi-task model and the baseline, from the confusion matrix
+    TFMA computes for every class (the spec's ``precision[c]``/``recall[c]`` bound a few);
+    classes are named from Transform's label vocabulary."""
+    import tensorflow_transform as tft
+
+    vocabulary = tft.TFTransformOutput(run.output(TRANSFORM, "transform_graph")
+                                       ).vocabulary_by_name(naming.label_vocab_name(task))
+    names = [v.decode() if isinstance(v, bytes) else str(v) for v in vocabulary]
+    return class_frame(confusion_matrices(run.evaluation(task)), names)
+
+
+def confusion_matrices(eval_uri: str) -> dict[str, Any]:
+    """TFMA's multiclass confusion matrices of an evaluation's overall slice, by model
+    (:data:`MULTI_TASK`, :data:`BASELINE`)."""
+    import tensorflow_model_analysis as tfma
+
+    matrices = {}
+    for plots in tfma.load_plots(eval_uri):
+        if plots.slice_key.single_slice_keys:
+            continue  # the overall slice only
+        for kv in plots.plot_keys_and_values:
+            if kv.value.HasField("multi_class_confusion_matrix_at_thresholds"):
+                matrices[kv.key.model_name] = kv.value.multi_class_confusion_matrix_at_thresholds
+    return {MULTI_TASK: matrices.get(naming.CANDIDATE), BASELINE: matrices.get(naming.BASELINE)}
+
+
+def class_frame(matrices: dict[str, Any], names: Sequence[str]) -> pd.DataFrame:
+    """One row per class (the label vocabulary's order, which is its id): ``labelled``
+    (weight), then ``precision_<model>`` and ``recall_<model>`` per model of ``matrices``
+    (TFMA ``MultiClassConfusionMatrixAtThresholds``, or None: NaN), at threshold 0."""
+    frame = pd.DataFrame(index=pd.Index(list(names), name="class"))
+    for model, matrix in matrices.items():
+        cells = {}
+        if matrix is not None:
+            (at_zero,) = [m for m in matrix.matrices if m.threshold == CLASS_THRESHOLD]
+            cells = {(e.actual_class_id, e.predicted_class_id): e.num_weighted_examples
+                     for e in at_zero.entries}
+        labelled = [sum(w for (a, _), w in cells.items() if a == c) for c in range(len(names))]
+        predicted = [sum(w for (_, p), w in cells.items() if p == c) for c in range(len(names))]
+        hits = [cells.get((c, c), 0.0) for c in range(len(names))]
+        if "labelled" not in frame and matrix is not None:
+            frame["labelled"] = labelled
+        frame[f"precision_{model}"] = [h / n if n else math.nan for h, n in zip(hits, predicted)]
+        frame[f"recall_{model}"] = [h / n if n else math.nan for h, n in zip(hits, labelled)]
+    return frame
 
 
 def slice_table(run: Run, task: str, column: str | Sequence[str]) -> pd.DataFrame:
@@ -96,7 +149,7 @@ def slice_table(run: Run, task: str, column: str | Sequence[str]) -> pd.DataFram
 
     spec_task = run.require_spec().task(task)
     slices = evaluation.load(run.evaluation(task), spec_task)
-    return slice_frame(slices, column, [m.name for m in spec_task.metrics], task=task)
+    return slice_frame(slices, column, [m.key for m in spec_task.metrics], task=task)
 
 
 def slice_frame(slices: Iterable, column: str | Sequence[str], metrics: Sequence[str],

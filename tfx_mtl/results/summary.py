@@ -168,17 +168,17 @@ def render(summary: dict[str, Any], spec: TaskSpec, out: TextIO) -> None:
         shown = functools.partial(_shown, info)
         for i, metric in enumerate(task.metrics):
             first = i == 0
-            change = changes.get(metric.name)
+            change = changes.get(metric.key)
             rel = ""
-            if change is not None and b.get(metric.name):
-                rel = f" ({change / b[metric.name] * 100:+.1f}%)"
+            if change is not None and b.get(metric.key):
+                rel = f" ({change / b[metric.key] * 100:+.1f}%)"
             rows.append([
                 name if first else "", info["role"] if first else "",
-                shown("metrics", "labelled_count", 0) if first else "", metric.name,
-                shown("metrics", metric.name), shown("baseline_metrics", metric.name),
-                (shown("changes", metric.name) if change is None else f"{change:+.4f}") + rel,
-                _interval(info.get("intervals", {}).get(metric.name)),
-                "; ".join(info["bounds"].get(metric.name, [])).replace(" vs the baseline", "")
+                shown("metrics", "labelled_count", 0) if first else "", metric.key,
+                shown("metrics", metric.key), shown("baseline_metrics", metric.key),
+                (shown("changes", metric.key) if change is None else f"{change:+.4f}") + rel,
+                _interval(info.get("intervals", {}).get(metric.key)),
+                "; ".join(info["bounds"].get(metric.key, [])).replace(" vs the baseline", "")
                 or "-",
                 ("yes" if info["blessed"] else "NO") if first else ""])
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
