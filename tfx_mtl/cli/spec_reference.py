@@ -47,6 +47,9 @@ MEANINGS = {
                              "(n / (n_classes · n_c), scikit-learn's)",
     "tasks[].standardize": "regression: learn in z-units, serve in label units",
     "tasks[].metrics[].name": lambda: "allowed: " + _per_type(task_spec.METRICS),
+    "tasks[].metrics[].k": "`top_k_accuracy`: the label among the k most probable classes",
+    "tasks[].metrics[].class": "multiclass `precision`/`recall`: the class, as the label column "
+                               "holds it (reported as `recall[<class>]`)",
     "tasks[].metrics[].lower_bound": "the metric's value must be at least this (on test)",
     "tasks[].metrics[].upper_bound": "the metric's value must be at most this (on test)",
     "tasks[].metrics[].max_regression": "how much worse than the single-task baseline: `0.005` "
@@ -109,6 +112,11 @@ _SPECIAL = {
     "tasks[].loss": lambda: _per_type(task_spec.LOSSES, first=True),
     "tasks[].metrics": lambda: _per_type(task_spec.METRICS, first=True),
     "tasks[].metrics[].name": REQUIRED,
+    "tasks[].metrics[].k": "`top_k_accuracy`: the label among the k most probable classes",
+    "tasks[].metrics[].class": "multiclass `precision`/`recall`: the class, as the label column "
+                               "holds it (reported as `recall[<class>]`)",
+    "tasks[].metrics[].k": lambda: f"`{task_spec.DEFAULT_TOP_K}`",
+    "tasks[].metrics[].class": "*required* for those",
     "tasks[].metrics[].lower_bound": "none",
     "tasks[].metrics[].upper_bound": "none",
     "tasks[].metrics[].max_regression": "none (the first metric: `evaluation.default_max_regression`)",
@@ -119,7 +127,7 @@ _SPECIAL = {
     "trainer.architecture": "(below)",
 }
 # Keys a metric entry accepts (task_spec parses them into Metric's fields).
-METRIC_KEYS = ("name", "lower_bound", "upper_bound", "max_regression", "reason")
+METRIC_KEYS = ("name", "k", "class", "lower_bound", "upper_bound", "max_regression", "reason")
 
 
 def rows() -> Iterator[tuple[str, str, str]]:
