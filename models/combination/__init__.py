@@ -15,7 +15,8 @@ from tfx_mtl.models.combination import plain_sum  # noqa: F401,I001
 from tfx_mtl.models.combination import pcgrad  # noqa: F401
 from tfx_mtl.models.combination import cagrad  # noqa: F401
 from tfx_mtl.models.combination import mgda  # noqa: F401
-from tfx_mtl.models.combination.base import REGISTRY, GradientCombination
+from tfx_mtl.models.combination.base import (LEVELS, PARAMETERS, REGISTRY,  # noqa: F401
+                                              REPRESENTATION, GradientCombination)
 
 
 def names() -> tuple[str, ...]:
@@ -26,6 +27,20 @@ def make(name: str, params: Mapping[str, Any] | None = None, **more_params
          ) -> GradientCombination:
     """The combination ``name`` with its parameters (a mapping, or keywords)."""
     return REGISTRY.get(name)({**dict(params or {}), **more_params})
+
+
+def levels(name: str) -> tuple[str, ...]:
+    """The surgery levels ``name`` can be asked to run at (``trainer.surgery_level``)."""
+    method = REGISTRY.get(name)
+    return tuple(level for level in LEVELS if _runs_at(method, level))
+
+
+def _runs_at(method, level: str) -> bool:
+    try:
+        method.level_at(level)
+    except ValueError:
+        return False
+    return True
 
 
 def combine(name: str, G: tf.Tensor, *, seed: tf.Tensor | None = None, **params) -> tf.Tensor:

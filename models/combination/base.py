@@ -10,9 +10,10 @@ and in a ``MirroredStrategy`` replica context; the trainer feeds them the
 
 A method declares what the training step must compute for it (see
 :class:`GradientCombination`): whether it needs per-task gradients at all, and
-at which level -- of the shared parameters (:data:`PARAMETERS`, the default) or
-of the shared representation (:data:`REPRESENTATION`, K cheap backward passes
-through the heads only). The step asks the method; it compares no method names.
+whether it can run on the gradients of the shared representation instead of
+the shared parameters (``trainer.surgery_level``: :data:`PARAMETERS`, the
+default, or :data:`REPRESENTATION`, K cheap backward passes through the heads
+only). The step asks the method; it compares no method names.
 
 Scale of the result: ``sum`` and ``pcgrad`` return a *sum* over tasks;
 ``mgda`` returns a convex combination and ``cagrad`` a vector on the scale of
@@ -24,11 +25,13 @@ from typing import Any, ClassVar, Sequence
 
 import tensorflow as tf
 
+from tfx_mtl.errors import InputError
 from tfx_mtl.models.registry import NoParams, Registry
 
 REGISTRY = Registry("combine", "gradient combination")
 PARAMETERS = "parameters"  # per-task gradients of the shared parameters: G [K, P]
 REPRESENTATION = "representation"  # ... of the shared representation, weighed back as losses
+LEVELS = (PARAMETERS, REPRESENTATION)
 
 
 class GradientCombination:
@@ -36,38 +39,78 @@ class GradientCombination:
 
     ``name`` is the registry key, ``Params`` the parameters' dataclass.
     ``needs_task_gradients``: False means the method is the plain sum, one backward
-    pass of the summed losses. ``level``: :data:`PARAMETERS` -- the step forms
-    ``G`` of the shared parameters and calls :meth:`combine`; :data:`REPRESENTATION`
-    -- the step forms the gradients of the shared representation, sums their Gram
-    matrix over replicas, and back-propagates the losses weighted by
-    :meth:`task_weights` once, so such a method must implement it.
+    pass of the summed losses. A method is one of
+    - *Gram-based*: it implements :meth:`task_weights` (its update is beta^T G with
+      beta from G G^T alone; :meth:`combine` defaults to that). At representation
+      level the step sums the representation gradients' Gram matrix over replicas
+      and back-propagates the losses weighted by beta once;
+    - *elementwise* (``elementwise = True``): :meth:`combine` acts on each coordinate
+      independently, so at representation level the step applies it to each
+      replica's own representation gradients (every coordinate belongs to one
+      example) and back-propagates the result through the trunk once;
+    - neither: it sets ``representation_level = False`` (the step refuses it at
+      representation level either way) and runs on the shared parameters only.
+    ``forced_level``: a level the method always runs at, whatever
+    ``trainer.surgery_level`` says (``mgda_ub``); None: the configured one.
     """
 
     name: ClassVar[str]
     Params: ClassVar[type] = NoParams
     needs_task_gradients: ClassVar[bool] = True
-    level: ClassVar[str] = PARAMETERS
+    elementwise: ClassVar[bool] = False
+    representation_level: ClassVar[bool] = True
+    forced_level: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.level not in (PARAMETERS, REPRESENTATION):
-            raise TypeError(f"{cls.__name__}.level must be {PARAMETERS!r} or "
-                            f"{REPRESENTATION!r}, got {cls.level!r}")
-        if cls.level == REPRESENTATION and cls.task_weights is GradientCombination.task_weights:
-            raise TypeError(f"{cls.__name__} works on the representation, so it must "
-                            "implement task_weights")
+        if cls.forced_level not in (None, *LEVELS):
+            raise TypeError(f"{cls.__name__}.forced_level must be None, {PARAMETERS!r} or "
+                            f"{REPRESENTATION!r}, got {cls.forced_level!r}")
+        if cls.forced_level == REPRESENTATION and not cls.runs_on_representation():
+            raise TypeError(f"{cls.__name__} is forced to representation level but cannot "
+                            "run there (representation_level = False, or neither "
+                            "task_weights nor elementwise)")
 
     def __init__(self, params: Any = None):
         self.params = REGISTRY.params(self.name, params)
 
+    @classmethod
+    def gram_based(cls) -> bool:
+        """True when the method implements :meth:`task_weights` (beta from G G^T alone)."""
+        return cls.task_weights is not GradientCombination.task_weights
+
+    @classmethod
+    def runs_on_representation(cls) -> bool:
+        """Whether the step can run the method on the representation's gradients."""
+        return bool(cls.representation_level and (cls.gram_based() or cls.elementwise))
+
+    @classmethod
+    def level_at(cls, surgery_level: str) -> str:
+        """The level the method runs at when ``surgery_level`` is asked for (its forced
+        level, if any); InputError (field ``surgery_level``) if it cannot run there."""
+        if surgery_level not in LEVELS:
+            raise InputError("surgery_level", f"must be one of {', '.join(LEVELS)}, "
+                                              f"got {surgery_level!r}")
+        level = cls.forced_level or surgery_level
+        if level == REPRESENTATION and not cls.runs_on_representation():
+            raise InputError("surgery_level", f"gradient combination {cls.name!r} cannot run "
+                             f"at {REPRESENTATION} level (it is neither Gram-based nor "
+                             f"elementwise); use {PARAMETERS}")
+        return level
+
     def combine(self, G: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
         """[P] the shared parameters' update from the task gradients ``G`` [K, P].
 
-        ``seed`` [2] (int, e.g. (run seed, step)) for methods that draw at random."""
-        raise NotImplementedError
+        ``seed`` [2] (int, e.g. (run seed, step)) for methods that draw at random.
+        Default, for a Gram-based method: G^T task_weights(G G^T, seed)."""
+        if not self.gram_based():
+            raise NotImplementedError(f"{self.name} implements neither combine nor task_weights")
+        G = as_matrix(G)
+        return tf.linalg.matvec(G, self.task_weights(tf.matmul(G, G, transpose_b=True), seed),
+                                transpose_a=True)
 
     def task_weights(self, gram: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
-        """[K] alpha such that the update is alpha^T G, from the Gram matrix G G^T alone."""
+        """[K] beta such that the update is beta^T G, from the Gram matrix G G^T alone."""
         raise NotImplementedError(f"{self.name} has no task weights of the Gram matrix alone")
 
 

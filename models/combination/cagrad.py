@@ -87,15 +87,26 @@ def cagrad(G: tf.Tensor, c: float = 0.5) -> tf.Tensor:
     """
     _check_c(c)
     G = as_matrix(G)
-    g0 = tf.reduce_mean(G, axis=0)
     if not tf.is_tensor(c) and c == 0:
-        return g0
-    gram = tf.matmul(G, G, transpose_b=True)
+        return tf.reduce_mean(G, axis=0)
+    return tf.linalg.matvec(G, cagrad_coefficients(tf.matmul(G, G, transpose_b=True), c),
+                            transpose_a=True)
+
+
+def cagrad_coefficients(gram: tf.Tensor, c: float = 0.5) -> tf.Tensor:
+    """[K] beta with :func:`cagrad` = G^T beta, from G G^T alone: g0 = G^T 1/K and
+    g_w = G^T w, so beta = (1/K + phi / sqrt(w^T G G^T w) w) / (1 + c^2)."""
+    _check_c(c)
+    gram = as_gram(gram)
+    k = gram.shape[0]
+    mean = tf.fill([k], tf.constant(1.0 / k, gram.dtype))
+    if not tf.is_tensor(c) and c == 0:
+        return mean
     w = cagrad_weights(gram, c)
-    g_w = tf.linalg.matvec(G, w, transpose_a=True)
-    c = tf.cast(c, G.dtype)
+    norm = tf.sqrt(tf.maximum(tf.reduce_sum(w * tf.linalg.matvec(gram, w)), 0.0))
+    c = tf.cast(c, gram.dtype)
     phi = c * tf.sqrt(tf.maximum(tf.reduce_mean(gram), 0.0))
-    return (g0 + tf.math.divide_no_nan(phi, tf.norm(g_w)) * g_w) / (1.0 + c * c)
+    return (mean + tf.math.divide_no_nan(phi, norm) * w) / (1.0 + c * c)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,10 +117,16 @@ class CAGradParams:
 @REGISTRY.register
 class CAGrad(GradientCombination):
     """CAGrad (Liu et al., NeurIPS 2021) on the shared parameters: :func:`cagrad`, with
-    the deviations stated there (an exact dual solution; no 1e-8 in the norm)."""
+    the deviations stated there (an exact dual solution; no 1e-8 in the norm). Result on
+    the mean's scale. Gram-based (:func:`cagrad_coefficients`), so it also runs on the
+    shared representation's gradients (``surgery_level: representation``), which the
+    paper does not do."""
 
     name = "cagrad"
     Params = CAGradParams
 
     def combine(self, G, seed=None):
         return cagrad(G, self.params.c)
+
+    def task_weights(self, gram, seed=None):
+        return cagrad_coefficients(gram, self.params.c)

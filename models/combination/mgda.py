@@ -1,5 +1,6 @@
 """MGDA, the multiple-gradient descent algorithm as multi-objective optimisation (Sener & Koltun,
-NeurIPS 2018), on the shared parameters (``mgda``) or on the shared representation (``mgda_ub``)."""
+NeurIPS 2018), at either surgery level (``mgda``), or forced to the shared representation's
+gradients (``mgda_ub``, the paper's MGDA-UB)."""
 from __future__ import annotations
 
 import tensorflow as tf
@@ -58,12 +59,10 @@ class MGDA(GradientCombination):
 
     Deviation: the min-norm weights are exact (:func:`mgda_weights`) instead of the
     paper's Frank-Wolfe iterations. As in the paper, the update is the min-norm
-    point itself, a convex combination (about 1/K of the sum's scale)."""
+    point itself, a convex combination (about 1/K of the sum's scale). Gram-based, so
+    ``surgery_level: representation`` runs it as MGDA-UB."""
 
     name = "mgda"
-
-    def combine(self, G, seed=None):
-        return mgda(G)
 
     def task_weights(self, gram, seed=None):
         return mgda_weights(gram)
@@ -79,7 +78,9 @@ class MGDAUB(MGDA):
     tensor at the shared/task-specific boundary (:mod:`tfx_mtl.models.network`), not
     one Z; under MirroredStrategy the Gram matrix is summed over replicas (each holds
     its share of the batch's representation), so every replica uses the same weights.
+    The same as ``--combine mgda --surgery-level representation``; kept as a name that
+    forces that level whatever ``trainer.surgery_level`` says.
     """
 
     name = "mgda_ub"
-    level = REPRESENTATION
+    forced_level = REPRESENTATION

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfx_mtl.models.combination.base import REGISTRY, GradientCombination, as_matrix
+from tfx_mtl.models.combination.base import REGISTRY, GradientCombination, as_gram, as_matrix
 
 
 def pcgrad_with_order(G: tf.Tensor, order) -> tf.Tensor:
@@ -22,12 +22,21 @@ def pcgrad_with_order(G: tf.Tensor, order) -> tf.Tensor:
     the Gram matrix, once for the result (sum_i C[i, :]) G.
     """
     G = as_matrix(G)
-    k = G.shape[0]
+    weights = pcgrad_weights(tf.matmul(G, G, transpose_b=True), order)
+    return tf.linalg.matvec(G, weights, transpose_a=True)
+
+
+def pcgrad_weights(gram: tf.Tensor, order) -> tf.Tensor:
+    """[K] PCGrad's coefficients sum_i C[i, :] of the original gradients, from the Gram
+    matrix G G^T alone (:func:`pcgrad_with_order` = G^T of these)."""
+    gram = as_gram(gram)
+    k = gram.shape[0]
     static = tf.get_static_value(order) if tf.is_tensor(order) else np.asarray(order)
     if static is not None and sorted(np.asarray(static).reshape(-1).tolist()) != list(range(k)):
         raise ValueError(f"order must be a permutation of 0..{k - 1}, got {static.tolist()}")
     order = tf.cast(tf.reshape(order, [k]), tf.int32)
-    gram = tf.cast(tf.matmul(G, G, transpose_b=True), tf.float64)
+    dtype = gram.dtype
+    gram = tf.cast(gram, tf.float64)
     coefficients = tf.eye(k, dtype=tf.float64)
     tasks = tf.range(k, dtype=tf.int32)
     for position in range(k):
@@ -36,8 +45,7 @@ def pcgrad_with_order(G: tf.Tensor, order) -> tf.Tensor:
         step = tf.math.divide_no_nan(tf.minimum(dots, 0.0), tf.gather(tf.gather(gram, j), j))
         step = tf.where(tasks == j, tf.zeros_like(step), step)
         coefficients = coefficients - step[:, None] * tf.one_hot(j, k, dtype=tf.float64)[None, :]
-    weights = tf.cast(tf.reduce_sum(coefficients, axis=0), G.dtype)
-    return tf.linalg.matvec(G, weights, transpose_a=True)
+    return tf.cast(tf.reduce_sum(coefficients, axis=0), dtype)
 
 
 def pcgrad_order(k: int, seed: tf.Tensor) -> tf.Tensor:
@@ -63,11 +71,15 @@ def pcgrad(G: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 class PCGrad(GradientCombination):
     """PCGrad (Yu et al., NeurIPS 2020) on the shared parameters, a fresh random task order
     per step drawn from (run seed, step). As in the paper, the projected gradients are
-    summed; task-specific parameters get their own task's gradient (see the step)."""
+    summed (the sum's scale); task-specific parameters get their own task's gradient (see
+    the step). Gram-based (:func:`pcgrad_weights`), so it also runs on the shared
+    representation's gradients (``surgery_level: representation``), which the paper
+    does not do."""
 
     name = "pcgrad"
 
-    def combine(self, G, seed=None):
+    def task_weights(self, gram, seed=None):
         if seed is None:
             raise ValueError("pcgrad: seed is required (an int tensor [2], e.g. (run seed, step))")
-        return pcgrad(G, seed)
+        gram = as_gram(gram)
+        return pcgrad_weights(gram, pcgrad_order(gram.shape[0], seed))

@@ -38,28 +38,59 @@ def test_combine_dispatches_and_rejects_unknown_methods():
 
 def test_each_method_declares_what_the_step_computes_for_it():
     declared = {name: (combination.REGISTRY.get(name).needs_task_gradients,
-                       combination.REGISTRY.get(name).level) for name in combination.names()}
-    assert declared == {"sum": (False, base.PARAMETERS), "pcgrad": (True, base.PARAMETERS),
-                        "cagrad": (True, base.PARAMETERS), "mgda": (True, base.PARAMETERS),
-                        "mgda_ub": (True, base.REPRESENTATION)}
+                       combination.REGISTRY.get(name).gram_based(),
+                       combination.REGISTRY.get(name).forced_level)
+                for name in ("sum", "pcgrad", "cagrad", "mgda", "mgda_ub")}
+    assert declared == {"sum": (False, True, None), "pcgrad": (True, True, None),
+                        "cagrad": (True, True, None), "mgda": (True, True, None),
+                        "mgda_ub": (True, True, base.REPRESENTATION)}
+    assert combination.levels("pcgrad") == (base.PARAMETERS, base.REPRESENTATION)
 
 
-def test_task_weights_reproduce_the_combination_from_the_gram_matrix():
-    # sum: weights 1; mgda (and mgda_ub, the same MGDA on other gradients): the min-norm
-    # weights, whose combination is what combine returns.
+def test_every_gram_based_method_combines_as_its_task_weights_say():
+    # The update is beta^T G with beta from G G^T alone, for every Gram-based method
+    # registered (the base class's default combine, or the method's own).
     G = tf.constant([[1.0, 0.0, 2.0], [-1.0, 1.0, 0.5], [0.0, -1.0, 1.0]])
     gram = tf.matmul(G, G, transpose_b=True)
-    for name in ("sum", "mgda", "mgda_ub"):
+    seed = tf.constant([3, 4], tf.int64)
+    for name in combination.names():
         method = combination.make(name)
-        alpha = method.task_weights(gram)
-        np.testing.assert_allclose(tf.linalg.matvec(G, alpha, transpose_a=True).numpy(),
-                                   method.combine(G).numpy(), atol=1e-6)
+        if not method.gram_based():
+            continue
+        beta = method.task_weights(gram, seed)
+        np.testing.assert_allclose(tf.linalg.matvec(G, beta, transpose_a=True).numpy(),
+                                   method.combine(G, seed).numpy(), atol=1e-6, err_msg=name)
 
 
-def test_a_representation_level_method_must_have_task_weights():
-    with pytest.raises(TypeError, match="must implement task_weights"):
-        type("Broken", (base.GradientCombination,), {"name": "broken",
-                                                     "level": base.REPRESENTATION})
+def test_the_level_a_method_runs_at_and_what_it_refuses():
+    assert combination.REGISTRY.get("mgda_ub").level_at(base.PARAMETERS) == base.REPRESENTATION
+    assert combination.REGISTRY.get("mgda").level_at(base.REPRESENTATION) == base.REPRESENTATION
+    with pytest.raises(ValueError, match="surgery_level: must be one of parameters, "
+                                         "representation, got 'layers'"):
+        combination.REGISTRY.get("mgda").level_at("layers")
+    parameters_only = type("ParametersOnly", (base.GradientCombination,),
+                           {"name": "parameters_only", "representation_level": False,
+                            "combine": lambda self, G, seed=None: G[0]})
+    assert parameters_only.level_at(base.PARAMETERS) == base.PARAMETERS
+    with pytest.raises(ValueError, match="surgery_level: gradient combination "
+                                         "'parameters_only' cannot run at representation"):
+        parameters_only.level_at(base.REPRESENTATION)
+
+
+def test_a_method_must_say_how_it_runs_on_the_representation():
+    # Neither Gram-based nor elementwise, even if it forgot representation_level = False.
+    broken = type("Broken", (base.GradientCombination,),
+                  {"name": "broken", "combine": lambda self, G, seed=None: G[0]})
+    with pytest.raises(ValueError, match="'broken' cannot run at representation level"):
+        broken.level_at(base.REPRESENTATION)
+    with pytest.raises(TypeError, match="forced to representation level"):
+        type("Contradiction", (base.GradientCombination,),
+             {"name": "contradiction", "representation_level": False,
+              "forced_level": base.REPRESENTATION})
+    elementwise = type("Elementwise", (base.GradientCombination,),
+                       {"name": "elementwise", "elementwise": True,
+                        "combine": lambda self, G, seed=None: tf.reduce_sum(G, 0)})
+    assert elementwise.runs_on_representation() and not elementwise.gram_based()
 
 
 def test_registering_a_name_twice_or_an_undeclared_parameter_is_refused():
