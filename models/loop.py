@@ -73,6 +73,9 @@ class TrainingResult:
     combine: str
     weighting_params: dict[str, Any]  # every parameter, defaults included
     combine_params: dict[str, Any]
+    # The per-task gradients the combination acted on: "parameters" or "representation"
+    # (the configured trainer.surgery_level, or the level the method forces, mgda_ub's).
+    surgery_level: str
     shared_parameters: int
     conflict_fraction: float | None  # of measured steps, any pair with cosine < 0
     mean_cosine: dict[str, float]  # per task pair, over measured steps
@@ -147,7 +150,7 @@ class TrainingLoop:
         self.step = MultiTaskStep(network, spec, self.label_stats, self.weighting,
                                   combination.make(config.combine, config.combine_params),
                                   self.optimizer, self.partition, self.stats, config.seed,
-                                  config.per_task_gradients, by_id)
+                                  config.per_task_gradients, by_id, config.surgery_level)
         # Compiled once per loop, so later ``fit`` calls (resume, benchmarks) reuse the trace.
         self._train_step = tf.function(self._distributed_step)
         self.evaluator = eval_metrics.Evaluator(network.model, spec, self.label_stats, by_id)
@@ -328,6 +331,7 @@ class TrainingLoop:
             replicas=strategy.num_replicas_in_sync, weighting=config.weighting,
             combine=config.combine, weighting_params=dataclasses.asdict(self.weighting.params),
             combine_params=dataclasses.asdict(self.step.combination.params),
+            surgery_level=self.step.combination.level_at(config.surgery_level),
             shared_parameters=sum(v.shape.num_elements() for v in self.partition.shared),
             conflict_fraction=run_conflicts.fraction, mean_cosine=run_conflicts.mean_cosine,
             measured_steps=int(run_conflicts.steps), stopped_early=stopped, best_step=best_step,

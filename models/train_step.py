@@ -15,10 +15,14 @@ Per step, on each replica:
      ``per_task_gradients: jacobian``, one ``pfor`` Jacobian), summed across
      replicas *before* surgery, so surgery sees the global batch's gradients
      and every replica computes the same update;
-   - per-task gradients of the shared representation (``mgda_ub``): K cheap
-     backward passes through the heads, their Gram matrix summed across
-     replicas, and one backward pass of the losses weighted by the method's
-     task weights;
+   - per-task gradients of the shared representation (``surgery_level:
+     representation``, or ``mgda_ub``): K cheap backward passes through the
+     heads, then one backward pass through the trunk
+     (:func:`representation_gradients`): for a Gram-based method, of the losses
+     weighted by its task weights (from the Gram matrix summed across
+     replicas); for an elementwise method, of the representation itself with
+     the method's combination of this replica's representation gradients as the
+     cotangent;
 4. the optimiser applies them; the weighting updates its state from the
    global losses (and, when it needs them, the per-task gradient norms on the
    last shared layer).
@@ -56,8 +60,11 @@ class MultiTaskStep:
     def __init__(self, network: Network, spec: TaskSpec, label_stats: Mapping[str, tuple],
                  weighting, combination: GradientCombination, optimizer, partition: Partition,
                  stats: ConflictStats, seed: int, per_task_gradients: str = "backward",
-                 class_weights: Mapping[str, Sequence[float]] | None = None):
-        """``class_weights``: each weighted task's weights by class id (heads)."""
+                 class_weights: Mapping[str, Sequence[float]] | None = None,
+                 surgery_level: str = PARAMETERS):
+        """``class_weights``: each weighted task's weights by class id (heads).
+        ``surgery_level``: which per-task gradients the combination acts on (the method
+        may force one, :meth:`GradientCombination.level_at`)."""
         self.network, self.spec, self.label_stats = network, spec, label_stats
         self.class_weights = dict(class_weights or {})
         self.weighting, self.combination, self.optimizer = weighting, combination, optimizer
@@ -71,8 +78,9 @@ class MultiTaskStep:
         self.variables = self.shared + self.specific
         # Which per-task gradients the step forms for the combination: none, of the
         # shared parameters, or of the shared representation.
-        self.level = (combination.level if combination.needs_task_gradients
-                      and self.shared and self.k > 1 else None)
+        level = combination.level_at(surgery_level)  # refuses what the method cannot do
+        self.level = level if combination.needs_task_gradients and self.shared and self.k > 1 \
+            else None
         shared_ids = [id(v) for v in self.shared]
         # Columns of G that belong to the last shared layer (GradNorm's W).
         columns, offset = [], 0
@@ -149,10 +157,9 @@ class MultiTaskStep:
                 last = tf.gather(matrix, self.last_columns, axis=1)
                 norms = tf.math.divide_no_nan(tf.norm(last, axis=1), weights)
         elif self.level == REPRESENTATION:
-            local = per_task_gradients(tape, effective, representation, self.k, self.vectorised)
-            gram = ctx.all_reduce(_SUM, tf.matmul(local, local, transpose_b=True))
-            alpha = tf.stop_gradient(self.combination.task_weights(gram, seed))
-            shared_grads = tape.gradient(effective, self.shared, output_gradients=alpha)
+            shared_grads = representation_gradients(
+                tape, effective, representation, self.shared, self.combination, seed, ctx,
+                self.vectorised)
             grads = list(shared_grads) + list(tape.gradient(total, self.specific))
         else:
             grads = tape.gradient(total, self.variables)
@@ -185,6 +192,35 @@ class MultiTaskStep:
         """True when the step does not form the shared parameters' per-task gradients
         itself (sum; representation-level methods), so conflicts are measured apart."""
         return self.level != PARAMETERS and bool(self.shared) and self.k > 1
+
+
+def representation_gradients(tape: tf.GradientTape, effective: tf.Tensor,
+                             representation: Sequence[tf.Tensor], shared: Sequence,
+                             combination: GradientCombination, seed: tf.Tensor, ctx,
+                             vectorised: bool = False) -> list:
+    """This replica's gradients of ``shared`` for ``combination`` run on the gradients of
+    the shared ``representation`` (the tensors the tape recorded at the shared/task
+    boundary): K backward passes through the heads give this replica's [K, N]
+    representation gradients, then one backward pass through the trunk.
+
+    - Gram-based: beta = task_weights(Gram summed over replicas, seed), identical on
+      every replica; returns the gradient of sum_k beta_k effective_k.
+    - elementwise: the combination of this replica's own rows (exact: each coordinate
+      belongs to one of its examples), reshaped to the representation's tensors and
+      back-propagated as their cotangent.
+    Summed over replicas (as ``apply_gradients`` does) this is the global update.
+    """
+    k = effective.shape[0]
+    local = per_task_gradients(tape, effective, representation, k, vectorised)
+    if combination.gram_based() and not combination.elementwise:
+        gram = ctx.all_reduce(_SUM, tf.matmul(local, local, transpose_b=True))
+        beta = tf.stop_gradient(combination.task_weights(gram, seed))
+        return tape.gradient(effective, list(shared), output_gradients=beta)
+    combined = tf.stop_gradient(combination.combine(local, seed))
+    sizes = [tf.size(r) for r in representation]
+    pieces = tf.split(combined, tf.stack(sizes), num=len(sizes))
+    cotangents = [tf.reshape(p, tf.shape(r)) for p, r in zip(pieces, representation)]
+    return tape.gradient(list(representation), list(shared), output_gradients=cotangents)
 
 
 def per_task_gradients(tape: tf.GradientTape, targets: tf.Tensor, sources: Sequence, k: int,

@@ -51,6 +51,10 @@ class TrainerConfig:
     # How per-task gradients are formed: "backward" (K vector-Jacobian products of
     # one forward pass) or "jacobian" (one pfor-vectorised Jacobian); same numbers.
     per_task_gradients: str = "backward"
+    # Which per-task gradients the combination acts on: "parameters" (of the shared
+    # parameters) or "representation" (of the shared representation: K backward passes
+    # through the heads only, one through the trunk). Changes nothing with `sum`.
+    surgery_level: str = combination.PARAMETERS
     checkpoint_every: int = 500  # 0: only at the end
     # Model selection on the validation split (models/early_stopping.py): every
     # ``eval_every`` steps and at the last step, the weighted mean over the trained
@@ -93,6 +97,11 @@ class TrainerConfig:
             try:
                 registry.params(getattr(self, method), getattr(self, params))
             except InputError as e:  # the registry names the method or the parameter
+                add(e.field, e.message)
+        if self.combine in combination.names():
+            try:
+                combination.REGISTRY.get(self.combine).level_at(self.surgery_level)
+            except InputError as e:
                 add(e.field, e.message)
         if self.per_task_gradients not in PER_TASK_GRADIENTS:
             add("per_task_gradients", f"must be one of {', '.join(PER_TASK_GRADIENTS)}, "
@@ -165,11 +174,13 @@ class TrainerConfig:
 
     def for_task_count(self, count: int) -> "TrainerConfig":
         """The one rule for training a single task: with one task there is nothing to
-        weigh or combine, so uniform weighting and the plain sum."""
+        weigh or combine, so uniform weighting and the plain sum (at the default surgery
+        level, where the sum runs the same, so a baseline keeps its cache)."""
         if count != 1:
             return self
         return dataclasses.replace(self, weighting="uniform", weighting_params={},
-                                   combine="sum", combine_params={})
+                                   combine="sum", combine_params={},
+                                   surgery_level=combination.PARAMETERS)
 
     def baseline_for(self, task: str) -> "TrainerConfig":
         """The single-task baseline of ``task``: the same family, widths, data, batch,

@@ -187,3 +187,57 @@ def test_an_epoch_budget_becomes_steps_rounded_up():
 def test_a_bad_epoch_budget_is_refused_naming_the_field(value):
     with pytest.raises(TrainerConfigError, match="trainer.train_epochs: must be a positive number"):
         TrainerConfig(train_epochs=value)
+
+
+def test_the_surgery_level_comes_from_every_source_and_reaches_the_step():
+    from tfx_mtl import cli
+    args = cli.build_parser().parse_args(["run", "--combine", "pcgrad",
+                                          "--surgery-level", "representation"])
+    options = cli_options.trainer_options(args)
+    assert options["surgery_level"] == "representation"
+    spec = task_spec.parse({**_yaml_spec(), "trainer": {"combine": "pcgrad",
+                                                        "surgery_level": "representation"}})
+    for config in (checked_trainer_config(options, SPEC), checked_trainer_config({}, spec)):
+        assert config.surgery_level == "representation"
+        network = families.build(SPEC, {}, None, config.architecture)
+        loop = TrainingLoop(network, SPEC, {t.name: (0.0, 1.0) for t in SPEC.tasks}, config)
+        assert loop.step.level == combination.REPRESENTATION
+    assert TrainerConfig().surgery_level == combination.PARAMETERS  # the default
+    # mgda_ub forces its level; sum forms no per-task gradients at either level.
+    network = families.build(SPEC, {}, None, TrainerConfig().architecture)
+    loop = TrainingLoop(network, SPEC, {t.name: (0.0, 1.0) for t in SPEC.tasks},
+                        TrainerConfig(combine="mgda_ub"))
+    assert loop.step.level == combination.REPRESENTATION
+    assert TrainerConfig(combine="sum", surgery_level="representation").combine == "sum"
+
+
+def test_a_bad_surgery_level_is_refused_naming_the_field_and_the_method(monkeypatch):
+    with pytest.raises(TrainerConfigError, match="trainer.surgery_level: must be one of "
+                                                 "parameters, representation, got 'layer'"):
+        TrainerConfig(surgery_level="layer")
+
+    class ParametersOnly(combination.GradientCombination):
+        name = "parameters_only"
+        representation_level = False
+
+        def combine(self, G, seed=None):
+            return G[0]
+
+    monkeypatch.setitem(combination.REGISTRY._methods, ParametersOnly.name, ParametersOnly)
+    assert TrainerConfig(combine="parameters_only").surgery_level == "parameters"
+    with pytest.raises(TrainerConfigError, match="trainer.surgery_level: gradient combination "
+                                                 "'parameters_only' cannot run at "
+                                                 "representation level"):
+        TrainerConfig(combine="parameters_only", surgery_level="representation")
+    # An unknown method is reported once, as the method's problem.
+    with pytest.raises(TrainerConfigError) as err:
+        TrainerConfig(combine="nope", surgery_level="representation")
+    assert [field for field, _ in err.value.problems] == ["trainer.combine"]
+
+
+def test_a_baseline_trains_at_the_default_surgery_level():
+    # One task: the plain sum, the same at either level; so the baseline's config (and
+    # its checkpoint key and cache) does not change with the multi-task model's level.
+    config = TrainerConfig(combine="pcgrad", surgery_level="representation")
+    assert config.baseline_for("task_1") == TrainerConfig(combine="pcgrad").baseline_for("task_1")
+    assert TrainerConfig.from_dict(config.to_dict()) == config

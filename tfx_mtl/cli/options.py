@@ -149,6 +149,12 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--combine-param", dest="combine_params", action="append",
                    type=assignment, metavar="NAME=VALUE",
                    help="a parameter of the combination, e.g. c=0.4 (repeatable)")
+    g.add_argument("--surgery-level", dest="surgery_level",
+                   choices=("parameters", "representation"),
+                   help="which per-task gradients the combination acts on: of the shared "
+                        "parameters (default) or of the shared representation (K backward "
+                        "passes through the heads only, one through the trunk); nothing "
+                        "changes with sum")
     g.add_argument("--learning-rate", type=positive_number,
                    help="Adam's learning rate (default 1e-3)")
     g.add_argument("--seed", type=non_negative_int, help="random seed (default 42)")
@@ -184,8 +190,8 @@ def trainer_options(args: argparse.Namespace) -> dict:
             if key.startswith("arch_") and value is not None}
     if arch:
         options["architecture"] = arch
-    for key in ("tasks", "weighting", "combine", "learning_rate", "seed", "checkpoint_every",
-                "log_every", "eval_every", "early_stopping_patience"):
+    for key in ("tasks", "weighting", "combine", "surgery_level", "learning_rate", "seed",
+                "checkpoint_every", "log_every", "eval_every", "early_stopping_patience"):
         if getattr(args, key, None) is not None:
             options[key] = getattr(args, key)
     for key, option in (("weighting_params", "--weighting-param"),

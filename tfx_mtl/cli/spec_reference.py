@@ -88,6 +88,8 @@ MEANINGS = {
     "trainer.weighting_params": "the weighting's parameters",
     "trainer.combine": "a registered gradient combination (docs/models_and_methods.md)",
     "trainer.combine_params": "the combination's parameters",
+    "trainer.surgery_level": "`parameters` or `representation`: the per-task gradients the "
+                             "combination acts on (`--surgery-level`; docs/models_and_methods.md)",
     "trainer.per_task_gradients": "`backward` (K vector-Jacobian products) or `jacobian` (one "
                                   "vectorised Jacobian); same numbers",
     "trainer.train_epochs": "the step budget in passes over the train split (`--train-epochs`); "
