@@ -12,11 +12,12 @@ import pytest
 
 pytestmark = pytest.mark.subprocess  # two logical CPU devices need a fresh process
 
-# (architecture, weighting, combine): surgery, learned weights and MGDA-UB's
-# representation path all reduce across replicas differently.
+# (architecture, weighting, combine[, surgery level]): surgery, learned weights and the
+# representation level (its Gram matrix summed over replicas) all reduce across replicas
+# differently.
 CASES = [("shared_bottom", "uniform", "sum"), ("mmoe", "uncertainty", "pcgrad"),
          ("ple", "gradnorm", "cagrad"), ("shared_bottom", "dwa", "mgda_ub"),
-         ("cross_stitch", "uniform", "mgda")]
+         ("cross_stitch", "uniform", "mgda"), ("mmoe", "uniform", "pcgrad", "representation")]
 STEPS = 5
 # float32 sums in a different order across replicas differ by a few ulps per
 # step; measured up to 2.3e-7 after 5 steps (parameters of size ~1).
@@ -40,12 +41,12 @@ def _compare() -> dict:
     # Task 3 has no label on a third of the rows: masked means must use global counts.
     arrays = synthetic_input.transformed(synth.sample(config), spec, {"task_3": range(0, 256, 3)})
     results = {}
-    for arch, weighting, combine in CASES:
+    for arch, weighting, combine, *level in CASES:
         params, losses = [], []
         for strategy in (tf.distribute.get_strategy(), distribution.strategy()):
             trainer_config = TrainerConfig.from_dict({
                 "learning_rate": 0.01, "log_every": 100, "weighting": weighting,
-                "combine": combine,
+                "combine": combine, "surgery_level": level[0] if level else "parameters",
                 "architecture": {"name": arch, "hidden_units": [16], "tower_units": [8],
                                  "experts": 2}})
             tf.keras.utils.set_random_seed(3)
@@ -58,7 +59,7 @@ def _compare() -> dict:
             params.append([v.numpy() for v in network.model.trainable_variables])
             losses.append(result.losses)
             replicas = result.replicas
-        results[f"{arch}/{weighting}/{combine}"] = {
+        results["/".join((arch, weighting, combine, *level))] = {
             "replicas": replicas,
             "max_param_diff": max(float(np.abs(a - b).max()) for a, b in zip(*params)),
             "max_param_change": max(float(np.abs(a - b).max())

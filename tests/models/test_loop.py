@@ -24,26 +24,57 @@ def _eval_losses(loop, spec, arrays):
     return {task: metrics[eval_metrics.LOSS] for task, metrics in loop.evaluator([batch]).items()}
 
 
-# Every architecture x every registered weighting x every registered combination.
-COMBINATIONS = [(a, w, c) for a in architecture.ARCHITECTURES
-                for w in weighting_lib.names() for c in combination.names()]
+def _levels(combine):
+    """The distinct levels ``combine`` runs at: the sum forms no per-task gradients (one
+    level does), mgda_ub forces its own."""
+    method = combination.REGISTRY.get(combine)
+    if not method.needs_task_gradients:
+        return (combination.PARAMETERS,)
+    return tuple(dict.fromkeys(method.level_at(level) for level in combination.levels(combine)))
+
+
+# Every architecture x every registered weighting (with sum), and every architecture x
+# every registered combination (with uniform) at each level it runs at; plus cross pairs
+# of a learned weighting with a gradient method. All read off the registries.
+METHODS = sorted(
+    {(a, w, "sum", combination.PARAMETERS)
+     for a in architecture.ARCHITECTURES for w in weighting_lib.names()}
+    | {(a, "uniform", c, level) for a in architecture.ARCHITECTURES
+       for c in combination.names() for level in _levels(c)}
+    | {(a, w, c, level) for a, (w, c) in zip(architecture.ARCHITECTURES, [
+        ("uncertainty", "pcgrad"), ("gradnorm", "cagrad"), ("dwa", "mgda"),
+        ("uncertainty", "mgda_ub")]) for level in _levels(c)},
+    key=lambda m: (architecture.ARCHITECTURES.index(m[0]), m[1:]))
 # A diagonal in the fast tier; the rest of the grid is marked `grid` (make test runs it).
-FAST = {("shared_bottom", "uniform", "sum"), ("mmoe", "uncertainty", "pcgrad")}
+FAST = {("shared_bottom", "uniform", "sum", combination.PARAMETERS),
+        ("mmoe", "uncertainty", "pcgrad", combination.PARAMETERS),
+        ("ple", "uniform", "pcgrad", combination.REPRESENTATION)}
 
 
-@pytest.mark.parametrize("arch,weighting,combine", [
-    pytest.param(*c, marks=() if c in FAST else pytest.mark.grid) for c in COMBINATIONS])
-def test_every_method_trains_and_reduces_every_task_loss(arch, weighting, combine):
+@pytest.mark.parametrize("arch,weighting,combine,level", [
+    pytest.param(*m, marks=() if m in FAST else pytest.mark.grid, id="-".join(m))
+    for m in METHODS])
+def test_every_method_trains_and_reduces_every_task_loss(arch, weighting, combine, level):
     spec, arrays = _data(tasks=3, task_types=("regression", "binary", "regression"))
-    loop = _loop(spec, arrays, weighting=weighting, combine=combine,
+    loop = _loop(spec, arrays, weighting=weighting, combine=combine, surgery_level=level,
                  weighting_params={"period": 5} if weighting == "dwa" else {},
                  architecture={"name": arch, "levels": 2 if arch == "ple" else 1})
     before = _eval_losses(loop, spec, arrays)
     result = loop.fit(synthetic_input.dataset(arrays, 64, shuffle_seed=0), 40)
     after = _eval_losses(loop, spec, arrays)
-    assert result.steps == 40 and result.weighting == weighting and result.combine == combine
+    assert (result.steps, result.weighting, result.combine, result.surgery_level) == (
+        40, weighting, combine, level)
     assert all(after[t] < before[t] for t in spec.task_names), (before, after)
     assert all(np.isfinite(v) and v > 0 for v in result.weights.values()), result.weights
+
+
+def test_the_grid_covers_every_registered_method_at_every_level():
+    assert {m[1] for m in METHODS} == set(weighting_lib.names())
+    for combine in combination.names():
+        assert {m[3] for m in METHODS if m[2] == combine} == set(_levels(combine)), combine
+    assert _levels("pcgrad") == (combination.PARAMETERS, combination.REPRESENTATION)
+    assert _levels("mgda_ub") == (combination.REPRESENTATION,)
+    assert _levels("sum") == (combination.PARAMETERS,)
 
 
 def test_single_task_model_trains_its_one_task():
