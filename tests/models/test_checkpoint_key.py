@@ -67,7 +67,8 @@ def test_the_same_training_gets_the_same_key_wherever_its_root_is(tmp_path):
 
 
 @pytest.mark.parametrize("change", [
-    "seed", "batch_size", "tasks", "architecture", "checkpoint_every", "code_version",
+    "seed", "batch_size", "tasks", "architecture", "surgery_level", "checkpoint_every",
+    "code_version",
     "spec", "train_steps", "eval_steps", "replicas", "strategy", "transform_graph_uri",
     "examples_uri", "examples_content", "examples_new_file", "graph_content"])
 def test_anything_that_determines_the_training_changes_the_key(tmp_path, change):
@@ -80,6 +81,8 @@ def test_anything_that_determines_the_training_changes_the_key(tmp_path, change)
         "tasks": lambda: dict(custom_config=_with_trainer(tmp_path, tasks=["fare"])),
         "architecture": lambda: dict(custom_config=_with_trainer(
             tmp_path, architecture={**config["trainer"]["architecture"], "name": "mmoe"})),
+        "surgery_level": lambda: dict(custom_config=_with_trainer(
+            tmp_path, surgery_level="representation")),
         "checkpoint_every": lambda: dict(custom_config=_with_trainer(
             tmp_path, checkpoint_every=10)),
         "code_version": lambda: dict(custom_config={**config, "code_version": "abd"}),
