@@ -114,9 +114,6 @@ _SPECIAL = {
     "tasks[].loss": lambda: _per_type(task_spec.LOSSES, first=True),
     "tasks[].metrics": lambda: _per_type(task_spec.METRICS, first=True),
     "tasks[].metrics[].name": REQUIRED,
-    "tasks[].metrics[].k": "`top_k_accuracy`: the label among the k most probable classes",
-    "tasks[].metrics[].class": "multiclass `precision`/`recall`: the class, as the label column "
-                               "holds it (reported as `recall[<class>]`)",
     "tasks[].metrics[].k": lambda: f"`{task_spec.DEFAULT_TOP_K}`",
     "tasks[].metrics[].class": "*required* for those",
     "tasks[].metrics[].lower_bound": "none",
