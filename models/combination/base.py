@@ -63,8 +63,14 @@ class GradientCombination:
     def combine(self, G: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
         """[P] the shared parameters' update from the task gradients ``G`` [K, P].
 
-        ``seed`` [2] (int, e.g. (run seed, step)) for methods that draw at random."""
-        raise NotImplementedError
+        ``seed`` [2] (int, e.g. (run seed, step)) for methods that draw at random.
+        Default, for a Gram-based method (one that overrides :meth:`task_weights`):
+        ``G^T task_weights(G G^T, seed)``."""
+        if type(self).task_weights is GradientCombination.task_weights:
+            raise NotImplementedError(f"{self.name} implements neither combine nor task_weights")
+        G = as_matrix(G)
+        weights = self.task_weights(tf.matmul(G, G, transpose_b=True), seed)
+        return tf.linalg.matvec(G, weights, transpose_a=True)
 
     def task_weights(self, gram: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
         """[K] alpha such that the update is alpha^T G, from the Gram matrix G G^T alone."""
