@@ -41,7 +41,10 @@ def test_each_method_declares_what_the_step_computes_for_it():
                        combination.REGISTRY.get(name).level) for name in combination.names()}
     assert declared == {"sum": (False, base.PARAMETERS), "pcgrad": (True, base.PARAMETERS),
                         "cagrad": (True, base.PARAMETERS), "mgda": (True, base.PARAMETERS),
-                        "mgda_ub": (True, base.REPRESENTATION)}
+                        "mgda_ub": (True, base.REPRESENTATION),
+                        "nash_mtl": (True, base.PARAMETERS), "upgrad": (True, base.PARAMETERS),
+                        "aligned_mtl": (True, base.PARAMETERS),
+                        "imtl_g": (True, base.PARAMETERS)}
 
 
 def test_task_weights_reproduce_the_combination_from_the_gram_matrix():
