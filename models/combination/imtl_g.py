@@ -20,7 +20,7 @@ SINGULAR = 1e-10
 def imtl_g_weights(gram: tf.Tensor) -> tf.Tensor:
     """IMTL-G's alpha [K] (summing to 1) from the Gram matrix M = G G^T alone.
 
-    Liu et al. (ICLR 2021), Sec. 3.2: the update g = sum_k alpha_k g_k has the same
+    Liu et al. (ICLR 2021): the update g = sum_k alpha_k g_k has the same
     projection onto every unit gradient u_k = g_k / ||g_k||; with the rows D_k = g_1 - g_k
     and U_k = u_1 - u_k (k >= 2) they solve alpha_{2..K} = g_1 U^T (D U^T)^-1 and
     alpha_1 = 1 - sum. In Gram entries (n_k = ||g_k|| = sqrt(M_kk)), g . u_k = c for all k
@@ -63,14 +63,14 @@ def imtl_g_weights(gram: tf.Tensor) -> tf.Tensor:
 
 @REGISTRY.register
 class IMTLG(GradientCombination):
-    """IMTL-G (Liu et al., ICLR 2021, Sec. 3.2): :func:`imtl_g_weights`, the update
+    """IMTL-G (Liu et al., ICLR 2021): :func:`imtl_g_weights`, the update
     sum_k alpha_k g_k (``combine`` is the base class's G^T alpha).
 
     Deviations: computed from the Gram matrix in a symmetric form (equal to the paper's
     where its matrix is regular); zero gradients and singular systems defined as stated
-    there. The paper applies it to the shared representation's gradients (level chosen
-    by ``surgery_level`` here) and pairs it with IMTL-L: ``--weighting imtl_l --combine
-    imtl_g`` is IMTL."""
+    there. The paper computes it on the gradients of the shared feature z (here:
+    ``surgery_level: representation``; the default is the parameters) and pairs it with
+    IMTL-L: ``--weighting imtl_l --combine imtl_g`` is IMTL."""
 
     name = "imtl_g"
 
