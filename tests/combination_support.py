@@ -13,3 +13,13 @@ def simplex_grid(k: int, steps: int) -> np.ndarray:
     """All points of the simplex with coordinates in multiples of 1/steps."""
     points = [p for p in itertools.product(range(steps + 1), repeat=k - 1) if sum(p) <= steps]
     return np.array([list(p) + [steps - sum(p)] for p in points], dtype=np.float64) / steps
+
+
+def assert_scale_and_permutation_equivariant(weights, G, atol=1e-9):
+    """``weights`` (a Gram matrix -> [K] function) gives the same weights when every gradient
+    is scaled by 7 (so the update scales by 7), and permuted weights for permuted tasks."""
+    G = np.asarray(G, dtype=np.float64)
+    beta = np.asarray(weights(G @ G.T))
+    np.testing.assert_allclose(np.asarray(weights(49.0 * (G @ G.T))), beta, atol=atol)
+    order = np.roll(np.arange(len(G)), 1)
+    np.testing.assert_allclose(np.asarray(weights(G[order] @ G[order].T)), beta[order], atol=atol)

@@ -1,7 +1,9 @@
 """How per-task gradients become one update: one module per method, registered by name.
 
 Registered (in this order): ``sum``, ``pcgrad`` (Yu et al., 2020), ``cagrad``
-(Liu et al., 2021), ``mgda`` and ``mgda_ub`` (Sener & Koltun, 2018). Adding one
+(Liu et al., 2021), ``mgda`` and ``mgda_ub`` (Sener & Koltun, 2018), ``nash_mtl``
+(Navon et al., 2022), ``upgrad`` (Quinton & Rey, 2024), ``aligned_mtl`` (Senushkin et al.,
+2023), ``imtl_g`` (Liu et al., 2021). Adding one
 is a module beside these, its import below, and its test: docs/development.md.
 """
 from __future__ import annotations
@@ -15,6 +17,10 @@ from tfx_mtl.models.combination import plain_sum  # noqa: F401,I001
 from tfx_mtl.models.combination import pcgrad  # noqa: F401
 from tfx_mtl.models.combination import cagrad  # noqa: F401
 from tfx_mtl.models.combination import mgda  # noqa: F401
+from tfx_mtl.models.combination import nash_mtl  # noqa: F401
+from tfx_mtl.models.combination import upgrad  # noqa: F401
+from tfx_mtl.models.combination import aligned_mtl  # noqa: F401
+from tfx_mtl.models.combination import imtl_g  # noqa: F401
 from tfx_mtl.models.combination.base import (LEVELS, PARAMETERS, REGISTRY,  # noqa: F401
                                               REPRESENTATION, GradientCombination)
 

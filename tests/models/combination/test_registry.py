@@ -40,10 +40,12 @@ def test_each_method_declares_what_the_step_computes_for_it():
     declared = {name: (combination.REGISTRY.get(name).needs_task_gradients,
                        combination.REGISTRY.get(name).gram_based(),
                        combination.REGISTRY.get(name).forced_level)
-                for name in ("sum", "pcgrad", "cagrad", "mgda", "mgda_ub")}
+                for name in combination.names()}
     assert declared == {"sum": (False, True, None), "pcgrad": (True, True, None),
                         "cagrad": (True, True, None), "mgda": (True, True, None),
-                        "mgda_ub": (True, True, base.REPRESENTATION)}
+                        "mgda_ub": (True, True, base.REPRESENTATION),
+                        **{name: (True, True, None)
+                           for name in ("nash_mtl", "upgrad", "aligned_mtl", "imtl_g")}}
     assert combination.levels("pcgrad") == (base.PARAMETERS, base.REPRESENTATION)
 
 
