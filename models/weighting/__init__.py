@@ -23,11 +23,13 @@ def names() -> tuple[str, ...]:
 
 def make(name: str, task_names: Sequence[str], task_types: Sequence[str],
          static_weights: Sequence[float] | Mapping[str, float] | None = None,
-         params: Mapping[str, Any] | None = None, **more_params) -> Weighting:
+         params: Mapping[str, Any] | None = None, seed: int = 0,
+         **more_params) -> Weighting:
     """The weighting ``name`` for these tasks, with its parameters (a mapping, or keywords).
 
     ``static_weights``: the spec's per-task weights, a sequence aligned with
     ``task_names`` or a mapping name -> weight (missing: 1.0; None: all 1.0).
+    ``seed``: the run seed, which random weightings draw from.
     """
     method = REGISTRY.get(name)
     task_names, task_types = tuple(task_names), tuple(task_types)
@@ -43,7 +45,7 @@ def make(name: str, task_names: Sequence[str], task_types: Sequence[str],
                              f"(one of: {', '.join(TASK_TYPES)})")
     weights = _static_weights(static_weights, task_names)
     return method(task_names, task_types, weights,
-                  REGISTRY.params(name, {**dict(params or {}), **more_params}))
+                  REGISTRY.params(name, {**dict(params or {}), **more_params}), seed=seed)
 
 
 def _number(value: Any) -> bool:

@@ -8,18 +8,19 @@ from tfx_mtl.models import weighting
 
 NAMES = ("a", "b")
 TYPES = ("regression", "binary")
+ONES = tf.ones([2])  # the raw losses, where the weights do not depend on them
 
 
 def test_uniform_uses_the_static_weights():
     w = weighting.make("uniform", NAMES, TYPES, [2.0, 0.5])
-    weights, reg = w.terms()
+    weights, reg = w.terms(ONES)
     np.testing.assert_array_equal(weights.numpy(), [2.0, 0.5])
     np.testing.assert_array_equal(reg.numpy(), [0.0, 0.0])
     assert not w.trainable_variables and not w.needs_grad_norms
     w.update(tf.constant([1.0, 1.0]))
-    np.testing.assert_array_equal(w.weights_for_logging().numpy(), [2.0, 0.5])
+    np.testing.assert_array_equal(w.weights_for_logging(ONES).numpy(), [2.0, 0.5])
     default = weighting.make("uniform", NAMES, TYPES)
-    np.testing.assert_array_equal(default.terms()[0].numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(default.terms(ONES)[0].numpy(), [1.0, 1.0])
 
 
 @pytest.mark.parametrize("name", weighting.names())
@@ -33,9 +34,9 @@ def test_modules_under_mirrored_strategy_and_tf_function(name):
     @tf.function
     def step(losses, norms):
         def replica(losses, norms):
-            weights, reg = w.terms()
+            weights, reg = w.terms(losses)
             w.update(losses, norms)
-            return weights * losses + reg, w.weights_for_logging()
+            return weights * losses + reg, w.weights_for_logging(losses)
         return strategy.run(replica, args=(losses, norms))
 
     effective, logged = step(tf.constant([2.0, 1.0]), tf.constant([2.0, 1.0]))
@@ -62,13 +63,13 @@ def test_checkpoint_round_trip(tmp_path):
     tf.train.Checkpoint(weighting=restored).restore(path).assert_consumed()
     for a, b in zip(saved.variables, restored.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    np.testing.assert_allclose(restored.weights_for_logging().numpy(), [0.8756470, 1.1243530],
+    np.testing.assert_allclose(restored.weights_for_logging(ONES).numpy(), [0.8756470, 1.1243530],
                                rtol=1e-6)
     # and it carries on from the saved half period: [5, 5] + [1, 1] ends p2 = [3, 3];
     # r = p2 / p1 = [3 / 1, 3 / 2] = [3, 1.5]; T = 2: w = 2 softmax([1.5, 0.75])
     # = [2 / (1 + exp(-0.75)), 2 / (1 + exp(0.75))] = [1.3583574, 0.6416426]
     restored.update(tf.constant([1.0, 1.0]))
-    np.testing.assert_allclose(restored.weights_for_logging().numpy(), [1.3583574, 0.6416426],
+    np.testing.assert_allclose(restored.weights_for_logging(ONES).numpy(), [1.3583574, 0.6416426],
                                rtol=1e-6)
 
     g_saved = weighting.make("gradnorm", NAMES, TYPES)
