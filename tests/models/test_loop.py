@@ -96,7 +96,8 @@ def test_a_non_finite_loss_stops_training_naming_task_and_step():
         loop.fit(synthetic_input.dataset(arrays, 32, repeat=False), 10)
 
 
-@pytest.mark.parametrize("weighting,combine", [("dwa", "pcgrad"), ("uncertainty", "cagrad")])
+@pytest.mark.parametrize("weighting,combine", [("dwa", "pcgrad"), ("uncertainty", "cagrad"),
+                                               ("famo", "sum"), ("rlw", "sum")])
 def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path, weighting, combine):
     spec, arrays = _data(tasks=2)
     options = dict(weighting=weighting, combine=combine, checkpoint_every=6,

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfx_mtl.models import weighting
+from tfx_mtl.models.weighting import rlw
 
 NAMES = ("a", "b")
 TYPES = ("regression", "binary")
@@ -46,6 +47,17 @@ def test_modules_under_mirrored_strategy_and_tf_function(name):
         "uncertainty": ([1.0, 1.0], [0.5, 1.0]),
         "gradnorm": ([2.0, 1.0], [0.8421053, 1.1578947]),
         "dwa": ([2.0, 1.0], [1.0, 1.0]),
+        # xi = 0, L = [2, 1]: 2 c z / L = [2/3, 4/3]; the first update only records L
+        "famo": ([4 / 3, 4 / 3], [2 / 3, 4 / 3]),
+        # the draws of steps 0 and 1 of run seed 0 (the counter advances in update)
+        "rlw": tuple(rlw.rlw_weights(rlw.rlw_draw(2, tf.constant([0, s], tf.int64))).numpy()
+                     * ([2.0, 1.0], [1.0, 1.0])[s] for s in (0, 1)),
+        # GLS = sqrt(2): w = GLS / L = [0.7071068, 1.4142136]
+        "gls": ([1.4142136, 1.4142136], [0.7071068, 1.4142136]),
+        # s = 0: w = e^0 = 1, r = -0
+        "imtl_l": ([2.0, 1.0], [1.0, 1.0]),
+        # 1 / (L + 1e-8)
+        "db_mtl": ([1.0, 1.0], [0.5, 1.0]),
     }[name]
     np.testing.assert_allclose(effective.numpy(), expected[0], rtol=1e-6)
     np.testing.assert_allclose(logged.numpy(), expected[1], rtol=1e-6)
@@ -83,7 +95,8 @@ def test_checkpoint_round_trip(tmp_path):
 
 def test_make_rejects_bad_input():
     with pytest.raises(ValueError, match="unknown weighting 'magic' \\(one of: uniform, "
-                                         "uncertainty, gradnorm, dwa\\)"):
+                                         "uncertainty, gradnorm, dwa, famo, rlw, gls, "
+                                         "imtl_l, db_mtl\\)"):
         weighting.make("magic", NAMES, TYPES)
     with pytest.raises(ValueError, match="weighting 'dwa': unknown parameter 'alpha' "
                                          "\\(allowed: period, temperature\\)"):
