@@ -301,13 +301,14 @@ def test_the_cli_compiles_and_lists_the_parameters(tmp_path, capsys):
 
 
 def test_run_values_the_trainer_would_refuse_are_named():
+    from tfx_mtl.models import weighting
     assert compiler.run_value_problems({"architecture": "ple", "weighting": "dwa",
                                         "combine": "cagrad", "train_steps": 5,
                                         "data_root": "gs://b/d", "other": "x"}) == []
     assert compiler.run_value_problems({"weighting": "nope", "combine": "avg",
                                         "architecture": "single_task", "train_steps": -1}) == [
         ("architecture", "'single_task' is not one of shared_bottom, mmoe, ple, cross_stitch"),
-        ("weighting", "'nope' is not one of uniform, uncertainty, gradnorm, dwa"),
+        ("weighting", f"'nope' is not one of {', '.join(weighting.names())}"),
         ("combine", "'avg' is not one of sum, pcgrad, cagrad, mgda, mgda_ub"),
         ("train_steps", "must be a positive integer, got -1")]
 
