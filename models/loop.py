@@ -138,7 +138,7 @@ class TrainingLoop:
                 network.model, network.last_shared_variables(), spec.task_names, self.strategy)
             self.weighting = weighting_lib.make(
                 config.weighting, spec.task_names, [t.type for t in spec.tasks],
-                [t.weight for t in spec.tasks], config.weighting_params)
+                [t.weight for t in spec.tasks], config.weighting_params, seed=config.seed)
             self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
             self.optimizer.build(list(self.partition.shared) + list(self.partition.task_specific)
                                  + list(self.weighting.trainable_variables))

@@ -5,7 +5,9 @@ Per step, on each replica:
    normalised by the task's labelled count in the *global* batch (so summing
    over replicas gives exactly the single-device loss); a task with class
    weights sums its examples' weighted losses, still over that count;
-2. the weighting's effective losses ``l_k = w_k * L_k + r_k``;
+2. the weighting's effective losses ``l_k = w_k * L_k + r_k``, its terms given the
+   global raw losses (all-reduced, stop-gradient: loss-dependent weights see the
+   global batch, and every replica weighs alike);
 3. gradients: task-specific parameters get the gradient of ``sum_k l_k``
    (only their own task reaches them); the shared parameters get what the
    combination method asks for (:class:`~tfx_mtl.models.combination.base.GradientCombination`):
@@ -137,10 +139,10 @@ class MultiTaskStep:
         with tf.GradientTape(persistent=True) as tape:
             raw, representation = self._forward(batch, training=True)
             losses = self._task_losses(raw, batch, counts)
-            weights, regulariser = self.weighting.terms()
+            global_losses = ctx.all_reduce(_SUM, tf.stop_gradient(losses))
+            weights, regulariser = self.weighting.terms(global_losses)
             effective = weights * losses + regulariser / replicas
             total = tf.reduce_sum(effective)
-        global_losses = ctx.all_reduce(_SUM, losses)
         norms = None
 
         seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
@@ -169,7 +171,7 @@ class MultiTaskStep:
 
         self.optimizer.apply_gradients(zip(_fill(grads, self.variables), self.variables))
         self.weighting.update(global_losses, norms)
-        return global_losses, self.weighting.weights_for_logging()
+        return global_losses, self.weighting.weights_for_logging(global_losses)
 
     def replica_diagnose(self, batch):
         """Measures gradient conflicts without training (when the step does not form the
@@ -180,12 +182,13 @@ class MultiTaskStep:
         with tf.GradientTape(persistent=True) as tape:
             raw = self.network.model(self._inputs(batch), training=False)
             losses = self._task_losses(raw, batch, counts)
-            weights, regulariser = self.weighting.terms()
+            global_losses = ctx.all_reduce(_SUM, tf.stop_gradient(losses))
+            weights, regulariser = self.weighting.terms(global_losses)
             effective = weights * losses + regulariser / replicas
         matrix = ctx.all_reduce(_SUM, per_task_gradients(tape, effective, self.shared, self.k,
                                                          self.vectorised))
         self.stats.update(cosine_matrix(matrix))
-        return ctx.all_reduce(_SUM, losses)
+        return global_losses
 
     @property
     def measures_on_logging_steps(self) -> bool:

@@ -1,7 +1,9 @@
 """How the task losses are weighted: one module per method, registered by name.
 
 Registered (in this order): ``uniform``, ``uncertainty`` (Kendall et al., 2018),
-``gradnorm`` (Chen et al., 2018), ``dwa`` (Liu et al., 2019). Adding one is a
+``gradnorm`` (Chen et al., 2018), ``dwa`` (Liu et al., 2019), ``famo`` (Liu et al.,
+2023), ``rlw`` (Lin et al., 2022), ``gls`` (Chennupati et al., 2019), ``imtl_l`` (Liu
+et al., 2021), ``db_mtl`` (the loss part of Lin et al., 2023). Adding one is a
 module beside these, its import below, and its test: docs/development.md.
 """
 from __future__ import annotations
@@ -13,6 +15,11 @@ from tfx_mtl.models.weighting import uniform  # noqa: F401,I001
 from tfx_mtl.models.weighting import uncertainty  # noqa: F401
 from tfx_mtl.models.weighting import gradnorm  # noqa: F401
 from tfx_mtl.models.weighting import dwa  # noqa: F401
+from tfx_mtl.models.weighting import famo  # noqa: F401
+from tfx_mtl.models.weighting import rlw  # noqa: F401
+from tfx_mtl.models.weighting import gls  # noqa: F401
+from tfx_mtl.models.weighting import imtl_l  # noqa: F401
+from tfx_mtl.models.weighting import db_mtl  # noqa: F401
 from tfx_mtl.models.weighting.base import REGISTRY, Weighting
 from tfx_mtl.task_spec import TASK_TYPES
 
@@ -23,11 +30,13 @@ def names() -> tuple[str, ...]:
 
 def make(name: str, task_names: Sequence[str], task_types: Sequence[str],
          static_weights: Sequence[float] | Mapping[str, float] | None = None,
-         params: Mapping[str, Any] | None = None, **more_params) -> Weighting:
+         params: Mapping[str, Any] | None = None, seed: int = 0,
+         **more_params) -> Weighting:
     """The weighting ``name`` for these tasks, with its parameters (a mapping, or keywords).
 
     ``static_weights``: the spec's per-task weights, a sequence aligned with
     ``task_names`` or a mapping name -> weight (missing: 1.0; None: all 1.0).
+    ``seed``: the run seed, which random weightings (``rlw``) draw from.
     """
     method = REGISTRY.get(name)
     task_names, task_types = tuple(task_names), tuple(task_types)
@@ -43,7 +52,7 @@ def make(name: str, task_names: Sequence[str], task_types: Sequence[str],
                              f"(one of: {', '.join(TASK_TYPES)})")
     weights = _static_weights(static_weights, task_names)
     return method(task_names, task_types, weights,
-                  REGISTRY.params(name, {**dict(params or {}), **more_params}))
+                  REGISTRY.params(name, {**dict(params or {}), **more_params}), seed=seed)
 
 
 def _number(value: Any) -> bool:

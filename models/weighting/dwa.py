@@ -42,8 +42,8 @@ class DWA(Weighting):
     name = "dwa"
     Params = DWAParams
 
-    def __init__(self, task_names, task_types, static_weights, params=None):
-        super().__init__(task_names, task_types, static_weights, params)
+    def __init__(self, task_names, task_types, static_weights, params=None, seed=0):
+        super().__init__(task_names, task_types, static_weights, params, seed)
         self.dwa = tf.Variable(tf.ones([self.k]), name="dwa_weights", **STATE)
         self.loss_sum = tf.Variable(tf.zeros([self.k]), name="loss_sum", **STATE)
         self.steps_in_period = tf.Variable(0, dtype=tf.int64, name="steps_in_period", **STATE)
@@ -52,7 +52,7 @@ class DWA(Weighting):
         self.before_previous = tf.Variable(tf.zeros([self.k]), name="before_previous_mean",
                                            **STATE)
 
-    def terms(self):
+    def terms(self, losses):
         return self._static() * self.dwa, tf.zeros([self.k])
 
     def update(self, losses, grad_norms=None):

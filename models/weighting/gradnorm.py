@@ -61,8 +61,8 @@ class GradNorm(Weighting):
     Params = GradNormParams
     needs_grad_norms = True
 
-    def __init__(self, task_names, task_types, static_weights, params=None):
-        super().__init__(task_names, task_types, static_weights, params)
+    def __init__(self, task_names, task_types, static_weights, params=None, seed=0):
+        super().__init__(task_names, task_types, static_weights, params, seed)
         if not sum(self.static_weights) > 0:
             raise ValueError("static_weights: gradnorm needs a positive sum to normalise, "
                              f"got {list(self.static_weights)}")
@@ -71,7 +71,7 @@ class GradNorm(Weighting):
                                         name="task_weights", **STATE)
         self.initial_losses = tf.Variable(tf.zeros([self.k]), name="initial_losses", **STATE)
 
-    def terms(self):
+    def terms(self, losses):
         return tf.convert_to_tensor(self.task_weights), tf.zeros([self.k])
 
     def update(self, losses, grad_norms=None):

@@ -31,12 +31,12 @@ class Uncertainty(Weighting):
 
     name = "uncertainty"
 
-    def __init__(self, task_names, task_types, static_weights, params=None):
-        super().__init__(task_names, task_types, static_weights, params)
+    def __init__(self, task_names, task_types, static_weights, params=None, seed=0):
+        super().__init__(task_names, task_types, static_weights, params, seed)
         self.log_variances = tf.Variable(tf.zeros([self.k]), trainable=True, name="log_variances")
         self._is_regression = tuple(t == "regression" for t in self.task_types)
 
-    def terms(self):
+    def terms(self, losses):
         weights, regulariser = uncertainty_terms(self.log_variances, self._is_regression)
         static = self._static()
         return static * weights, static * regulariser

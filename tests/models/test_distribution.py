@@ -17,7 +17,11 @@ pytestmark = pytest.mark.subprocess  # two logical CPU devices need a fresh proc
 # differently.
 CASES = [("shared_bottom", "uniform", "sum"), ("mmoe", "uncertainty", "pcgrad"),
          ("ple", "gradnorm", "cagrad"), ("shared_bottom", "dwa", "mgda_ub"),
-         ("cross_stitch", "uniform", "mgda"), ("mmoe", "uniform", "pcgrad", "representation")]
+         ("cross_stitch", "uniform", "mgda"), ("mmoe", "uniform", "pcgrad", "representation"),
+         # loss-dependent and random weightings: every replica must weigh by the
+         # global losses and draw the same weights
+         ("mmoe", "famo", "sum"), ("shared_bottom", "db_mtl", "pcgrad"),
+         ("cross_stitch", "rlw", "sum")]
 STEPS = 5
 # float32 sums in a different order across replicas differ by a few ulps per
 # step; measured up to 2.3e-7 after 5 steps (parameters of size ~1).

@@ -5,21 +5,23 @@ import pytest
 import tensorflow as tf
 
 from tfx_mtl.models import weighting
+from tfx_mtl.models.weighting import rlw
 
 NAMES = ("a", "b")
 TYPES = ("regression", "binary")
+ONES = tf.ones([2])  # the raw losses, where the weights do not depend on them
 
 
 def test_uniform_uses_the_static_weights():
     w = weighting.make("uniform", NAMES, TYPES, [2.0, 0.5])
-    weights, reg = w.terms()
+    weights, reg = w.terms(ONES)
     np.testing.assert_array_equal(weights.numpy(), [2.0, 0.5])
     np.testing.assert_array_equal(reg.numpy(), [0.0, 0.0])
     assert not w.trainable_variables and not w.needs_grad_norms
     w.update(tf.constant([1.0, 1.0]))
-    np.testing.assert_array_equal(w.weights_for_logging().numpy(), [2.0, 0.5])
+    np.testing.assert_array_equal(w.weights_for_logging(ONES).numpy(), [2.0, 0.5])
     default = weighting.make("uniform", NAMES, TYPES)
-    np.testing.assert_array_equal(default.terms()[0].numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(default.terms(ONES)[0].numpy(), [1.0, 1.0])
 
 
 @pytest.mark.parametrize("name", weighting.names())
@@ -33,9 +35,9 @@ def test_modules_under_mirrored_strategy_and_tf_function(name):
     @tf.function
     def step(losses, norms):
         def replica(losses, norms):
-            weights, reg = w.terms()
+            weights, reg = w.terms(losses)
             w.update(losses, norms)
-            return weights * losses + reg, w.weights_for_logging()
+            return weights * losses + reg, w.weights_for_logging(losses)
         return strategy.run(replica, args=(losses, norms))
 
     effective, logged = step(tf.constant([2.0, 1.0]), tf.constant([2.0, 1.0]))
@@ -45,6 +47,17 @@ def test_modules_under_mirrored_strategy_and_tf_function(name):
         "uncertainty": ([1.0, 1.0], [0.5, 1.0]),
         "gradnorm": ([2.0, 1.0], [0.8421053, 1.1578947]),
         "dwa": ([2.0, 1.0], [1.0, 1.0]),
+        # xi = 0, L = [2, 1]: 2 c z / L = [2/3, 4/3]; the first update only records L
+        "famo": ([4 / 3, 4 / 3], [2 / 3, 4 / 3]),
+        # the draws of steps 0 and 1 of run seed 0 (the counter advances in update)
+        "rlw": tuple(rlw.rlw_weights(rlw.rlw_draw(2, tf.constant([0, s], tf.int64))).numpy()
+                     * ([2.0, 1.0], [1.0, 1.0])[s] for s in (0, 1)),
+        # GLS = sqrt(2): w = GLS / L = [0.7071068, 1.4142136]
+        "gls": ([1.4142136, 1.4142136], [0.7071068, 1.4142136]),
+        # s = 0: w = e^0 = 1, r = -0
+        "imtl_l": ([2.0, 1.0], [1.0, 1.0]),
+        # 1 / (L + 1e-8)
+        "db_mtl": ([1.0, 1.0], [0.5, 1.0]),
     }[name]
     np.testing.assert_allclose(effective.numpy(), expected[0], rtol=1e-6)
     np.testing.assert_allclose(logged.numpy(), expected[1], rtol=1e-6)
@@ -62,13 +75,13 @@ def test_checkpoint_round_trip(tmp_path):
     tf.train.Checkpoint(weighting=restored).restore(path).assert_consumed()
     for a, b in zip(saved.variables, restored.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    np.testing.assert_allclose(restored.weights_for_logging().numpy(), [0.8756470, 1.1243530],
+    np.testing.assert_allclose(restored.weights_for_logging(ONES).numpy(), [0.8756470, 1.1243530],
                                rtol=1e-6)
     # and it carries on from the saved half period: [5, 5] + [1, 1] ends p2 = [3, 3];
     # r = p2 / p1 = [3 / 1, 3 / 2] = [3, 1.5]; T = 2: w = 2 softmax([1.5, 0.75])
     # = [2 / (1 + exp(-0.75)), 2 / (1 + exp(0.75))] = [1.3583574, 0.6416426]
     restored.update(tf.constant([1.0, 1.0]))
-    np.testing.assert_allclose(restored.weights_for_logging().numpy(), [1.3583574, 0.6416426],
+    np.testing.assert_allclose(restored.weights_for_logging(ONES).numpy(), [1.3583574, 0.6416426],
                                rtol=1e-6)
 
     g_saved = weighting.make("gradnorm", NAMES, TYPES)
@@ -82,7 +95,8 @@ def test_checkpoint_round_trip(tmp_path):
 
 def test_make_rejects_bad_input():
     with pytest.raises(ValueError, match="unknown weighting 'magic' \\(one of: uniform, "
-                                         "uncertainty, gradnorm, dwa\\)"):
+                                         "uncertainty, gradnorm, dwa, famo, rlw, gls, "
+                                         "imtl_l, db_mtl\\)"):
         weighting.make("magic", NAMES, TYPES)
     with pytest.raises(ValueError, match="weighting 'dwa': unknown parameter 'alpha' "
                                          "\\(allowed: period, temperature\\)"):

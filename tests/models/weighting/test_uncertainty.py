@@ -9,6 +9,7 @@ from tfx_mtl.models.weighting.uncertainty import uncertainty_terms
 
 NAMES = ("a", "b")
 TYPES = ("regression", "binary")
+ONES = tf.ones([2])  # the raw losses, where the weights do not depend on them
 
 
 def test_uncertainty_terms():
@@ -28,14 +29,14 @@ def test_uncertainty_module_terms_and_gradients():
     assert [v.name for v in w.trainable_variables] == ["log_variances:0"]
     losses = tf.constant([3.0, 3.0])
     with tf.GradientTape() as tape:
-        weights, reg = w.terms()
+        weights, reg = w.terms(ONES)
         total = tf.reduce_sum(weights * losses + reg)
     # s = 0: regression w = 0.5, classification w = 1 times static 2 -> [0.5, 2], r = [0, 0].
     # d/ds [0.5 e^-s L + 0.5 s] = -0.5 * 3 + 0.5 = -1;
     # d/ds 2 [e^-s L + 0.5 s] = 2 (-3 + 0.5) = -5
     np.testing.assert_allclose(weights.numpy(), [0.5, 2.0])
     np.testing.assert_allclose(tape.gradient(total, w.log_variances).numpy(), [-1.0, -5.0])
-    np.testing.assert_allclose(w.weights_for_logging().numpy(), [0.5, 2.0])
+    np.testing.assert_allclose(w.weights_for_logging(ONES).numpy(), [0.5, 2.0])
 
 
 def test_uncertainty_log_variances_train_with_keras_adam():
@@ -45,7 +46,7 @@ def test_uncertainty_log_variances_train_with_keras_adam():
     optimizer = tf.keras.optimizers.Adam(0.1)
     optimizer.build(list(w.trainable_variables))
     with tf.GradientTape() as tape:
-        weights, reg = w.terms()
+        weights, reg = w.terms(ONES)
         total = tf.reduce_sum(weights * tf.constant([3.0, 3.0]) + reg)
     grads = tape.gradient(total, w.trainable_variables)
     optimizer.apply_gradients(zip(grads, w.trainable_variables))
