@@ -302,7 +302,6 @@ def test_the_cli_compiles_and_lists_the_parameters(tmp_path, capsys):
 
 
 def test_run_values_the_trainer_would_refuse_are_named():
-    from tfx_mtl.models import weighting
     assert compiler.run_value_problems({"architecture": "ple", "weighting": "dwa",
                                         "combine": "cagrad", "train_steps": 5,
                                         "data_root": "gs://b/d", "other": "x"}) == []
