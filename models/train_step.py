@@ -13,10 +13,14 @@ Per step, on each replica:
    combination method asks for (:class:`~tfx_mtl.models.combination.base.GradientCombination`):
    - no per-task gradients (``sum``): one backward pass of ``sum_k l_k``;
    - per-task gradients of the shared parameters: ``G`` [K, P] from K
-     backward passes of the one recorded forward pass (or, with
+     backward passes of the one recorded forward pass, pass k from ``l_k``
+     alone (so through task k's tower only) and over the task-specific
+     variables too, whose rows summed are their gradient (or, with
      ``per_task_gradients: jacobian``, one ``pfor`` Jacobian), summed across
      replicas *before* surgery, so surgery sees the global batch's gradients
-     and every replica computes the same update;
+     and every replica computes the same update; a Gram-based method gets
+     ``G G^T`` summed variable by variable (``G`` is never concatenated) and
+     the conflict cosines come from it;
    - per-task gradients of the shared representation (``surgery_level:
      representation``, or ``mgda_ub``): K cheap backward passes through the
      heads, then one backward pass through the trunk
@@ -84,16 +88,12 @@ class MultiTaskStep:
         self.level = level if combination.needs_task_gradients and self.shared and self.k > 1 \
             else None
         shared_ids = [id(v) for v in self.shared]
-        # Columns of G that belong to the last shared layer (GradNorm's W).
-        columns, offset = [], 0
+        # Which shared variables are the last shared layer (GradNorm's W).
         last = {id(v) for v in partition.last_shared}
-        for v in self.shared:
-            size = v.shape.num_elements()
-            if id(v) in last:
-                columns.append(tf.range(offset, offset + size))
-            offset += size
-        self.last_columns = tf.concat(columns, 0) if columns else None
+        self.last_indices = [i for i, v in enumerate(self.shared) if id(v) in last]
         self.last_shared = [v for v in partition.last_shared if id(v) in shared_ids]
+        # A method with task weights of the Gram matrix: its update is beta^T G.
+        self.gram_based = combination.gram_based() and not combination.elementwise
 
     # -- pieces ------------------------------------------------------------
     def _inputs(self, batch):
@@ -106,6 +106,11 @@ class MultiTaskStep:
 
     def _task_losses(self, raw, batch, counts) -> tf.Tensor:
         """[K]: this replica's share of each task's global masked mean loss."""
+        return tf.stack(self._task_loss_list(raw, batch, counts))
+
+    def _task_loss_list(self, raw, batch, counts) -> list[tf.Tensor]:
+        """:meth:`_task_losses` as K scalars: each one's backward pass then reaches only
+        its own task's tower (a stacked [K] target with a one-hot cotangent runs all K)."""
         losses = []
         for i, task in enumerate(self.spec.tasks):
             mean, std = self.label_stats.get(task.name, (0.0, 1.0))
@@ -114,7 +119,7 @@ class MultiTaskStep:
                                                  self.class_weights.get(task.name))
             mask = tf.cast(tf.reshape(batch[naming.mask_key(task.name)], [-1]), tf.float32)
             losses.append(tf.math.divide_no_nan(tf.reduce_sum(per_example * mask), counts[i]))
-        return tf.stack(losses)
+        return losses
 
     def _forward(self, batch, training: bool):
         if self.level == REPRESENTATION:
@@ -130,6 +135,30 @@ class MultiTaskStep:
                                                     self.vectorised))
         return tf.norm(g, axis=1)
 
+    def _parameter_level(self, tape, targets, ctx, seed):
+        """The shared parameters' combined gradient (global), the task-specific ones'
+        (local) and the per-task gradient norms on the last shared layer (global).
+
+        Why it is shaped so (docs/BENCHMARKS.md, per-task gradient cost): one
+        backward pass per task over shared + task-specific variables, whose
+        task-specific rows summed are ``d total / d specific`` (no extra pass);
+        a Gram-based method (one with ``task_weights``) gets ``G G^T`` summed over
+        variables and its update as ``beta^T G`` per variable, without the [K, P]
+        concatenation; the conflict cosines come from the same Gram matrix.
+        ``targets``: K scalars (or the [K] tensor, with the ``pfor`` Jacobian).
+        """
+        rows = task_gradient_rows(tape, targets, self.shared + self.specific, self.k,
+                                  self.vectorised)
+        shared_rows = ctx.all_reduce(_SUM, rows[:len(self.shared)])
+        specific = [tf.reduce_sum(r, axis=0) for r in rows[len(self.shared):]]
+        shared, cosines = combine_rows(self.combination, shared_rows, seed, self.gram_based)
+        self.stats.update(cosines)
+        norms = None
+        if self.weighting.needs_grad_norms and self.last_indices:
+            norms = tf.sqrt(tf.linalg.diag_part(gram_of_rows(
+                [shared_rows[i] for i in self.last_indices])))
+        return shared, specific, norms
+
     # -- the step ----------------------------------------------------------
     def replica_step(self, batch, step):
         """Returns (global raw losses [K], logged weights [K])."""
@@ -138,30 +167,28 @@ class MultiTaskStep:
         counts = self._labelled_counts(batch, ctx)
         with tf.GradientTape(persistent=True) as tape:
             raw, representation = self._forward(batch, training=True)
-            losses = self._task_losses(raw, batch, counts)
+            loss_list = self._task_loss_list(raw, batch, counts)
+            losses = tf.stack(loss_list)
             global_losses = ctx.all_reduce(_SUM, tf.stop_gradient(losses))
             weights, regulariser = self.weighting.terms(global_losses)
             effective = weights * losses + regulariser / replicas
             total = tf.reduce_sum(effective)
+            # effective[k] as its own scalar (per-task gradients: one tower per pass).
+            parts = [weights[i] * loss_list[i] + regulariser[i] / replicas
+                     for i in range(self.k)] if self.level is not None else None
         norms = None
 
         seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
         if self.level == PARAMETERS:
-            matrix = ctx.all_reduce(_SUM, per_task_gradients(tape, effective, self.shared,
-                                                             self.k, self.vectorised))
-            self.stats.update(cosine_matrix(matrix))
-            combined = self.combination.combine(matrix, seed)
-            shared_grads = [g / replicas
-                            for g in unflatten(combined, [v.shape for v in self.shared])]
-            specific_grads = tape.gradient(total, self.specific)
-            grads = shared_grads + list(specific_grads)
-            if self.weighting.needs_grad_norms and self.last_columns is not None:
-                last = tf.gather(matrix, self.last_columns, axis=1)
-                norms = tf.math.divide_no_nan(tf.norm(last, axis=1), weights)
+            shared_grads, specific_grads, gram_norms = self._parameter_level(
+                tape, effective if self.vectorised else parts, ctx, seed)
+            grads = [g / replicas for g in shared_grads] + specific_grads
+            if self.weighting.needs_grad_norms and gram_norms is not None:
+                norms = tf.math.divide_no_nan(gram_norms, weights)
         elif self.level == REPRESENTATION:
             shared_grads = representation_gradients(
                 tape, effective, representation, self.shared, self.combination, seed, ctx,
-                self.vectorised)
+                self.vectorised, parts)
             grads = list(shared_grads) + list(tape.gradient(total, self.specific))
         else:
             grads = tape.gradient(total, self.variables)
@@ -200,7 +227,7 @@ class MultiTaskStep:
 def representation_gradients(tape: tf.GradientTape, effective: tf.Tensor,
                              representation: Sequence[tf.Tensor], shared: Sequence,
                              combination: GradientCombination, seed: tf.Tensor, ctx,
-                             vectorised: bool = False) -> list:
+                             vectorised: bool = False, parts: Sequence | None = None) -> list:
     """This replica's gradients of ``shared`` for ``combination`` run on the gradients of
     the shared ``representation`` (the tensors the tape recorded at the shared/task
     boundary): K backward passes through the heads give this replica's [K, N]
@@ -212,9 +239,12 @@ def representation_gradients(tape: tf.GradientTape, effective: tf.Tensor,
       belongs to one of its examples), reshaped to the representation's tensors and
       back-propagated as their cotangent.
     Summed over replicas (as ``apply_gradients`` does) this is the global update.
+    ``parts``: the K effective losses as scalars, so that pass k runs through task k's
+    head alone (else one-hot cotangents of ``effective``: the same rows).
     """
     k = effective.shape[0]
-    local = per_task_gradients(tape, effective, representation, k, vectorised)
+    local = per_task_gradients(tape, effective if parts is None else parts, representation, k,
+                               vectorised)
     if combination.gram_based() and not combination.elementwise:
         gram = ctx.all_reduce(_SUM, tf.matmul(local, local, transpose_b=True))
         beta = tf.stop_gradient(combination.task_weights(gram, seed))
@@ -226,22 +256,67 @@ def representation_gradients(tape: tf.GradientTape, effective: tf.Tensor,
     return tape.gradient(list(representation), list(shared), output_gradients=cotangents)
 
 
-def per_task_gradients(tape: tf.GradientTape, targets: tf.Tensor, sources: Sequence, k: int,
+def per_task_gradients(tape: tf.GradientTape, targets, sources: Sequence, k: int,
                        vectorised: bool = True) -> tf.Tensor:
-    """[K, P]: row k is the gradient of ``targets[k]`` w.r.t. all ``sources``, flattened.
+    """[K, P]: row k is the gradient of ``targets[k]`` w.r.t. all ``sources``, flattened."""
+    return flatten(task_gradient_rows(tape, targets, sources, k, vectorised))
 
-    ``vectorised``: one Jacobian through ``pfor``; else K vector-Jacobian products
-    with one-hot cotangents (K backward passes over the one recorded forward pass).
+
+def task_gradient_rows(tape: tf.GradientTape, targets, sources: Sequence, k: int,
+                       vectorised: bool = True) -> list[tf.Tensor]:
+    """Per source [K, *shape]: row k is the gradient of ``targets[k]`` (zeros where no
+    task reaches the source).
+
+    ``targets``: a [K] tensor, or K scalars recorded on ``tape`` (then pass k runs
+    backwards from ``targets[k]`` alone, through its own task's ops only).
+    ``vectorised``: one Jacobian through ``pfor`` (``targets`` stacked if a list);
+    else K backward passes over the one recorded forward pass (one-hot cotangents
+    for a [K] tensor). K passes beat ``pfor`` on CPU (docs/BENCHMARKS.md).
     """
     if vectorised:
-        jacobians = tape.jacobian(targets, sources, experimental_use_pfor=True)
+        with tape:  # the stack must be recorded to be differentiated
+            stacked = targets if tf.is_tensor(targets) else tf.stack(targets)
+        jacobians = tape.jacobian(stacked, sources, experimental_use_pfor=True)
     else:
-        rows = [tape.gradient(targets, sources, output_gradients=tf.one_hot(i, k))
-                for i in range(k)]
+        if tf.is_tensor(targets):
+            rows = [tape.gradient(targets, sources, output_gradients=tf.one_hot(i, k))
+                    for i in range(k)]
+        else:
+            rows = [tape.gradient(targets[i], sources) for i in range(k)]
         jacobians = [None if all(r[j] is None for r in rows) else tf.stack(
             [tf.zeros(tf.shape(s), tf.float32) if r[j] is None else tf.convert_to_tensor(r[j])
              for r in rows]) for j, s in enumerate(sources)]
-    return flatten(_fill_jacobians(jacobians, sources, k))
+    return _fill_jacobians(jacobians, sources, k)
+
+
+def combine_rows(combination: GradientCombination, rows: Sequence[tf.Tensor], seed,
+                 gram_based: bool) -> tuple[list[tf.Tensor], tf.Tensor]:
+    """The combined update per variable from the per-task rows [K, *shape] of G, and the
+    rows' pairwise cosines [K, K]. ``gram_based``: via ``task_weights(G G^T)``, the
+    update ``beta^T G`` variable by variable; else ``combine`` on the concatenated G."""
+    if gram_based:
+        gram = gram_of_rows(rows)
+        beta = combination.task_weights(gram, seed)
+        return [tf.tensordot(beta, r, 1) for r in rows], cosines_of_gram(gram)
+    matrix = flatten(rows)
+    return (unflatten(combination.combine(matrix, seed), [r.shape[1:] for r in rows]),
+            cosine_matrix(matrix))
+
+
+def gram_of_rows(rows: Sequence[tf.Tensor]) -> tf.Tensor:
+    """[K, K] ``G G^T`` of the per-variable rows [K, *shape] (G their concatenation),
+    summed variable by variable, so G is never built."""
+    k = rows[0].shape[0]
+    return tf.add_n([tf.matmul(m, m, transpose_b=True)
+                     for m in (tf.reshape(r, [k, -1]) for r in rows)])
+
+
+def cosines_of_gram(gram: tf.Tensor) -> tf.Tensor:
+    """[K, K] pairwise cosines of G's rows from ``G G^T`` (0 where a row is 0), as
+    ``cosine_matrix(G)`` gives them."""
+    norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 0.0))
+    return tf.clip_by_value(tf.math.divide_no_nan(gram, norms[:, None] * norms[None, :]),
+                            -1.0, 1.0)
 
 
 def _fill_jacobians(jacobians: Sequence, sources: Sequence, k: int) -> list[tf.Tensor]:

@@ -15,11 +15,11 @@ from tfx_mtl.cli import options
 from tfx_mtl.errors import InputError
 
 # BenchSettings field -> the option that sets it, for error messages.
-TRAIN_FIELDS = {"tasks": "--tasks", "batch_size": "--batch-size", "hidden_units": "--hidden-units",
+TRAIN_FIELDS = {"tasks": "--ks", "batch_size": "--batch-size", "hidden_units": "--hidden-units",
             "tower_units": "--tower-units", "steps": "--steps", "warmup": "--warmup",
             "rounds": "--rounds", "rows": "--rows", "features": "--features",
             "learning_rate": "--learning-rate", "seed": "--seed", "experts": "--experts",
-            "threads": "--threads", "only": "--only"}
+            "threads": "--threads", "methods": "--methods"}
 
 
 def add_parser(subparsers) -> None:
@@ -35,9 +35,10 @@ def add_parser(subparsers) -> None:
                     "and in-memory synthetic data, and every weighting / combination method "
                     "against sum + uniform, for each K. Prints a table; --json also writes "
                     "the ratios, the raw medians and the command line.")
-    p.add_argument("--tasks", type=options.positive_int, nargs="+", default=[2, 3, 5],
-                   metavar="K",
-                   help="numbers of tasks to benchmark, each >= 2 (default: 2 3 5)")
+    p.add_argument("--ks", "--tasks", dest="tasks", type=options.positive_int, nargs="+",
+                   default=None, metavar="K",
+                   help="numbers of tasks to benchmark, each >= 2 (default: 2 3 5 8; "
+                        "--quick: 5)")
     p.add_argument("--batch-size", type=options.positive_int, default=512, metavar="B",
                    help="global batch size (default: 512)")
     p.add_argument("--hidden-units", type=options.units, default=(256, 256),
@@ -45,12 +46,14 @@ def add_parser(subparsers) -> None:
                    help="widths of the shared trunk (default: 256,256)")
     p.add_argument("--tower-units", type=options.units, default=(64,), metavar="W1,...",
                    help="widths of each task tower (default: 64)")
-    p.add_argument("--steps", type=options.positive_int, default=50, metavar="N",
-                   help="timed steps per configuration per round (default: 50)")
-    p.add_argument("--warmup", type=options.positive_int, default=10, metavar="W",
-                   help="untimed steps per configuration after tracing (default: 10)")
-    p.add_argument("--rounds", type=options.positive_int, default=9, metavar="R",
-                   help="interleaved timing rounds; the median is reported (default: 9)")
+    p.add_argument("--steps", type=options.positive_int, default=None, metavar="N",
+                   help="timed steps per configuration per round (default: 20; --quick: 10)")
+    p.add_argument("--warmup", type=options.positive_int, default=None, metavar="W",
+                   help="untimed steps per configuration after tracing (default: 5; "
+                        "--quick: 2)")
+    p.add_argument("--rounds", type=options.positive_int, default=None, metavar="R",
+                   help="interleaved timing rounds; the median is reported (default: 5; "
+                        "--quick: 3)")
     p.add_argument("--rows", type=options.positive_int, default=20_000, metavar="N",
                    help="synthetic rows held in memory (default: 20000)")
     p.add_argument("--features", type=options.positive_int, default=100, metavar="D",
@@ -63,11 +66,20 @@ def add_parser(subparsers) -> None:
     p.add_argument("--experts", type=options.positive_int, default=4, metavar="E",
                    help="experts of the MMoE rows and the reference MMoE, and PLE's shared "
                         "experts, each of --hidden-units (default: 4)")
-    p.add_argument("--threads", type=options.non_negative_int, default=0, metavar="N",
-                   help="TensorFlow intra- and inter-op threads; 0: its default (default: 0)")
-    p.add_argument("--only", nargs="+", default=[], metavar="NAME",
-                   help="time only these configurations (sum, the baseline, always), e.g. "
-                        "keras_fit mmoe mmoe_reference ple (default: all)")
+    p.add_argument("--threads", type=options.non_negative_int, nargs="+", default=[1, 0],
+                   metavar="N",
+                   help="TensorFlow intra- and inter-op thread settings, 0: its default; each "
+                        "setting runs in its own process, the tables side by side "
+                        "(default: 1 0)")
+    p.add_argument("--methods", "--only", dest="methods", nargs="+", default=[],
+                   metavar="NAME",
+                   help="time only these configurations (sum, the baseline, always): method "
+                        "rows as named in the table's JSON (a combination, "
+                        "NAME@representation, a weighting), keras_fit, mmoe, mmoe_reference, "
+                        "ple (default: all, derived from the method registries)")
+    p.add_argument("--quick", action="store_true",
+                   help="K = 5 only, 3 rounds of 10 steps after 2 warm-up steps (options "
+                        "given explicitly win)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     p.set_defaults(func=run_train, fields=TRAIN_FIELDS)
     _add_serving(which)
@@ -77,31 +89,37 @@ def add_parser(subparsers) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from tfx_mtl.bench import train_bench
 
+    chosen = {"tasks": args.tasks and tuple(args.tasks), "steps": args.steps,
+              "warmup": args.warmup, "rounds": args.rounds}
+    preset = train_bench.QUICK if args.quick else {}
     settings = train_bench.BenchSettings(
-        tasks=tuple(args.tasks), batch_size=args.batch_size,
-        hidden_units=tuple(args.hidden_units), tower_units=tuple(args.tower_units),
-        steps=args.steps, warmup=args.warmup, rounds=args.rounds, rows=args.rows,
-        features=args.features, learning_rate=args.learning_rate, seed=args.seed,
-        experts=args.experts, threads=args.threads, only=tuple(args.only))
+        batch_size=args.batch_size, hidden_units=tuple(args.hidden_units),
+        tower_units=tuple(args.tower_units), rows=args.rows, features=args.features,
+        learning_rate=args.learning_rate, seed=args.seed, experts=args.experts,
+        threads=args.threads[0], methods=tuple(args.methods),
+        **{**preset, **{k: v for k, v in chosen.items() if v is not None}})
 
     def progress(message: str) -> None:
         print(f"[bench] {message}", file=sys.stderr, flush=True)
 
-    report = train_bench.run(settings, progress)
-    m = report.machine
+    runs = train_bench.run_thread_settings(settings, tuple(args.threads), progress)
+    m = runs[0]["machine"]
     print(f"tfx-mtl bench train: shared_bottom trunk {_widths(settings.hidden_units)}, "
           f"towers {_widths(settings.tower_units)}, batch {settings.batch_size}, "
           f"{settings.features} features x {settings.rows} rows in memory; "
           f"median of {settings.rounds} interleaved rounds of {settings.steps} steps; "
           f"MMoE / PLE: {settings.experts} experts of {_widths(settings.hidden_units)}")
     print(f"machine: {m['nproc']} CPUs, {m['cpu']}, TensorFlow {m['tensorflow']}, "
-          f"Keras {m['keras']}, threads intra {m['intra_op_threads']} / inter "
-          f"{m['inter_op_threads']} (0: TensorFlow's default); run took {report.seconds:.0f} s")
-    print("input pipeline alone (ms/batch): " + "; ".join(
-        f"K={k} loop {v['loop']:.2f}, fit {v['fit']:.2f}"
-        for k, v in sorted(report.input_ms.items())))
-    print(train_bench.format_table(report))
-    _write_json(args.json, train_bench.to_json(report))
+          f"Keras {m['keras']}; runs took "
+          + ", ".join(f"{r['seconds']:.0f} s ({train_bench.threads_label(r['threads'])})"
+                      for r in runs))
+    for r in runs:
+        print(f"input pipeline alone (ms/batch, {train_bench.threads_label(r['threads'])}): "
+              + "; ".join(f"{k} loop {v['loop']:.2f}, fit {v['fit']:.2f}"
+                          for k, v in sorted(r["input_ms_per_batch"].items())))
+    print(train_bench.format_table(runs))
+    _write_json(args.json, {"runs": runs,
+                            "command": train_bench.command_line(settings, args.threads)})
     return 0
 
 
