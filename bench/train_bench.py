@@ -86,30 +86,26 @@ class Method:
     surgery_level: str | None = None
 
 
-def _has_surgery_level() -> bool:
-    from tfx_mtl.models.trainer_config import TrainerConfig
-
-    return "surgery_level" in {f.name for f in dataclasses.fields(TrainerConfig)}
-
-
 def methods() -> tuple[Method, ...]:
     """The method rows, from the registries: ``sum``; every gradient combination with
-    ``uniform`` at parameter level (and, once the trainer has ``surgery_level``, at
-    representation level where the method supports it); every weighting with ``sum``."""
+    ``uniform`` at each surgery level it runs at (a method forced to one level, such as
+    ``mgda_ub``, once); every weighting with ``sum``."""
     from tfx_mtl.models import combination, weighting
 
     rows = [Method(BASELINE, "uniform", "sum", LOSS)]
-    surgery = _has_surgery_level()
     for name in combination.names():
         method = combination.REGISTRY.get(name)
         if not method.needs_task_gradients:
             continue
-        level = getattr(method, "level", PARAMETERS)
-        rows.append(Method(name, "uniform", name, level))
-        if (surgery and level == PARAMETERS
-                and getattr(method, "representation_level", True)):
-            rows.append(Method(name + REPRESENTATION_SUFFIX, "uniform", name, REPRESENTATION,
-                               REPRESENTATION))
+        if method.forced_level:
+            rows.append(Method(name, "uniform", name, method.forced_level))
+            continue
+        for surgery_level in combination.levels(name):
+            at_parameters = surgery_level == combination.PARAMETERS
+            rows.append(Method(name if at_parameters else name + REPRESENTATION_SUFFIX,
+                               "uniform", name,
+                               PARAMETERS if at_parameters else REPRESENTATION,
+                               None if at_parameters else REPRESENTATION))
     taken = {row.name for row in rows}
     for name in weighting.names():
         if name == "uniform":
