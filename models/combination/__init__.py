@@ -22,12 +22,17 @@ def names() -> tuple[str, ...]:
     return REGISTRY.names()
 
 
-def make(name: str, params: Mapping[str, Any] | None = None, **more_params
-         ) -> GradientCombination:
-    """The combination ``name`` with its parameters (a mapping, or keywords)."""
-    return REGISTRY.get(name)({**dict(params or {}), **more_params})
+def make(name: str, params: Mapping[str, Any] | None = None, *, tasks: int | None = None,
+         parameters: int | None = None, **more_params) -> GradientCombination:
+    """The combination ``name`` for ``tasks`` (K) tasks and ``parameters`` (P) shared
+    parameters, with its parameters (a mapping, or keywords). Stateful methods need K
+    (DB-MTL also P); build them in the strategy's scope."""
+    return REGISTRY.get(name)({**dict(params or {}), **more_params}, tasks, parameters)
 
 
 def combine(name: str, G: tf.Tensor, *, seed: tf.Tensor | None = None, **params) -> tf.Tensor:
-    """[P] ``name``'s update from ``G`` [K, P], as the step computes it at parameter level."""
-    return make(name, params).combine(G, seed)
+    """[P] ``name``'s update from ``G`` [K, P], as the step computes it at parameter level
+    (a fresh method: a stateful one at its first step)."""
+    G = tf.convert_to_tensor(G)
+    k, p = G.shape if G.shape.rank == 2 else (None, None)
+    return make(name, params, tasks=k, parameters=p).combine(G, seed)
