@@ -1,7 +1,8 @@
 """How per-task gradients become one update: one module per method, registered by name.
 
 Registered (in this order): ``sum``, ``pcgrad`` (Yu et al., 2020), ``cagrad``
-(Liu et al., 2021), ``mgda`` and ``mgda_ub`` (Sener & Koltun, 2018). Adding one
+(Liu et al., 2021), ``mgda`` and ``mgda_ub`` (Sener & Koltun, 2018), ``gradvac``
+(Wang et al., 2021), ``graddrop`` (Chen et al., 2020), ``db_mtl`` (Lin et al., 2023). Adding one
 is a module beside these, its import below, and its test: docs/development.md.
 """
 from __future__ import annotations
@@ -15,6 +16,9 @@ from tfx_mtl.models.combination import plain_sum  # noqa: F401,I001
 from tfx_mtl.models.combination import pcgrad  # noqa: F401
 from tfx_mtl.models.combination import cagrad  # noqa: F401
 from tfx_mtl.models.combination import mgda  # noqa: F401
+from tfx_mtl.models.combination import gradvac  # noqa: F401
+from tfx_mtl.models.combination import graddrop  # noqa: F401
+from tfx_mtl.models.combination import db_mtl  # noqa: F401
 from tfx_mtl.models.combination.base import REGISTRY, GradientCombination
 
 

@@ -12,11 +12,13 @@ import pytest
 
 pytestmark = pytest.mark.subprocess  # two logical CPU devices need a fresh process
 
-# (architecture, weighting, combine): surgery, learned weights and MGDA-UB's
-# representation path all reduce across replicas differently.
+# (architecture, weighting, combine): surgery, learned weights, MGDA-UB's
+# representation path and a combination's state all reduce across replicas differently.
 CASES = [("shared_bottom", "uniform", "sum"), ("mmoe", "uncertainty", "pcgrad"),
          ("ple", "gradnorm", "cagrad"), ("shared_bottom", "dwa", "mgda_ub"),
-         ("cross_stitch", "uniform", "mgda")]
+         ("cross_stitch", "uniform", "mgda"),
+         # state assigned in the replica context (ONLY_FIRST_REPLICA) from the global G
+         ("mmoe", "uniform", "gradvac"), ("shared_bottom", "uniform", "db_mtl")]
 STEPS = 5
 # float32 sums in a different order across replicas differ by a few ulps per
 # step; measured up to 2.3e-7 after 5 steps (parameters of size ~1).

@@ -96,7 +96,8 @@ def test_a_non_finite_loss_stops_training_naming_task_and_step():
         loop.fit(synthetic_input.dataset(arrays, 32, repeat=False), 10)
 
 
-@pytest.mark.parametrize("weighting,combine", [("dwa", "pcgrad"), ("uncertainty", "cagrad")])
+@pytest.mark.parametrize("weighting,combine", [("dwa", "pcgrad"), ("uncertainty", "cagrad"),
+                                               ("uniform", "gradvac"), ("uniform", "db_mtl")])
 def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path, weighting, combine):
     spec, arrays = _data(tasks=2)
     options = dict(weighting=weighting, combine=combine, checkpoint_every=6,
@@ -116,6 +117,9 @@ def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path, weigh
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     np.testing.assert_allclose(straight.weighting.weights_for_logging().numpy(),
                                second.weighting.weights_for_logging().numpy(), atol=1e-6)
+    # A stateful combination (GradVac's targets, DB-MTL's EMA) resumes from its saved state.
+    for a, b in zip(straight.combination.variables, second.combination.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6)
     assert sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "resumed/ckpt/ckpt-*.index"))
                   ) == ["ckpt-12.index", "ckpt-6.index"]
 

@@ -41,7 +41,9 @@ def test_each_method_declares_what_the_step_computes_for_it():
                        combination.REGISTRY.get(name).level) for name in combination.names()}
     assert declared == {"sum": (False, base.PARAMETERS), "pcgrad": (True, base.PARAMETERS),
                         "cagrad": (True, base.PARAMETERS), "mgda": (True, base.PARAMETERS),
-                        "mgda_ub": (True, base.REPRESENTATION)}
+                        "mgda_ub": (True, base.REPRESENTATION),
+                        "gradvac": (True, base.PARAMETERS), "graddrop": (True, base.PARAMETERS),
+                        "db_mtl": (True, base.PARAMETERS)}
 
 
 def test_task_weights_reproduce_the_combination_from_the_gram_matrix():
@@ -82,11 +84,13 @@ def test_registering_a_name_twice_or_an_undeclared_parameter_is_refused():
 
 
 def test_every_method_runs_in_a_tf_function():
+    # Built outside (a stateful method's variables are made once), each at its first step.
     names = combination.names()
+    traced_methods = [combination.make(m, tasks=3, parameters=2) for m in names]
 
     @tf.function
     def run(G, seed):
-        return [combination.combine(m, G, seed=seed) for m in names]
+        return [method.combine(G, seed) for method in traced_methods]
 
     G = tf.constant([[1.0, 0.0], [-1.0, 1.0], [0.0, -1.0]])
     eager = [combination.combine(m, G, seed=tf.constant([3, 4])) for m in names]
