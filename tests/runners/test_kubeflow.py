@@ -10,6 +10,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from tfx_mtl import cli, data, naming, run_parameters, task_spec
 from tfx_mtl.errors import InputError
+from tfx_mtl.models import combination
 from tfx_mtl.runners import kubeflow as compiler
 from tfx_mtl.pipeline import pipeline as pipeline_lib
 
@@ -308,7 +309,7 @@ def test_run_values_the_trainer_would_refuse_are_named():
                                         "architecture": "single_task", "train_steps": -1}) == [
         ("architecture", "'single_task' is not one of shared_bottom, mmoe, ple, cross_stitch"),
         ("weighting", "'nope' is not one of uniform, uncertainty, gradnorm, dwa"),
-        ("combine", "'avg' is not one of sum, pcgrad, cagrad, mgda, mgda_ub"),
+        ("combine", f"'avg' is not one of {', '.join(combination.names())}"),
         ("train_steps", "must be a positive integer, got -1")]
 
 
