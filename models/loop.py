@@ -9,7 +9,8 @@ replicas, the compiled step runs in each replica, and between steps the loop
 - every ``log_every`` steps logs and writes to TensorBoard each task's loss and
   weight, and the gradient-conflict diagnostic (measured at every step when the
   combination method forms per-task gradients anyway, else on the logging step);
-- every ``checkpoint_every`` steps saves model, optimiser, weighting, counters,
+- every ``checkpoint_every`` steps saves model, optimiser, weighting, the gradient
+  combination's state (if it has any), counters,
   early-stopping state and the data's position (the iterator itself on one
   device; under MirroredStrategy, whose iterators cannot be saved, the step, and
   a resumed run skips that many batches of the deterministic input), so a
@@ -139,6 +140,9 @@ class TrainingLoop:
             self.weighting = weighting_lib.make(
                 config.weighting, spec.task_names, [t.type for t in spec.tasks],
                 [t.weight for t in spec.tasks], config.weighting_params, seed=config.seed)
+            self.combination = combination.make(
+                config.combine, config.combine_params, tasks=len(spec.tasks),
+                parameters=sum(v.shape.num_elements() for v in self.partition.shared) or None)
             self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
             self.optimizer.build(list(self.partition.shared) + list(self.partition.task_specific)
                                  + list(self.weighting.trainable_variables))
@@ -148,7 +152,7 @@ class TrainingLoop:
         self.max_steps = max_steps
         self.early_stopping: EarlyStopping | None = None  # made by the first evaluating fit
         self.step = MultiTaskStep(network, spec, self.label_stats, self.weighting,
-                                  combination.make(config.combine, config.combine_params),
+                                  self.combination,
                                   self.optimizer, self.partition, self.stats, config.seed,
                                   config.per_task_gradients, by_id, config.surgery_level)
         # Compiled once per loop, so later ``fit`` calls (resume, benchmarks) reuse the trace.
@@ -173,6 +177,8 @@ class TrainingLoop:
                      model_state=list(self.network.model.non_trainable_variables),
                      optimizer=self.optimizer, weighting=self.weighting, stats=self.stats,
                      step=self.step_counter)
+        if self.combination.variables:  # its state (GradVac's, DB-MTL's EMA)
+            parts["combination"] = self.combination
         if iterator is not None:
             parts["data"] = iterator
         if self.early_stopping is not None:

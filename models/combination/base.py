@@ -18,6 +18,14 @@ only). The step asks the method; it compares no method names.
 Scale of the result: ``sum`` and ``pcgrad`` return a *sum* over tasks;
 ``mgda`` returns a convex combination and ``cagrad`` a vector on the scale of
 the *mean* (both as in their papers), i.e. about 1/K of the sum.
+
+A combination is a ``tf.Module`` built for K tasks (``make(name, params,
+tasks=K)``). A method with state between steps (an EMA) creates its variables in
+``__init__`` with :data:`STATE` and assigns them inside ``combine`` /
+``task_weights``; the training loop builds it in the strategy's scope (so the
+variables are mirrored) and saves it in its checkpoint (so a resumed run goes on
+from the saved state). The step hands it the *global* ``G`` / Gram matrix,
+identical on every replica, so the first replica's assignment is every replica's.
 """
 from __future__ import annotations
 
@@ -29,12 +37,13 @@ from tfx_mtl.errors import InputError
 from tfx_mtl.models.registry import NoParams, Registry
 
 REGISTRY = Registry("combine", "gradient combination")
+STATE = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 PARAMETERS = "parameters"  # per-task gradients of the shared parameters: G [K, P]
 REPRESENTATION = "representation"  # ... of the shared representation, weighed back as losses
 LEVELS = (PARAMETERS, REPRESENTATION)
 
 
-class GradientCombination:
+class GradientCombination(tf.Module):
     """One method of combining per-task gradients; subclasses register in :data:`REGISTRY`.
 
     ``name`` is the registry key, ``Params`` the parameters' dataclass.
@@ -52,6 +61,7 @@ class GradientCombination:
       representation level either way) and runs on the shared parameters only.
     ``forced_level``: a level the method always runs at, whatever
     ``trainer.surgery_level`` says (``mgda_ub``); None: the configured one.
+    ``stateful``: the method keeps state between steps and needs ``tasks``.
     """
 
     name: ClassVar[str]
@@ -60,6 +70,7 @@ class GradientCombination:
     elementwise: ClassVar[bool] = False
     representation_level: ClassVar[bool] = True
     forced_level: ClassVar[str | None] = None
+    stateful: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -71,8 +82,33 @@ class GradientCombination:
                             "run there (representation_level = False, or neither "
                             "task_weights nor elementwise)")
 
-    def __init__(self, params: Any = None):
+    def __init__(self, params: Any = None, tasks: int | None = None,
+                 parameters: int | None = None):
+        """``tasks``: K, the rows of ``G``; ``parameters``: P, its columns (the shared
+        parameters' count). Stateful methods need K (and state of G's shape, P)."""
+        super().__init__(name=f"{self.name}_combination")
         self.params = REGISTRY.params(self.name, params)
+        for field, value in (("tasks", tasks), ("parameters", parameters)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"{field} must be an integer >= 1, got {value!r}")
+        if tasks is None and self.stateful:
+            raise ValueError(f"{self.name} keeps state per task: build it with tasks=K")
+        self.k, self.p = tasks, parameters
+
+    def _at_most_one(self, parameter: str) -> None:
+        """InputError naming ``combine_params.<parameter>`` if that parameter is above 1
+        (a rate or share; ``registry.number`` checks only lower bounds)."""
+        value = getattr(self.params, parameter)
+        if value > 1:
+            raise InputError(f"{REGISTRY.kind}_params.{parameter}",
+                             f"{REGISTRY.noun} {self.name!r}: parameter {parameter!r} must be "
+                             f"<= 1, got {value!r}")
+
+    def _check_tasks(self, k: int) -> None:
+        """ValueError unless ``k`` rows match the K this combination was built for."""
+        if self.k is not None and k != self.k:
+            raise ValueError(f"{self.name} was built for {self.k} tasks, got {k} rows")
 
     @classmethod
     def gram_based(cls) -> bool:

@@ -21,7 +21,9 @@ CASES = [("shared_bottom", "uniform", "sum"), ("mmoe", "uncertainty", "pcgrad"),
          # loss-dependent and random weightings: every replica must weigh by the
          # global losses and draw the same weights
          ("mmoe", "famo", "sum"), ("shared_bottom", "db_mtl", "pcgrad"),
-         ("cross_stitch", "rlw", "sum")]
+         ("cross_stitch", "rlw", "sum"),
+         # state assigned in the replica context (ONLY_FIRST_REPLICA) from the global G
+         ("mmoe", "uniform", "gradvac"), ("shared_bottom", "uniform", "db_mtl")]
 STEPS = 5
 # float32 sums in a different order across replicas differ by a few ulps per
 # step; measured up to 2.3e-7 after 5 steps (parameters of size ~1).

@@ -128,7 +128,8 @@ def test_a_non_finite_loss_stops_training_naming_task_and_step():
 
 
 @pytest.mark.parametrize("weighting,combine", [("dwa", "pcgrad"), ("uncertainty", "cagrad"),
-                                               ("famo", "sum"), ("rlw", "sum")])
+                                               ("famo", "sum"), ("rlw", "sum"),
+                                               ("uniform", "gradvac"), ("uniform", "db_mtl")])
 def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path, weighting, combine):
     spec, arrays = _data(tasks=2)
     options = dict(weighting=weighting, combine=combine, checkpoint_every=6,
@@ -149,6 +150,9 @@ def test_resuming_from_a_checkpoint_matches_an_uninterrupted_run(tmp_path, weigh
     at = tf.ones([2])  # the weightings' state, seen through the weights at losses of 1
     np.testing.assert_allclose(straight.weighting.weights_for_logging(at).numpy(),
                                second.weighting.weights_for_logging(at).numpy(), atol=1e-6)
+    # A stateful combination (GradVac's targets, DB-MTL's EMA) resumes from its saved state.
+    for a, b in zip(straight.combination.variables, second.combination.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6)
     assert sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "resumed/ckpt/ckpt-*.index"))
                   ) == ["ckpt-12.index", "ckpt-6.index"]
 

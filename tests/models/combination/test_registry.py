@@ -45,8 +45,11 @@ def test_each_method_declares_what_the_step_computes_for_it():
                         "cagrad": (True, True, None), "mgda": (True, True, None),
                         "mgda_ub": (True, True, base.REPRESENTATION),
                         **{name: (True, True, None)
-                           for name in ("nash_mtl", "upgrad", "aligned_mtl", "imtl_g")}}
+                           for name in ("nash_mtl", "upgrad", "aligned_mtl", "imtl_g", "gradvac")},
+                        "graddrop": (True, False, None), "db_mtl": (True, False, None)}
     assert combination.levels("pcgrad") == (base.PARAMETERS, base.REPRESENTATION)
+    assert combination.levels("graddrop") == (base.PARAMETERS, base.REPRESENTATION)
+    assert combination.levels("db_mtl") == (base.PARAMETERS,)
 
 
 def test_every_gram_based_method_combines_as_its_task_weights_say():
@@ -115,11 +118,13 @@ def test_registering_a_name_twice_or_an_undeclared_parameter_is_refused():
 
 
 def test_every_method_runs_in_a_tf_function():
+    # Built outside (a stateful method's variables are made once), each at its first step.
     names = combination.names()
+    traced_methods = [combination.make(m, tasks=3, parameters=2) for m in names]
 
     @tf.function
     def run(G, seed):
-        return [combination.combine(m, G, seed=seed) for m in names]
+        return [method.combine(G, seed) for method in traced_methods]
 
     G = tf.constant([[1.0, 0.0], [-1.0, 1.0], [0.0, -1.0]])
     eager = [combination.combine(m, G, seed=tf.constant([3, 4])) for m in names]
