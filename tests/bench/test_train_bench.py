@@ -126,13 +126,14 @@ def test_a_newly_registered_method_gets_a_row(monkeypatch):
     assert tb.label("halves") == "uniform + halves" and tb.level("again") == "loss"
 
 
-def test_representation_rows_once_the_trainer_has_a_surgery_level(monkeypatch):
-    monkeypatch.setattr(tb, "_has_surgery_level", lambda: True)
+def test_representation_rows_for_every_method_that_runs_there():
     rows = {m.name: m for m in tb.methods()}
     assert rows["pcgrad@representation"] == tb.Method(
         "pcgrad@representation", "uniform", "pcgrad", tb.REPRESENTATION, "representation")
     assert tb.label("pcgrad@representation") == "uniform + pcgrad @ representation"
     assert "mgda_ub@representation" not in rows  # already at representation level
+    assert rows["mgda_ub"].level == tb.REPRESENTATION
+    assert "db_mtl" in rows and "db_mtl@representation" not in rows  # parameters only
     assert tb.target("pcgrad@representation", 5) == ("<=", 1.2)
 
 

@@ -20,18 +20,21 @@ ORTHONORMAL = [[1.0, 0.0], [0.0, 1.0]]
 SKEWED = [[1.0, 0.0], [1.0, 1.0]]
 
 
-def _updates(method, X, C, w=(0.5, -0.3)):
-    """(parameter-level update, representation-level update) of W, both [2]."""
+def _updates(name, X, C, w=(0.5, -0.3)):
+    """(parameter-level update, representation-level update) of W, both [2], each by a
+    fresh method ``name`` (or made by ``name()``): a stateful method must see the same
+    first step at both levels."""
     X, C = tf.constant(X), tf.constant(C)
     W = tf.Variable(tf.reshape(tf.constant(w), [2, 1]))
     with tf.GradientTape(persistent=True) as tape:
         z = tf.matmul(X, W)  # [N, 1]
         losses = tf.linalg.matvec(C, z[:, 0])  # [K]
     k = C.shape[0]
+    fresh = (lambda: combination.make(name, tasks=k)) if isinstance(name, str) else name
     G = per_task_gradients(tape, losses, [W], k, vectorised=False)
-    parameters = method.combine(G, SEED)
+    parameters = fresh().combine(G, SEED)
     ctx = tf.distribute.get_replica_context()
-    representation = representation_gradients(tape, losses, [z], [W], method, SEED, ctx)
+    representation = representation_gradients(tape, losses, [z], [W], fresh(), SEED, ctx)
     return parameters.numpy(), tf.reshape(representation[0], [-1]).numpy()
 
 
@@ -48,7 +51,7 @@ def _both_levels():
 #         1/3 (2, 1) + 2/3 (-1, 1) = (0, 1).
 @pytest.mark.parametrize("name,expected", [("pcgrad", [0.9, 2.7]), ("mgda", [0.0, 1.0])])
 def test_orthonormal_inputs_give_the_same_update_at_both_levels(name, expected):
-    parameters, representation = _updates(combination.make(name), ORTHONORMAL,
+    parameters, representation = _updates(name, ORTHONORMAL,
                                           [[2.0, 1.0], [-1.0, 1.0]])
     np.testing.assert_allclose(parameters, expected, atol=1e-6)
     np.testing.assert_allclose(representation, expected, atol=1e-6)
@@ -58,7 +61,7 @@ def test_every_method_agrees_across_levels_when_the_gram_matrices_are_equal():
     # X = I: G_par = G_rep exactly, so any method (Gram-based or elementwise) must agree.
     C = [[2.0, 1.0], [-1.0, 1.0], [0.5, -2.0]]
     for name in _both_levels():
-        parameters, representation = _updates(combination.make(name), ORTHONORMAL, C)
+        parameters, representation = _updates(name, ORTHONORMAL, C)
         np.testing.assert_allclose(representation, parameters, atol=1e-5, err_msg=name)
 
 
@@ -74,7 +77,7 @@ def test_every_method_agrees_across_levels_when_the_gram_matrices_are_equal():
     ("pcgrad", [2.4, -0.8], [2.0, 0.0]), ("mgda", [0.5, -0.5], [1.0, 0.0])])
 def test_the_levels_differ_when_the_trunk_mixes_examples(name, at_parameters,
                                                          at_representation):
-    parameters, representation = _updates(combination.make(name), SKEWED,
+    parameters, representation = _updates(name, SKEWED,
                                           [[1.0, 1.0], [1.0, -1.0]])
     np.testing.assert_allclose(parameters, at_parameters, atol=1e-6)
     np.testing.assert_allclose(representation, at_representation, atol=1e-6)
@@ -86,16 +89,17 @@ def test_one_task_gives_the_plain_gradient_direction_at_both_levels():
     # here on its Gram matrix scaled by 9) gives exactly the same update at both levels.
     C = [[2.0, -1.0]]
     for name in combination.names():
-        method = combination.make(name)
-        if not method.runs_on_representation():
+        if not combination.REGISTRY.get(name).runs_on_representation():
             continue
-        parameters, representation = _updates(method, SKEWED, C)
+        parameters, representation = _updates(name, SKEWED, C)
         for update in (parameters, representation):
             assert update @ np.array([1.0, -1.0]) > 0, (name, update)
             assert abs(update[0] + update[1]) < 1e-6, (name, update)
-        if method.gram_based():
+        if combination.REGISTRY.get(name).gram_based():
             gram = tf.constant([[2.0]])
-            if np.allclose(method.task_weights(gram, SEED), method.task_weights(9 * gram, SEED)):
+            weights = [combination.make(name, tasks=1).task_weights(g, SEED)
+                       for g in (gram, 9 * gram)]
+            if np.allclose(*weights):
                 np.testing.assert_allclose(representation, parameters, atol=1e-6, err_msg=name)
 
 
@@ -119,7 +123,7 @@ def test_an_elementwise_method_acts_on_each_examples_representation_gradient():
     # Representation: coordinate sums (1, 2); keep 2 and (1 + 1): cotangent (2, 2),
     #   W's update X^T (2, 2) = (4, 2).
     # Parameters: g_1 = (3, 1), g_2 = (0, 1), sums (3, 2); keep 3 and (1 + 1): (3, 2).
-    parameters, representation = _updates(_SignAgreement(), SKEWED, [[2.0, 1.0], [-1.0, 1.0]])
+    parameters, representation = _updates(_SignAgreement, SKEWED, [[2.0, 1.0], [-1.0, 1.0]])
     np.testing.assert_allclose(parameters, [3.0, 2.0], atol=1e-6)
     np.testing.assert_allclose(representation, [4.0, 2.0], atol=1e-6)
 
