@@ -236,7 +236,8 @@ def representation_gradients(tape: tf.GradientTape, effective: tf.Tensor,
     - Gram-based: beta = task_weights(Gram summed over replicas, seed), identical on
       every replica; returns the gradient of sum_k beta_k effective_k.
     - elementwise: the combination of this replica's own rows (exact: each coordinate
-      belongs to one of its examples), reshaped to the representation's tensors and
+      belongs to one of its examples; with several replicas ``seed`` folded with the
+      replica id), reshaped to the representation's tensors and
       back-propagated as their cotangent.
     Summed over replicas (as ``apply_gradients`` does) this is the global update.
     ``parts``: the K effective losses as scalars, so that pass k runs through task k's
@@ -249,7 +250,10 @@ def representation_gradients(tape: tf.GradientTape, effective: tf.Tensor,
         gram = ctx.all_reduce(_SUM, tf.matmul(local, local, transpose_b=True))
         beta = tf.stop_gradient(combination.task_weights(gram, seed))
         return tape.gradient(effective, list(shared), output_gradients=beta)
-    combined = tf.stop_gradient(combination.combine(local, seed))
+    # Each replica holds other examples: a random elementwise method draws afresh per replica.
+    local_seed = seed if ctx.num_replicas_in_sync == 1 else tf.random.experimental.stateless_fold_in(
+        seed, tf.cast(ctx.replica_id_in_sync_group, tf.int64))
+    combined = tf.stop_gradient(combination.combine(local, local_seed))
     sizes = [tf.size(r) for r in representation]
     pieces = tf.split(combined, tf.stack(sizes), num=len(sizes))
     cotangents = [tf.reshape(p, tf.shape(r)) for p, r in zip(pieces, representation)]
