@@ -1,4 +1,4 @@
-"""FAMO (Liu, Liu, Jin, Stone & Liu, NeurIPS 2023): weights that equalise the losses' rates of descent."""
+"""FAMO (Liu, Feng, Stone & Liu, NeurIPS 2023): weights that equalise the losses' rates of descent."""
 from __future__ import annotations
 
 import dataclasses
@@ -67,7 +67,7 @@ class FAMOParams:
 
 @REGISTRY.register
 class FAMO(Weighting):
-    """Fast Adaptive Multitask Optimization (Liu, Liu, Jin, Stone & Liu, NeurIPS 2023):
+    """Fast Adaptive Multitask Optimization (Liu, Feng, Stone & Liu, NeurIPS 2023):
     the update follows c sum_k z_k log(L_k - b_k), z = softmax(xi), so that every task's
     log loss falls at a similar rate, at O(1) cost (no per-task gradients).
 
