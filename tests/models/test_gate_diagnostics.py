@@ -180,3 +180,25 @@ def test_tensorboard_and_the_report_have_the_gates_of_moe_families_only(arch, tm
     assert set(report["gates"]) == ({"task_1", "task_2"} if arch["name"] == "mmoe" else
                                     {"task_1_level_0", "task_2_level_0", "level_0_shared",
                                      "task_1_level_1", "task_2_level_1"})
+
+
+@pytest.mark.subprocess
+def test_run_fn_of_an_mmoe_writes_the_gates_to_its_report_and_tensorboard(transformed, tmp_path):
+    """A real run_fn (TFX's FnArgs over real Transform output, a process of its own)."""
+    from tfx_mtl.models.trainer_config import TrainerConfig
+
+    from . import test_checkpoint_key as resume
+    from .conftest import SPEC, trainer_job
+
+    config = TrainerConfig.from_dict({
+        "batch_size": 4, "log_every": 3, "eval_every": 0, "early_stopping_patience": 0,
+        "checkpoint_every": 0, "architecture": {"name": "mmoe", "experts": 2,
+                                                "hidden_units": [4], "tower_units": [2]}})
+    job = trainer_job(transformed, tmp_path, config, 6)
+    (report,) = resume._finish(resume._start(tmp_path, "mmoe", job, tmp_path / "root"))
+    gates = report["gates"]
+    assert (gates["step"], gates["rows"], set(gates["gates"])) == (6, 4, set(SPEC.task_names))
+    assert set(gates["load"]) == {"expert_0", "expert_1"}
+    scalars = _scalars(str(tmp_path / "mmoe" / "run"))
+    for task in SPEC.task_names:
+        assert len(scalars[f"gates/{task}/entropy"]) == 2  # steps 3 and 6
