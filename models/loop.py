@@ -7,8 +7,11 @@ replicas, the compiled step runs in each replica, and between steps the loop
 - stops with :class:`NonFiniteLossError` naming the task and step as soon as a
   task's loss is NaN or Inf (no checkpoint is written after that step);
 - every ``log_every`` steps logs and writes to TensorBoard each task's loss and
-  weight, and the gradient-conflict diagnostic (measured at every step when the
-  combination method forms per-task gradients anyway, else on the logging step);
+  weight, the gradient-conflict diagnostic (measured at every step when the
+  combination method forms per-task gradients anyway, else on the logging step)
+  and, for MMoE and PLE, the gates and the experts' load on the logging step's
+  batch (:mod:`gate_diagnostics`; the last measurement and its warnings go to the
+  report);
 - every ``checkpoint_every`` steps saves model, optimiser, weighting, the gradient
   combination's state (if it has any), counters,
   early-stopping state and the data's position (the iterator itself on one
@@ -44,6 +47,7 @@ from absl import logging
 
 from tfx_mtl import finite, naming
 from tfx_mtl.models import combination, distribution, eval_metrics, ownership
+from tfx_mtl.models import gate_diagnostics
 from tfx_mtl.models import weighting as weighting_lib
 from tfx_mtl.models.class_weights import ClassWeights
 from tfx_mtl.models.diagnostics import ConflictStats
@@ -99,6 +103,8 @@ class TrainingResult:
     # The step budget: {"train_steps"}, or with trainer.train_epochs also the epochs, the
     # train examples counted and the batch size they became train_steps with (run_fn).
     budget: dict[str, Any] | None = None
+    # MMoE/PLE: the last gate measurement (gate_diagnostics.summarise); None: no gates.
+    gates: dict[str, Any] | None = None
 
     def write(self, directory: str) -> str:
         path = os.path.join(directory, REPORT_FILE)
@@ -147,6 +153,7 @@ class TrainingLoop:
             self.optimizer.build(list(self.partition.shared) + list(self.partition.task_specific)
                                  + list(self.weighting.trainable_variables))
             self.stats = ConflictStats(spec.task_names)
+            self.gate_stats = gate_diagnostics.GateStats.of(network, spec.feature_keys)
             self.step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.max_steps = max_steps
@@ -159,10 +166,12 @@ class TrainingLoop:
         self._train_step = tf.function(self._distributed_step)
         self.evaluator = eval_metrics.Evaluator(network.model, spec, self.label_stats, by_id)
 
-    def _distributed_step(self, iterator, diagnose: bool):
+    def _distributed_step(self, iterator, diagnose: bool, gates: bool = False):
         """One step on the iterator's next batch (read in the graph, as Keras does: passing
         a batch of many feature tensors in from Python costs more than the step itself)."""
         batch = next(iterator)
+        if gates:  # measure the gates on this batch, before the update
+            self.strategy.run(self.gate_stats.replica_update, (batch,))
         if diagnose:  # a separate trace: measure conflicts on this batch, before the update
             self.strategy.run(self.step.replica_diagnose, (batch,))
         step = self.step_counter.assign_add(1)
@@ -272,6 +281,7 @@ class TrainingLoop:
         ran_out = False
         losses, weights = {}, {}
         run_conflicts = _RunConflicts()
+        gates = None
         evaluated: dict[str, dict[str, float]] = {}
         started = time.monotonic()
         step = int(self.step_counter.numpy())
@@ -280,7 +290,8 @@ class TrainingLoop:
             logging_step = step % config.log_every == 0 or step == steps
             try:
                 loss_values, weight_values = self._train_step(
-                    iterator, logging_step and self.step.measures_on_logging_steps)
+                    iterator, logging_step and self.step.measures_on_logging_steps,
+                    logging_step and self.gate_stats is not None)
             except tf.errors.OutOfRangeError:
                 logging.warning("the training data ran out after %d steps", step - 1)
                 ran_out = True
@@ -301,6 +312,10 @@ class TrainingLoop:
                 if conflict:
                     run_conflicts.add(conflict)
                     scalars.update(conflict)
+                measured = self.gate_stats and self.gate_stats.read(step)
+                if measured:
+                    gates = measured
+                    scalars.update(gate_diagnostics.scalars(measured))
                 elapsed = time.monotonic() - started
                 logging.info("step %d/%d (%.1fs) losses %s weights %s%s", step, steps, elapsed,
                              _short(losses), _short(weights),
@@ -324,6 +339,8 @@ class TrainingLoop:
             manager.save(checkpoint_number=final)
         if writer:
             writer.flush()
+        for warning in (gates or {}).get("warnings", []):
+            logging.warning("gates at step %d: %s", gates["step"], warning["message"])
 
         best_step, selection = None, None
         if selecting:
@@ -344,7 +361,8 @@ class TrainingLoop:
             selection=selection, eval_metrics=evaluated, seconds=time.monotonic() - started,
             family=self.network.model.name,
             architecture=dataclasses.asdict(self.config.architecture), tasks=list(names),
-            class_weights={t: w.report() for t, w in self.class_weights.items()})
+            class_weights={t: w.report() for t, w in self.class_weights.items()},
+            gates=gates)
 
 
 class _RunConflicts:

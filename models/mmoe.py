@@ -12,7 +12,8 @@ read a copy of the feature vector (``gate_input``, a :class:`blocks.Fork`) so th
 representation ``[expert_0 .. expert_{E-1}, gate_input]`` has no tensor computed
 from another one (with only numeric features nothing upstream of ``gate_input``
 is trainable and its gradient contributes nothing).
-last_shared_layers = the last Dense of every expert.
+last_shared_layers = the last Dense of every expert. gates = each task's gate over
+``expert_0 .. expert_{E-1}``.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Mapping
 
 from tfx_mtl.models import blocks, features
 from tfx_mtl.models.architecture import ArchitectureConfig
-from tfx_mtl.models.network import Network
+from tfx_mtl.models.network import Gate, Network
 from tfx_mtl.task_spec import TaskSpec
 
 NAME = "mmoe"
@@ -40,4 +41,6 @@ def build_network(spec: TaskSpec, cardinalities: Mapping[str, int],
     for task in spec.tasks:
         mixed = blocks.gated_mixture(gate_input, experts, task.name)
         outputs[task.name] = blocks.tower_and_head(mixed, task, config, num_classes or {})
-    return Network.from_tensors(NAME, inputs, outputs, experts + [gate_input], last_dense)
+    names = tuple(f"expert_{e}" for e in range(config.experts))
+    gates = [Gate(f"{task.name}_gate", task.name, names) for task in spec.tasks]
+    return Network.from_tensors(NAME, inputs, outputs, experts + [gate_input], last_dense, gates)

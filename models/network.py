@@ -10,6 +10,10 @@ representation / d shared)``; MGDA-UB (Sener & Koltun, 2018) solves its min-norm
 problem on the cheap ``d loss_k / d representation``. No representation tensor is
 computed from another one, so that vector-Jacobian product counts every path once.
 
+``gates`` declare the softmax gates of a mixture-of-experts family (MMoE, PLE) for
+the expert and gate diagnostics (:mod:`tfx_mtl.models.gate_diagnostics`); other
+families have none.
+
 ``last_shared_layers`` name the layers whose weights GradNorm (Chen et al., 2018)
 measures per-task gradient norms on. Which variables are shared and which
 belong to one task is read off the graph when training starts
@@ -23,23 +27,36 @@ from typing import Iterable, Mapping, Sequence
 import tensorflow as tf
 
 
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    """A softmax gate: its layer, the task it mixes for (None: PLE's shared gate), the
+    experts its columns weigh (in column order, by layer prefix) and its level (PLE)."""
+
+    layer: str
+    task: str | None
+    experts: tuple[str, ...]
+    level: int = 0
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Network:
     model: tf.keras.Model  # inputs -> {task: raw head output}
     representation_model: tf.keras.Model  # inputs -> {"outputs": ..., "representation": [..]}
     last_shared_layers: tuple[str, ...]
+    gates: tuple[Gate, ...] = ()
 
     @classmethod
     def from_tensors(cls, name: str, inputs: Mapping[str, tf.keras.KerasTensor],
                      outputs: Mapping[str, tf.keras.KerasTensor],
                      representation: Sequence[tf.keras.KerasTensor],
-                     last_shared_layers: Iterable[str]) -> "Network":
+                     last_shared_layers: Iterable[str],
+                     gates: Iterable[Gate] = ()) -> "Network":
         """Both models over the same graph of layers, so they share every variable."""
         model = tf.keras.Model(inputs=inputs, outputs=dict(outputs), name=name)
         representation_model = tf.keras.Model(
             inputs=inputs, outputs={"outputs": dict(outputs), "representation": list(representation)},
             name=f"{name}_representation")
-        return cls(model, representation_model, tuple(last_shared_layers))
+        return cls(model, representation_model, tuple(last_shared_layers), tuple(gates))
 
     def last_shared_variables(self) -> list[tf.Variable]:
         """The trainable variables of ``last_shared_layers`` (GradNorm's W)."""

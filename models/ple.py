@@ -27,7 +27,8 @@ last-level experts, gate, tower and head, so the representation is
   allowed, it simply counts among the upstream variables.) ``T_k`` is not an
   ancestor of ``S``: the level L-2 shared gate reads the shared input and the
   level's expert outputs, not the task mixes.
-last_shared_layers = the last Dense of the last level's shared experts.
+last_shared_layers = the last Dense of the last level's shared experts. gates = every
+task gate and shared gate, each with the experts its columns weigh and its level.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from typing import Mapping
 
 from tfx_mtl.models import blocks, features
 from tfx_mtl.models.architecture import ArchitectureConfig
-from tfx_mtl.models.network import Network
+from tfx_mtl.models.network import Gate, Network
 from tfx_mtl.task_spec import TaskSpec
 
 NAME = "ple"
@@ -48,28 +49,35 @@ def build_network(spec: TaskSpec, cardinalities: Mapping[str, int],
     shared_in = x
     task_input = blocks.Fork(name="task_input")(x)
     task_in = {task.name: task_input for task in spec.tasks}
+    gates = []
     for level in range(config.levels):
         last = level == config.levels - 1
         shared_out, last_dense = [], []
-        for e in range(config.experts):
-            out, last_name = blocks.expert(shared_in, config, f"level_{level}_shared_expert_{e}")
+        shared_names = tuple(f"level_{level}_shared_expert_{e}" for e in range(config.experts))
+        for name in shared_names:
+            out, last_name = blocks.expert(shared_in, config, name)
             shared_out.append(out)
             last_dense.append(last_name)
-        next_task_in, level_task_experts = {}, []
+        next_task_in, level_task_experts, level_task_names = {}, [], ()
         for task in spec.tasks:
-            own = [blocks.expert(task_in[task.name], config,
-                                 f"{task.name}_level_{level}_expert_{e}")[0]
-                   for e in range(config.task_experts)]
+            names = tuple(f"{task.name}_level_{level}_expert_{e}"
+                          for e in range(config.task_experts))
+            own = [blocks.expert(task_in[task.name], config, name)[0] for name in names]
             level_task_experts += own
+            level_task_names += names
             next_task_in[task.name] = blocks.gated_mixture(
                 task_in[task.name], own + shared_out, f"{task.name}_level_{level}")
+            gates.append(Gate(f"{task.name}_level_{level}_gate", task.name,
+                              names + shared_names, level))
         if last:
             boundary = list({id(t): t for t in task_in.values()}.values()) + shared_out
         else:
             shared_in = blocks.gated_mixture(shared_in, level_task_experts + shared_out,
                                              f"level_{level}_shared")
+            gates.append(Gate(f"level_{level}_shared_gate", None,
+                              level_task_names + shared_names, level))
         task_in = next_task_in
     outputs = {task.name: blocks.tower_and_head(task_in[task.name], task, config,
                                                 num_classes or {})
                for task in spec.tasks}
-    return Network.from_tensors(NAME, inputs, outputs, boundary, last_dense)
+    return Network.from_tensors(NAME, inputs, outputs, boundary, last_dense, gates)

@@ -48,7 +48,7 @@ def _compare() -> dict:
     arrays = synthetic_input.transformed(synth.sample(config), spec, {"task_3": range(0, 256, 3)})
     results = {}
     for arch, weighting, combine, *level in CASES:
-        params, losses = [], []
+        params, losses, gates = [], [], []
         for strategy in (tf.distribute.get_strategy(), distribution.strategy()):
             trainer_config = TrainerConfig.from_dict({
                 "learning_rate": 0.01, "log_every": 100, "weighting": weighting,
@@ -64,13 +64,17 @@ def _compare() -> dict:
             result = loop.fit(synthetic_input.dataset(arrays, 64), STEPS)
             params.append([v.numpy() for v in network.model.trainable_variables])
             losses.append(result.losses)
+            gates.append(result.gates)
             replicas = result.replicas
         results["/".join((arch, weighting, combine, *level))] = {
             "replicas": replicas,
             "max_param_diff": max(float(np.abs(a - b).max()) for a, b in zip(*params)),
             "max_param_change": max(float(np.abs(a - b).max())
                                     for a, b in zip(initial, params[1])),
-            "losses": losses}
+            "losses": losses,
+            # MMoE/PLE: the gates measured on the last step's global batch, both replicas'
+            # rows summed (gate_diagnostics), on one device and mirrored.
+            "gates": gates}
     results["resume"] = _resume(spec, arrays)
     return results
 
@@ -138,6 +142,14 @@ def test_two_replicas_match_one_device(comparison, case):
     one, two = result["losses"]
     for task in one:
         assert two[task] == pytest.approx(one[task], rel=1e-4, abs=1e-6)
+    one, two = result["gates"]
+    if case.split("/")[0] in ("mmoe", "ple"):
+        assert one["rows"] == two["rows"] == 64 and one["step"] == two["step"] == STEPS
+        assert two["load"] == pytest.approx(one["load"], abs=1e-5)
+        for name, gate in one["gates"].items():
+            assert two["gates"][name]["mean"] == pytest.approx(gate["mean"], abs=1e-5)
+    else:
+        assert one is two is None
 
 
 if __name__ == "__main__":

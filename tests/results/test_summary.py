@@ -1,7 +1,7 @@
 """The run summary's table and lines: intervals, Δm, default bounds, seeds (hand-made report)."""
 import io
 
-from tfx_mtl import task_spec
+from tfx_mtl import naming, task_spec
 from tfx_mtl.results import summary
 
 SPEC = task_spec.parse({
@@ -131,3 +131,23 @@ def test_an_absolute_bound_reads_the_change_interval():
     assert [w["metric"] for w in summary.interval_warnings(record, spec)] == ["auc"]
     record["tasks"]["clicked"]["intervals"]["auc"].update(change_low=-0.02, change_high=0.0)
     assert summary.interval_warnings(record, spec) == []  # +/- 0.01: not wider
+
+
+def test_the_multi_task_trainer_s_gate_warnings_are_warned_and_printed_a_baseline_s_not():
+    collapsed = {"kind": "collapsed_gate", "gate": "clicked", "task": "clicked",
+                 "expert": "expert_0", "share": 0.97,
+                 "message": "task 'clicked''s gate 'clicked' has collapsed onto expert "
+                            "'expert_0': 97.0% of its mean mass (over 95%)"}
+    record = _summary()
+    record["gates"] = {
+        naming.trainer_node(): {"step": 500, "rows": 256, "warnings": [collapsed]},
+        naming.baseline_node("clicked"): {"step": 500, "rows": 256, "warnings": [collapsed]},
+        naming.trainer_node(1): {"step": 500, "rows": 256, "warnings": []}}
+    (warning,) = summary.gate_warnings(record)
+    assert (warning["kind"], warning["node"], warning["task"], warning["expert"],
+            warning["split"]) == ("collapsed_gate", "Trainer", "clicked", "expert_0", "train")
+    assert warning["message"] == f"Trainer: {collapsed['message']} (step 500, 256 train rows)"
+    record["warnings"] = [warning]
+    assert f"warning: {warning['message']}" in _render(record)
+    del record["gates"]  # a summary of a run recorded before the gate diagnostics
+    assert summary.gate_warnings(record) == []

@@ -373,6 +373,10 @@ def test_cli_selects_architecture_weighting_combination_and_replicas(taxi_slice,
         tmp_path / "runs" / "pipeline_root" / "Trainer" / "checkpoints" / report["checkpoint_key"])
     assert not os.path.exists(report["checkpoint_dir"])
     assert list(run_dir.glob("events.out.tfevents.*"))
+    # The gates of the last step's global batch (both replicas' rows; gate_diagnostics).
+    gates = report["gates"]
+    assert (gates["step"], set(gates["gates"])) == (60, set(TASKS)) and gates["rows"] > 0
+    assert set(gates["load"]) == {"expert_0", "expert_1", "expert_2"}
     # The baselines are single-task MMoEs with the same experts.
     (baseline_dir,) = (tmp_path / "runs" / "pipeline_root" / "baseline_fare" / "model_run").iterdir()
     baseline = json.loads((baseline_dir / "training_report.json").read_text())
@@ -380,6 +384,7 @@ def test_cli_selects_architecture_weighting_combination_and_replicas(taxi_slice,
     arch = baseline["architecture"]
     assert (arch["name"], baseline["tasks"], arch["experts"]) == ("mmoe", ["fare"], 3)
     assert set(baseline["eval_metrics"]) == {"fare"}
+    assert set(baseline["gates"]["gates"]) == {"fare"}
 
 
 def test_synthetic_tfrecord_data_runs_through_import_example_gen(tmp_path):

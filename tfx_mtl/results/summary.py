@@ -6,7 +6,7 @@ times), the blessing gate's transfer report (per task: multi-task and baseline
 metrics, changes, bounds, verdict), and the Pusher's destination. The JSON
 shape is a contract (docs/pipeline.md): ``{"tasks": {"<task>": {"type", "metrics",
 "baseline_metrics", "blessed", ...}}, "policy", "decision", "pushed",
-"output_dir", "labels", "warnings", ...}`` -- later versions add fields, never rename these. It
+"output_dir", "labels", "warnings", "gates", ...}`` -- later versions add fields, never rename these. It
 is strict JSON: a NaN or infinite metric is ``null``, its reason in the task's
 ``not_finite``.
 """
@@ -27,6 +27,7 @@ def collect(output_dir: str, pipeline_name: str) -> dict[str, Any]:
     """The run summary: the gate's transfer report, component runs and the push."""
     run = metadata.find_run(output_dir, pipeline_name=pipeline_name)
     transfer = run.require_report()
+    reports = _training_reports(run)
     return {
         # A report written before reports were strict JSON may hold NaN: made strict here.
         "tasks": {name: {**info, **finite.sections({k: info.get(k, {}) for k in _SECTIONS})}
@@ -42,7 +43,9 @@ def collect(output_dir: str, pipeline_name: str) -> dict[str, Any]:
         "transfer_report": metadata.report_path(run.output(naming.BLESSING_GATE, "report")),
         "components": [dataclasses.asdict(c) for c in run.components],
         "labels": _label_report(run),
-        "selection": _selection(run),
+        "selection": _selection(reports),
+        # MMoE/PLE Trainers: the last gate measurement (gate_diagnostics), by node.
+        "gates": {node: r["gates"] for node, r in reports.items() if r.get("gates")},
         # How the verdicts were reached (absent in reports written before issue 15).
         **{key: transfer.get(key) for key in _VERDICT_FIELDS},
     }
@@ -63,9 +66,8 @@ def _label_report(run: metadata.Run) -> dict[str, Any] | None:
         return json.load(f)
 
 
-def _selection(run: metadata.Run) -> dict[str, Any]:
-    """Per Trainer node: the step training ended at and the step whose weights it kept
-    (selected on the validation split), from its ``training_report.json``."""
+def _training_reports(run: metadata.Run) -> dict[str, dict[str, Any]]:
+    """Per Trainer node, its ``training_report.json``."""
     result = {}
     for node, keys in run.outputs.items():
         uri = keys.get("model_run")
@@ -74,13 +76,37 @@ def _selection(run: metadata.Run) -> dict[str, Any]:
         if not path or not os.path.exists(path):
             continue
         with open(path) as f:
-            report = json.load(f)
+            result[node] = json.load(f)
+    return result
+
+
+def _selection(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per Trainer node: the step training ended at and the step whose weights it kept
+    (selected on the validation split), from its training report."""
+    result = {}
+    for node, report in reports.items():
         selection = report.get("selection") or {}
         result[node] = {"steps": report.get("steps"), "best_step": report.get("best_step"),
                         "stopped_early": report.get("stopped_early"),
                         "best_value": selection.get("best_value"),
                         "budget": report.get("budget")}
     return result
+
+
+def gate_warnings(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The multi-task Trainers' ``unused_expert`` and ``collapsed_gate`` warnings (MMoE,
+    PLE; :mod:`tfx_mtl.models.gate_diagnostics`), from the last gate measurement in their
+    training reports, each naming the Trainer node. A single-task baseline's gates are in
+    ``gates`` but not warned about: one task may well need one expert."""
+    warnings = []
+    for node, gates in (summary.get("gates") or {}).items():
+        if naming.baseline_task(node) is not None:
+            continue
+        for warning in gates.get("warnings", []):
+            warnings.append({**warning, "node": node, "split": "train",
+                             "message": f"{node}: {warning['message']} (step "
+                                        f"{gates['step']}, {gates['rows']} train rows)"})
+    return warnings
 
 
 def selection_lines(selection: dict[str, Any] | None) -> list[str]:

@@ -193,7 +193,8 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
     with _logging_to(log_file, progress):  # TFMA's readers warn about deprecations
         from tfx_mtl.results import summary as summary_lib
         summary = summary_lib.collect(paths.output_dir, name)
-        summary["warnings"] = warnings + summary_lib.interval_warnings(summary, spec)
+        summary["warnings"] = (warnings + summary_lib.interval_warnings(summary, spec)
+                               + summary_lib.gate_warnings(summary))
     summary_lib.render(summary, spec, out)
     return summary
 
