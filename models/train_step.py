@@ -22,13 +22,14 @@ Per step, on each replica:
      ``G G^T`` summed variable by variable (``G`` is never concatenated) and
      the conflict cosines come from it;
    - per-task gradients of the shared representation (``surgery_level:
-     representation``, or ``mgda_ub``): K cheap backward passes through the
-     heads, then one backward pass through the trunk
-     (:func:`representation_gradients`): for a Gram-based method, of the losses
-     weighted by its task weights (from the Gram matrix summed across
-     replicas); for an elementwise method, of the representation itself with
-     the method's combination of this replica's representation gradients as the
-     cotangent;
+     representation``, or ``mgda_ub``): K cheap backward passes, pass k from
+     ``l_k`` through task k's head to the representation and the task-specific
+     variables (whose rows summed are their gradient), then one backward pass
+     through the trunk of the method's cotangent of the representation
+     (:func:`representation_gradients`): ``beta^T R`` for a Gram-based method
+     (beta from the Gram matrix summed across replicas), the method's
+     combination of this replica's representation gradients for an elementwise
+     one;
 4. the optimiser applies them; the weighting updates its state from the
    global losses (and, when it needs them, the per-task gradient norms on the
    last shared layer).
@@ -186,10 +187,10 @@ class MultiTaskStep:
             if self.weighting.needs_grad_norms and gram_norms is not None:
                 norms = tf.math.divide_no_nan(gram_norms, weights)
         elif self.level == REPRESENTATION:
-            shared_grads = representation_gradients(
+            shared_grads, specific_grads = representation_gradients(
                 tape, effective, representation, self.shared, self.combination, seed, ctx,
-                self.vectorised, parts)
-            grads = list(shared_grads) + list(tape.gradient(total, self.specific))
+                self.vectorised, parts, self.specific)
+            grads = shared_grads + specific_grads
         else:
             grads = tape.gradient(total, self.variables)
         if norms is None and self.weighting.needs_grad_norms:
@@ -227,37 +228,49 @@ class MultiTaskStep:
 def representation_gradients(tape: tf.GradientTape, effective: tf.Tensor,
                              representation: Sequence[tf.Tensor], shared: Sequence,
                              combination: GradientCombination, seed: tf.Tensor, ctx,
-                             vectorised: bool = False, parts: Sequence | None = None) -> list:
+                             vectorised: bool = False, parts: Sequence | None = None,
+                             specific: Sequence = ()) -> tuple[list, list]:
     """This replica's gradients of ``shared`` for ``combination`` run on the gradients of
     the shared ``representation`` (the tensors the tape recorded at the shared/task
-    boundary): K backward passes through the heads give this replica's [K, N]
-    representation gradients, then one backward pass through the trunk.
+    boundary), and of the task-specific variables ``specific``.
 
-    - Gram-based: beta = task_weights(Gram summed over replicas, seed), identical on
-      every replica; returns the gradient of sum_k beta_k effective_k.
+    K backward passes, each from one task's loss to the representation and ``specific``
+    (through that task's head only, when ``parts`` gives the K effective losses as
+    scalars), give this replica's [K, N] representation gradients R and, summed, the
+    task-specific gradients. The method turns R into one cotangent of the
+    representation, back-propagated through the trunk once:
+    - Gram-based: beta = task_weights(R R^T summed over replicas, seed), identical on
+      every replica; the cotangent is beta^T R (= the gradient of sum_k beta_k
+      effective_k at the representation: the shared parameters reach the losses only
+      through it);
     - elementwise: the combination of this replica's own rows (exact: each coordinate
       belongs to one of its examples; with several replicas ``seed`` folded with the
-      replica id), reshaped to the representation's tensors and
-      back-propagated as their cotangent.
+      replica id).
     Summed over replicas (as ``apply_gradients`` does) this is the global update.
-    ``parts``: the K effective losses as scalars, so that pass k runs through task k's
-    head alone (else one-hot cotangents of ``effective``: the same rows).
+    Returns (shared gradients, specific gradients).
     """
     k = effective.shape[0]
-    local = per_task_gradients(tape, effective if parts is None else parts, representation, k,
-                               vectorised)
+    representation, specific = list(representation), list(specific)
+    rows = task_gradient_rows(tape, effective if parts is None else parts,
+                              representation + specific, k, vectorised)
+    local = flatten(rows[:len(representation)])
+    specific_grads = [tf.reduce_sum(r, axis=0) for r in rows[len(representation):]]
     if combination.gram_based() and not combination.elementwise:
         gram = ctx.all_reduce(_SUM, tf.matmul(local, local, transpose_b=True))
         beta = tf.stop_gradient(combination.task_weights(gram, seed))
-        return tape.gradient(effective, list(shared), output_gradients=beta)
-    # Each replica holds other examples: a random elementwise method draws afresh per replica.
-    local_seed = seed if ctx.num_replicas_in_sync == 1 else tf.random.experimental.stateless_fold_in(
-        seed, tf.cast(ctx.replica_id_in_sync_group, tf.int64))
-    combined = tf.stop_gradient(combination.combine(local, local_seed))
+        combined = tf.linalg.matvec(local, beta, transpose_a=True)
+    else:
+        # Each replica holds other examples: a random elementwise method draws afresh.
+        local_seed = seed if ctx.num_replicas_in_sync == 1 else \
+            tf.random.experimental.stateless_fold_in(
+                seed, tf.cast(ctx.replica_id_in_sync_group, tf.int64))
+        combined = combination.combine(local, local_seed)
+    combined = tf.stop_gradient(combined)
     sizes = [tf.size(r) for r in representation]
     pieces = tf.split(combined, tf.stack(sizes), num=len(sizes))
     cotangents = [tf.reshape(p, tf.shape(r)) for p, r in zip(pieces, representation)]
-    return tape.gradient(list(representation), list(shared), output_gradients=cotangents)
+    shared_grads = tape.gradient(representation, list(shared), output_gradients=cotangents)
+    return list(shared_grads), specific_grads
 
 
 def per_task_gradients(tape: tf.GradientTape, targets, sources: Sequence, k: int,

@@ -34,7 +34,7 @@ def _updates(name, X, C, w=(0.5, -0.3)):
     G = per_task_gradients(tape, losses, [W], k, vectorised=False)
     parameters = fresh().combine(G, SEED)
     ctx = tf.distribute.get_replica_context()
-    representation = representation_gradients(tape, losses, [z], [W], fresh(), SEED, ctx)
+    representation, _ = representation_gradients(tape, losses, [z], [W], fresh(), SEED, ctx)
     return parameters.numpy(), tf.reshape(representation[0], [-1]).numpy()
 
 
@@ -142,7 +142,7 @@ def test_the_elementwise_cotangent_is_reshaped_onto_every_representation_tensor(
         losses = tf.reduce_sum(tf.matmul(features, heads, transpose_b=True), 0)  # [K]
         total = tf.reduce_sum(losses)
     expected = tape.gradient(total, [W, V])
-    got = representation_gradients(tape, losses, [a, b], [W, V], _SignAgreement(), SEED,
+    got, _ = representation_gradients(tape, losses, [a, b], [W, V], _SignAgreement(), SEED,
                                    tf.distribute.get_replica_context())
     for e, g in zip(expected, got):
         np.testing.assert_allclose(g.numpy(), e.numpy(), atol=1e-6)

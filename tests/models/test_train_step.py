@@ -108,3 +108,50 @@ def test_training_equals_the_previous_per_task_gradient_path(weighting, combine)
         trained[path] = params(training)
     for a, b in zip(trained["now"], trained["previous"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _previous_representation_gradients(tape, effective, representation, shared, combination,
+                                       seed, ctx, vectorised=False, parts=None, specific=()):
+    """The representation level as it was before (the reference, Gram-based methods):
+    one-hot passes of the stacked losses to the representation, then the losses weighted
+    by beta back-propagated through heads and trunk, and the task-specific gradients from
+    a separate pass of the summed losses."""
+    from tfx_mtl.models.train_step import _SUM, per_task_gradients
+
+    local = per_task_gradients(tape, effective, list(representation), effective.shape[0],
+                               vectorised)
+    gram = ctx.all_reduce(_SUM, tf.matmul(local, local, transpose_b=True))
+    beta = tf.stop_gradient(combination.task_weights(gram, seed))
+    shared_grads = tape.gradient(effective, list(shared), output_gradients=beta)
+    with tape:
+        total = tf.reduce_sum(effective)
+    specific_grads = [tf.zeros(v.shape) if g is None else g
+                      for g, v in zip(tape.gradient(total, list(specific)), specific)]
+    return list(shared_grads), specific_grads
+
+
+@pytest.mark.parametrize("arch", ["shared_bottom", "mmoe", "ple", "cross_stitch"])
+def test_representation_level_equals_weighting_the_losses_through_heads_and_trunk(
+        arch, monkeypatch):
+    # The step back-propagates beta^T R from the representation through the trunk only,
+    # and sums the K passes' task-specific rows; the reference back-propagates the
+    # beta-weighted losses through heads and trunk and the summed losses once more.
+    # Equal only if the shared parameters reach the losses through the representation
+    # alone, on every architecture.
+    from loop_support import data, loop, params
+    from tfx_mtl.models import synthetic_input, train_step
+
+    spec, arrays = data(tasks=3)
+    trained = {}
+    for path in ("now", "previous"):
+        training = loop(spec, arrays, weighting="uncertainty", combine="mgda",
+                        surgery_level="representation",
+                        architecture={"name": arch, "levels": 2 if arch == "ple" else 1})
+        with monkeypatch.context() as patch:
+            if path == "previous":
+                patch.setattr(train_step, "representation_gradients",
+                              _previous_representation_gradients)
+            training.fit(synthetic_input.dataset(arrays, 64), 6)
+        trained[path] = params(training)
+    for a, b in zip(trained["now"], trained["previous"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
