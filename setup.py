@@ -37,7 +37,7 @@ setup(
         # Reading a TFRecord --data's columns before the run, without TensorFlow.
         "tfx-bsl==1.21.*",
         "google-crc32c>=1.5",
-        "apache-beam[gcp]>=2.47,<3",
+        "apache-beam[gcp,dask]>=2.47,<3",  # dask: tfx-mtl run --beam-runner dask
         "tensorboard==2.21.*",
         "kfp>=2.17,<3",
         "tensorflow-serving-api>=2.19,<2.22",

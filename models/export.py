@@ -6,6 +6,9 @@ Every signature takes serialized ``tf.Example``s of raw features (input
   ``<task>``              that task's outputs, bare names (see naming)
   ``transform_features``  the transformed features, labels and masks (for TFMA)
   ``<task>__evaluation``  the task's scored output, alone (for TFMA)
+  ``<task>__evaluation_labelled``  that output under the task's name, plus the
+                          task's label and mask (``<task>__label``, ``<task>__mask``):
+                          the Evaluators read all three from one pass
 Only the spec's feature columns are parsed for prediction, so extra columns in
 an example (labels, anything else) are ignored.
 """
@@ -41,8 +44,10 @@ def export(model: tf.keras.Model, spec: TaskSpec, tf_transform_output: tft.TFTra
     model.tft_layer = tf_transform_output.transform_features_layer()
 
     def predict(serialized: tf.Tensor) -> dict[str, dict[str, tf.Tensor]]:
-        raw = tf.io.parse_example(serialized, serving_spec)
-        transformed = model.tft_layer(raw)
+        return predict_transformed(model.tft_layer(tf.io.parse_example(serialized, serving_spec)))
+
+    def predict_transformed(transformed: Mapping[str, tf.Tensor]
+                            ) -> dict[str, dict[str, tf.Tensor]]:
         raw_out = model({k: transformed[k] for k in feature_keys}, training=False)
         result = {}
         for task in spec.tasks:
@@ -68,6 +73,18 @@ def export(model: tf.keras.Model, spec: TaskSpec, tf_transform_output: tft.TFTra
             return {task.name: predict(examples)[task.name][naming.SCORED_OUTPUT[task.type]]}
         return evaluation
 
+    def labelled_evaluation_signature(task):
+        # Every raw column is parsed (the label's too): the one Transform pass an
+        # Evaluator needs per model, instead of transform_features then evaluation.
+        @tf.function(input_signature=[_EXAMPLES_SPEC])
+        def labelled_evaluation(examples):
+            transformed = model.tft_layer(tf.io.parse_example(examples, raw_spec))
+            score = predict_transformed(transformed)[task.name][naming.SCORED_OUTPUT[task.type]]
+            return {task.name: score,
+                    **{key: transformed[key]
+                       for key in (naming.label_key(task.name), naming.mask_key(task.name))}}
+        return labelled_evaluation
+
     @tf.function(input_signature=[_EXAMPLES_SPEC])
     def transform_features(examples):
         return model.tft_layer(tf.io.parse_example(examples, raw_spec))
@@ -77,4 +94,6 @@ def export(model: tf.keras.Model, spec: TaskSpec, tf_transform_output: tft.TFTra
     for task in spec.tasks:
         signatures[task.name] = task_signature(task.name)
         signatures[naming.evaluation_signature(task.name)] = evaluation_signature(task)
+        signatures[naming.labelled_evaluation_signature(task.name)] = (
+            labelled_evaluation_signature(task))
     tf.saved_model.save(model, export_dir, signatures=signatures)

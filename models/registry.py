@@ -32,13 +32,18 @@ def _param(default: Any, check: Callable[[Any], bool], meaning: str):
     return dataclasses.field(default=default, metadata={"check": check, "meaning": meaning})
 
 
-def number(default: float, *, minimum: float | None = None, above: float | None = None):
-    """A finite number parameter, optionally ``>= minimum`` or ``> above``."""
-    if minimum is not None:
-        return _param(default, lambda v: _is_number(v) and v >= minimum, f"a number >= {minimum:g}")
-    if above is not None:
-        return _param(default, lambda v: _is_number(v) and v > above, f"a number > {above:g}")
-    return _param(default, _is_number, "a finite number")
+def number(default: float, *, minimum: float | None = None, above: float | None = None,
+           maximum: float | None = None):
+    """A finite number parameter, optionally ``>= minimum`` or ``> above``, and
+    ``<= maximum`` (a rate or a share)."""
+    lower = (f">= {minimum:g}", lambda v: v >= minimum) if minimum is not None else \
+        (f"> {above:g}", lambda v: v > above) if above is not None else None
+    upper = (f"<= {maximum:g}", lambda v: v <= maximum) if maximum is not None else None
+    bounds = [b for b in (lower, upper) if b]
+    if not bounds:
+        return _param(default, _is_number, "a finite number")
+    return _param(default, lambda v: _is_number(v) and all(ok(v) for _, ok in bounds),
+                  "a number " + " and ".join(text for text, _ in bounds))
 
 
 def integer(default: int, *, minimum: int):

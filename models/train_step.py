@@ -94,7 +94,7 @@ class MultiTaskStep:
         self.last_indices = [i for i, v in enumerate(self.shared) if id(v) in last]
         self.last_shared = [v for v in partition.last_shared if id(v) in shared_ids]
         # A method with task weights of the Gram matrix: its update is beta^T G.
-        self.gram_based = combination.gram_based() and not combination.elementwise
+        self.gram_based = combination.combines_by_gram()
 
     # -- pieces ------------------------------------------------------------
     def _inputs(self, batch):
@@ -255,7 +255,7 @@ def representation_gradients(tape: tf.GradientTape, effective: tf.Tensor,
                               representation + specific, k, vectorised)
     local = flatten(rows[:len(representation)])
     specific_grads = [tf.reduce_sum(r, axis=0) for r in rows[len(representation):]]
-    if combination.gram_based() and not combination.elementwise:
+    if combination.combines_by_gram():
         gram = ctx.all_reduce(_SUM, tf.matmul(local, local, transpose_b=True))
         beta = tf.stop_gradient(combination.task_weights(gram, seed))
         combined = tf.linalg.matvec(local, beta, transpose_a=True)

@@ -6,7 +6,10 @@ multi-task model (``candidate``) and that task's single-task baseline
 signature, whose one output is the task's score; TFMA first runs each model's
 ``transform_features`` signature, so the label is the Transform's
 ``<task>__label`` and the example weight the task's ``<task>__mask``: examples
-without a label for the task weigh 0 and do not count in its metrics.
+without a label for the task weigh 0 and do not count in its metrics. That is
+the config's meaning; the Evaluators run it with the extractors of
+:mod:`eval_extractors` (``EXTRACTORS_MODULE``), which read the same score, label
+and mask from one signature, so each model runs once per example.
 
 The Evaluators read the ``test`` split. TFMA checks the value bounds
 (``lower_bound``/``upper_bound``) on the overall slice only (a rare
@@ -37,6 +40,8 @@ from tfx_mtl import module_graph, naming
 from tfx_mtl.task_spec import Metric, Task, TaskSpec
 
 _OVERALL = tfma.SlicingSpec()
+# The Evaluators' ``module_path``: one pass of each model (see that module).
+EXTRACTORS_MODULE = "tfx_mtl.pipeline.eval_extractors"
 
 
 def for_task(spec: TaskSpec, task_name: str) -> tfma.EvalConfig:

@@ -50,7 +50,7 @@ from tfx import v1 as tfx
 from tfx_mtl import data as data_lib
 from tfx_mtl import module_graph, naming
 from tfx_mtl import run_parameters as run_parameters_lib
-from tfx_mtl.components import missing_values_csv, mtl_trainer
+from tfx_mtl.components import missing_values_csv, mtl_trainer, streaming_write
 from tfx_mtl.components.atomic_pusher import AtomicPusher
 from tfx_mtl.components.blessing_gate import BlessingGate
 from tfx_mtl.components.curated_schema import CuratedSchemaGen, read_schema_text
@@ -66,9 +66,12 @@ PREPROCESSING_FN = "tfx_mtl.models.preprocessing.preprocessing_fn"
 RUN_FN = "tfx_mtl.models.trainer.run_fn"
 BASELINE_OUTPUT = "model"  # the Trainer output a reused baseline is resolved from
 # Beam's DirectRunner as every runner uses it for the light components (and, unless
-# Scale.beam_args says otherwise, the heavy ones): in this process, one worker. Pinned,
-# so a run never picks another runner on its own.
-DIRECT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+# Scale.beam_args says otherwise, the heavy ones): in this process, one worker, on the
+# FnApiRunner. Pinned (tfx_mtl.runners.direct_runner), so a run never picks another
+# runner on its own, nor tries to download Beam's Prism runner.
+# (tfx_mtl.runners.beam_runner.IN_PROCESS_ARGS, which the runners' tests pin to this.)
+DIRECT_BEAM_ARGS = ("--runner=tfx_mtl.runners.direct_runner.PinnedDirectRunner",
+                    "--direct_running_mode=in_memory", "--direct_num_workers=1")
 CODE_VERSION_KEY = "code_version"  # in Transform's and the Trainers' custom_config
 
 
@@ -133,10 +136,10 @@ def create_example_gen(data: DataSource,
     input split per directory, and an empty output config, which TFX then copies);
     otherwise all the files are one input, hashed into the splits by ``buckets``
     (the spec's ``data.splits``: (split, hash buckets) pairs). CSV cells equal to one of
-    ``missing_values`` (the spec's ``data.missing_values``) are read as empty ones
-    (components/missing_values_csv.py)."""
-    component_class = {"csv": tfx.components.CsvExampleGen,
-                       "tfrecord": tfx.components.ImportExampleGen}[data.format]
+    ``missing_values`` (the spec's ``data.missing_values``) are read as empty ones. CSV is
+    read by the project's streaming executor (components/streaming_csv.py: TFX's
+    CsvExampleGen's splits and output, memory flat in rows), under TFX's id; TFRecord by
+    TFX's ImportExampleGen writing without its reshuffle (components/streaming_write.py)."""
     if data.splits:
         input_config = tfx.proto.Input(splits=[
             tfx.proto.Input.Split(name=split, pattern=f"{split}/{data.pattern}")
@@ -148,13 +151,14 @@ def create_example_gen(data: DataSource,
         output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name=split, hash_buckets=count)
             for split, count in buckets]))
-    if data.format == "csv" and missing_values:
+    if data.format == "csv":
         return missing_values_csv.MissingValuesCsvExampleGen(
             input_base=data.directory, input_config=input_config, output_config=output_config,
             custom_config=missing_values_csv.custom_config(missing_values),
         ).with_id(naming.EXAMPLE_GEN["csv"])
-    return component_class(input_base=data.directory, input_config=input_config,
-                           output_config=output_config)
+    return streaming_write.StreamingImportExampleGen(
+        input_base=data.directory, input_config=input_config, output_config=output_config,
+    ).with_id(naming.EXAMPLE_GEN["tfrecord"])
 
 
 def create_pipeline(
@@ -224,7 +228,10 @@ def create_pipeline(
                                              transform=list(naming.SPLITS)),
         custom_config={SPEC_CONFIG_KEY: spec.transform_view().to_dict(),
                        CODE_VERSION_KEY: _code_version(
-            tfx.components.Transform, PREPROCESSING_FN)}))
+            tfx.components.Transform, PREPROCESSING_FN)},
+        # Nothing reads Transform's pre/post-transform statistics (StatisticsGen's are the
+        # data's) nor its analyzer cache (no run feeds it back): neither is computed.
+        disable_statistics=True, disable_analyzer_cache=True))
 
     def trainer(node_id: str, config: TrainerConfig,
                 run_options: Mapping[str, Any]) -> mtl_trainer.MtlTrainer:
@@ -283,7 +290,8 @@ def create_pipeline(
             examples=example_gen.outputs["examples"], example_splits=[naming.TEST],
             model=multi_task.outputs["model"],
             baseline_model=seeded_baselines[task][0].outputs["model"],
-            eval_config=eval_config.for_task(trained, task))).with_id(naming.evaluator_node(task))
+            eval_config=eval_config.for_task(trained, task),
+            module_path=eval_config.EXTRACTORS_MODULE)).with_id(naming.evaluator_node(task))
     comparison = ModelComparison(
         examples=example_gen.outputs["examples"],
         models=[m.outputs["model"] for m in multi_tasks],

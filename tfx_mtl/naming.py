@@ -45,6 +45,17 @@ def evaluation_signature(task: str) -> str:
     return f"{task}__evaluation"
 
 
+def labelled_evaluation_signature(task: str) -> str:
+    """``evaluation_signature``'s output plus the task's label and mask (``label_key``,
+    ``mask_key``): one pass of the Transform graph gives TFMA all three."""
+    return f"{evaluation_signature(task)}_labelled"
+
+
+def evaluation_task(signature: str) -> str:
+    """The task an ``evaluation_signature`` scores."""
+    return signature.removesuffix("__evaluation")
+
+
 def feature_key(feature: str) -> str:
     return f"{feature}_xf"
 

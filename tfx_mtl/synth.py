@@ -258,69 +258,140 @@ def sample(config: SynthConfig) -> dict[str, np.ndarray]:
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def write(config: SynthConfig, out_dir: str | os.PathLike, fmt: str = "csv", *,
-          chunk_rows: int = 10_000, overwrite: bool = False) -> dict:
-    """Writes ``data.csv`` or ``data.tfrecord`` plus a matching ``tasks.yaml`` to ``out_dir``.
+def data_files(fmt: str, files: int = 1) -> list[str]:
+    """The names :func:`write` gives ``files`` data files of format ``fmt``: ``data.csv``
+    / ``data.tfrecord`` for one, ``part-00000-of-00004.csv`` ... for several (names
+    tfx_mtl.data.PATTERNS match, so ExampleGen reads them all)."""
+    if files == 1:
+        return [DATA_FILES[fmt]]
+    return [f"part-{i:05d}-of-{files:05d}.{fmt}" for i in range(files)]
 
-    Streams chunk by chunk (memory does not grow with rows) into a temporary file
+
+def _existing_data(out_dir: str) -> list[str]:
+    """The data files a previous :func:`write` may have left in ``out_dir``."""
+    if not os.path.isdir(out_dir):
+        return []
+    return sorted(os.path.join(out_dir, name) for name in os.listdir(out_dir)
+                  if name in DATA_FILES.values()
+                  or (name.startswith("part-") and name.endswith(tuple(f".{f}" for f in FORMATS))))
+
+
+def write(config: SynthConfig, out_dir: str | os.PathLike, fmt: str = "csv", *,
+          chunk_rows: int = 10_000, overwrite: bool = False, files: int = 1) -> dict:
+    """Writes ``data.csv`` or ``data.tfrecord`` plus a matching ``tasks.yaml`` to ``out_dir``;
+    with ``files`` > 1, the rows in that many files of consecutive rows
+    (:func:`data_files`; the first ``rows % files`` get one row more), which together
+    hold the rows one file would.
+
+    Streams chunk by chunk (memory does not grow with rows) into temporary files
     renamed at the end, so a failed run leaves no half-written data behind.
-    Refuses to replace a non-empty ``data.csv``/``data.tfrecord`` unless
-    ``overwrite``; the other format's file is removed, so the directory always
-    holds one dataset, the one ``tasks.yaml`` describes.
+    Refuses to replace non-empty data files unless ``overwrite``; the previous data
+    files (either format, any number of files) are removed, so the directory always
+    holds one dataset, the one ``tasks.yaml`` describes. Returns the data file, or the
+    directory when there are several files, as ``data`` (what ``--data`` takes).
     """
     if fmt not in FORMATS:
         raise SynthError("fmt", f"must be one of: {', '.join(FORMATS)}; got {fmt!r}")
+    if not _is_int(files) or not 1 <= files <= config.rows:
+        raise SynthError("files", f"must be an integer from 1 to rows ({config.rows}), "
+                         f"got {files!r}")
     _check_chunk_rows(chunk_rows)
     out_dir = os.fspath(out_dir)
-    existing = [path for path in (os.path.join(out_dir, f) for f in DATA_FILES.values())
-                if os.path.isfile(path)]
+    existing = _existing_data(out_dir)
     for path in existing:
         if os.path.getsize(path) > 0 and not overwrite:
             raise SynthError("out_dir", f"{path} already exists and is not empty "
                              "(overwrite=True, --overwrite on the command line, replaces it)")
     os.makedirs(out_dir, exist_ok=True)
     started = time.perf_counter()
-    data_path = os.path.join(out_dir, DATA_FILES[fmt])
-    tmp_path = data_path + ".tmp"
+    paths = [os.path.join(out_dir, name) for name in data_files(fmt, files)]
+    tmp_paths = [path + ".tmp" for path in paths]
+    counts = [config.rows // files + (i < config.rows % files) for i in range(files)]
     try:
-        if fmt == "csv":
-            _write_csv(config, tmp_path, chunk_rows)
-        else:
-            _write_tfrecord(config, tmp_path, chunk_rows)
+        parts = _parts(_matrix_chunks(config, chunk_rows), counts)
+        (_write_csv if fmt == "csv" else _write_tfrecord)(config, tmp_paths, parts)
         for path in existing:
             os.remove(path)
-        os.replace(tmp_path, data_path)
+        for tmp_path, path in zip(tmp_paths, paths):
+            os.replace(tmp_path, path)
     finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+        for tmp_path in tmp_paths:
+            if os.path.exists(tmp_path):
+                os.remove(tmp_path)
     spec_path = os.path.join(out_dir, SPEC_FILE)
     with open(spec_path, "w") as f:
-        f.write(spec_yaml(config, fmt))
-    return {"data": data_path, "spec": spec_path, "format": fmt, "rows": config.rows,
-            "columns": config.features + config.tasks,
+        f.write(spec_yaml(config, fmt, files))
+    return {"data": paths[0] if files == 1 else out_dir, "spec": spec_path, "format": fmt,
+            "rows": config.rows, "columns": config.features + config.tasks, "files": files,
             "seconds": round(time.perf_counter() - started, 3)}
 
 
-def _write_csv(config: SynthConfig, path: str, chunk_rows: int) -> None:
+def _parts(matrix_chunks, counts: list[int]
+           ) -> Iterator[tuple[int, np.ndarray, list[np.ndarray]]]:
+    """(file index, x, labels) pieces of the chunks, file i getting the next counts[i] rows."""
+    part, left = 0, counts[0]
+    for x, ys in matrix_chunks:
+        start = 0
+        while start < len(x):
+            while left == 0:
+                part += 1
+                left = counts[part]
+            stop = min(len(x), start + left)
+            yield part, x[start:stop], [y[start:stop] for y in ys]
+            left -= stop - start
+            start = stop
+        del x, ys  # before the next chunk is made
+
+
+class _Outputs:
+    """One open output per file, opened when its first piece comes and closed when the
+    next file's does (files are written one after the other)."""
+
+    def __init__(self, paths: list[str], open_fn):
+        self._paths, self._open, self._index, self._current = paths, open_fn, -1, None
+
+    def get(self, index: int):
+        if index != self._index:
+            self.close()
+            self._index, self._current = index, self._open(self._paths[index])
+        return self._current
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+
+
+def _write_csv(config: SynthConfig, paths: list[str], parts) -> None:
     # %.9g: nine significant digits round-trip every float32 (%.7g does not).
     line = ",".join(["%.9g"] * config.features
                     + ["%d" if t == "binary" else "%.9g" for t in config.types]) + "\n"
-    with open(path, "w", newline="") as f:
-        f.write(",".join(feature_names(config) + task_names(config)) + "\n")
-        for x, ys in _matrix_chunks(config, chunk_rows):
+    header = ",".join(feature_names(config) + task_names(config)) + "\n"
+
+    def open_csv(path):
+        f = open(path, "w", newline="")
+        f.write(header)
+        return f
+    outputs = _Outputs(paths, open_csv)
+    try:
+        for index, x, ys in parts:
+            f = outputs.get(index)
             for start in range(0, len(x), _FORMAT_ROWS):
                 block = slice(start, start + _FORMAT_ROWS)
                 rows = zip(x[block].tolist(), *(y[block].tolist() for y in ys))
                 f.write("".join(line % (*xs, *label) for xs, *label in rows))
-            del x, ys  # before the next chunk is made
+    finally:
+        outputs.close()
 
 
-def _write_tfrecord(config: SynthConfig, path: str, chunk_rows: int) -> None:
+def _write_tfrecord(config: SynthConfig, paths: list[str], parts) -> None:
     import tensorflow as tf
 
     features, tasks, types = feature_names(config), task_names(config), config.types
-    with tf.io.TFRecordWriter(path) as writer:
-        for x, ys in _matrix_chunks(config, chunk_rows):
+    outputs = _Outputs(paths, tf.io.TFRecordWriter)
+    try:
+        for index, x, ys in parts:
+            writer = outputs.get(index)
             label_lists = [y.tolist() for y in ys]
             for i, xs in enumerate(x.tolist()):
                 feature = {name: tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
@@ -334,10 +405,11 @@ def _write_tfrecord(config: SynthConfig, path: str, chunk_rows: int) -> None:
                 # Deterministic: map entries in key order, else their order (and the
                 # file's bytes) varies from one process to the next.
                 writer.write(example.SerializeToString(deterministic=True))
-            del x, ys, label_lists  # before the next chunk is made
+    finally:
+        outputs.close()
 
 
-def command_line(config: SynthConfig, fmt: str = "csv") -> str:
+def command_line(config: SynthConfig, fmt: str = "csv", files: int = 1) -> str:
     """The ``tfx-mtl synth`` arguments that regenerate this data (bar --out)."""
     args = [f"--rows {config.rows}", f"--tasks {config.tasks}",
             f"--correlation {config.correlation!r}", f"--features {config.features}",
@@ -347,6 +419,8 @@ def command_line(config: SynthConfig, fmt: str = "csv") -> str:
     if config.task_types is not None:
         args.append("--task-types " + ",".join(config.task_types))
     args.append(f"--format {fmt}")
+    if files != 1:
+        args.append(f"--files {files}")
     return "tfx-mtl synth " + " ".join(args)
 
 
@@ -356,7 +430,7 @@ def command_line(config: SynthConfig, fmt: str = "csv") -> str:
 SPEC_MAX_REGRESSION = "1%"
 
 
-def spec_yaml(config: SynthConfig, fmt: str = "csv") -> str:
+def spec_yaml(config: SynthConfig, fmt: str = "csv", files: int = 1) -> str:
     """The task spec text for the generated data (loads with ``task_spec.load``)."""
     names = task_names(config)
     lines = [
@@ -364,7 +438,7 @@ def spec_yaml(config: SynthConfig, fmt: str = "csv") -> str:
         f"# {config.tasks} task(s) whose weight vectors have pairwise cosine similarity "
         f"{config.correlation!r}.",
         "# Generated (byte-identical when rerun) by:",
-        f"#   {command_line(config, fmt)}",
+        f"#   {command_line(config, fmt, files)}",
         f"#   {config!r}",
         "name: synth",
         "",

@@ -62,6 +62,7 @@ class GradientCombination(tf.Module):
     ``forced_level``: a level the method always runs at, whatever
     ``trainer.surgery_level`` says (``mgda_ub``); None: the configured one.
     ``stateful``: the method keeps state between steps and needs ``tasks``.
+    ``random``: the method draws at random and refuses to run without ``seed``.
     """
 
     name: ClassVar[str]
@@ -71,6 +72,7 @@ class GradientCombination(tf.Module):
     representation_level: ClassVar[bool] = True
     forced_level: ClassVar[str | None] = None
     stateful: ClassVar[bool] = False
+    random: ClassVar[bool] = False  # draws at random: needs ``seed`` (:meth:`_check_seed`)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -96,14 +98,11 @@ class GradientCombination(tf.Module):
             raise ValueError(f"{self.name} keeps state per task: build it with tasks=K")
         self.k, self.p = tasks, parameters
 
-    def _at_most_one(self, parameter: str) -> None:
-        """InputError naming ``combine_params.<parameter>`` if that parameter is above 1
-        (a rate or share; ``registry.number`` checks only lower bounds)."""
-        value = getattr(self.params, parameter)
-        if value > 1:
-            raise InputError(f"{REGISTRY.kind}_params.{parameter}",
-                             f"{REGISTRY.noun} {self.name!r}: parameter {parameter!r} must be "
-                             f"<= 1, got {value!r}")
+    def _check_seed(self, seed) -> None:
+        """ValueError if this method draws at random (``random``) and has no ``seed``."""
+        if self.random and seed is None:
+            raise ValueError(f"{self.name}: seed is required (an int tensor [2], "
+                             "e.g. (run seed, step))")
 
     def _check_tasks(self, k: int) -> None:
         """ValueError unless ``k`` rows match the K this combination was built for."""
@@ -114,6 +113,13 @@ class GradientCombination(tf.Module):
     def gram_based(cls) -> bool:
         """True when the method implements :meth:`task_weights` (beta from G G^T alone)."""
         return cls.task_weights is not GradientCombination.task_weights
+
+    @classmethod
+    def combines_by_gram(cls) -> bool:
+        """How the step combines: True when it forms only the Gram matrix and the task
+        weights (a Gram-based method that is not elementwise), False when it hands
+        :meth:`combine` the gradient rows themselves."""
+        return cls.gram_based() and not cls.elementwise
 
     @classmethod
     def runs_on_representation(cls) -> bool:

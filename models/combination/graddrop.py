@@ -42,7 +42,7 @@ def graddrop(G: tf.Tensor, seed: tf.Tensor, leak: float = 0.0) -> tf.Tensor:
 @dataclasses.dataclass(frozen=True)
 class GradDropParams:
     # the paper's leak l in [0, 1] (one for every task): the share of a dropped gradient kept
-    leak: float = registry.number(0.0, minimum=0)
+    leak: float = registry.number(0.0, minimum=0, maximum=1)
 
 
 @REGISTRY.register
@@ -64,13 +64,8 @@ class GradDrop(GradientCombination):
     name = "graddrop"
     Params = GradDropParams
     elementwise = True
-
-    def __init__(self, params=None, tasks=None, parameters=None):
-        super().__init__(params, tasks, parameters)
-        self._at_most_one("leak")
+    random = True
 
     def combine(self, G, seed=None):
-        if seed is None:
-            raise ValueError("graddrop: seed is required (an int tensor [2], e.g. "
-                             "(run seed, step))")
+        self._check_seed(seed)
         return graddrop(G, seed, self.params.leak)

@@ -65,7 +65,7 @@ def gradvac_with_order(gram: tf.Tensor, targets: tf.Tensor, order, beta: float
 @dataclasses.dataclass(frozen=True)
 class GradVacParams:
     # EMA rate of the target cosines (the paper's 1e-2; LibMTL's default is 0.5)
-    beta: float = registry.number(0.01, above=0)
+    beta: float = registry.number(0.01, above=0, maximum=1)
 
 
 @REGISTRY.register
@@ -86,15 +86,14 @@ class GradVac(GradientCombination):
     name = "gradvac"
     Params = GradVacParams
     stateful = True
+    random = True
 
     def __init__(self, params=None, tasks=None, parameters=None):
         super().__init__(params, tasks, parameters)
-        self._at_most_one("beta")
         self.targets = tf.Variable(tf.zeros([self.k, self.k]), name="target_cosines", **STATE)
 
     def task_weights(self, gram, seed=None):
-        if seed is None:
-            raise ValueError("gradvac: seed is required (an int tensor [2], e.g. (run seed, step))")
+        self._check_seed(seed)
         gram = as_gram(gram)
         self._check_tasks(gram.shape[0])
         weights, targets = gradvac_with_order(gram, self.targets, pcgrad_order(self.k, seed),

@@ -77,9 +77,9 @@ class PCGrad(GradientCombination):
     does not do."""
 
     name = "pcgrad"
+    random = True
 
     def task_weights(self, gram, seed=None):
-        if seed is None:
-            raise ValueError("pcgrad: seed is required (an int tensor [2], e.g. (run seed, step))")
+        self._check_seed(seed)
         gram = as_gram(gram)
         return pcgrad_weights(gram, pcgrad_order(gram.shape[0], seed))

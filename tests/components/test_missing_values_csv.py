@@ -5,7 +5,7 @@ from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
 from tfx_mtl import naming
-from tfx_mtl.components import missing_values_csv
+from tfx_mtl.components import missing_values_csv, streaming_csv
 from tfx_mtl.pipeline import pipeline as pipeline_lib
 
 
@@ -18,19 +18,19 @@ def test_tokens_travel_in_custom_config_as_tfx_passes_it_to_the_executor():
 
 def test_only_whole_cells_equal_to_a_token_are_emptied():
     tokens = frozenset({b"NA", b"?"})
-    assert missing_values_csv.blank_missing([b"NA", b"NAN", b"?", b"", b"1.5", b" NA"],
+    assert streaming_csv.blank_missing([b"NA", b"NAN", b"?", b"", b"1.5", b" NA"],
                                             tokens) == [b"", b"NAN", b"", b"", b"1.5", b" NA"]
 
 
-def test_without_tokens_the_pipeline_keeps_tfx_csv_example_gen(tmp_path):
+def test_every_csv_run_uses_the_streaming_executor_under_tfx_id(tmp_path):
     (tmp_path / "d.csv").write_text("x\n1\n")
     source = pipeline_lib.DataSource.from_path(str(tmp_path / "d.csv"))
-    plain = pipeline_lib.create_example_gen(source)
-    assert type(plain).__name__ == "CsvExampleGen"
-    mapped = pipeline_lib.create_example_gen(source, missing_values=("NA",))
-    assert mapped.id == naming.EXAMPLE_GEN["csv"]
-    assert isinstance(mapped, missing_values_csv.MissingValuesCsvExampleGen)
-    assert missing_values_csv.missing_values(mapped.exec_properties) == ("NA",)
+    for tokens, expected in (((), ()), (("NA",), ("NA",))):
+        example_gen = pipeline_lib.create_example_gen(source, missing_values=tokens)
+        assert example_gen.id == naming.EXAMPLE_GEN["csv"]
+        assert isinstance(example_gen, missing_values_csv.MissingValuesCsvExampleGen)
+        assert issubclass(example_gen.EXECUTOR_SPEC.executor_class, streaming_csv.Executor)
+        assert missing_values_csv.missing_values(example_gen.exec_properties) == expected
 
 
 @pytest.mark.e2e

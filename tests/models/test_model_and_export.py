@@ -12,6 +12,9 @@ from .conftest import ROWS, SPEC  # noqa: F401  (importlib mode: relative import
 
 pytestmark = pytest.mark.e2e  # on the real Transform output (TFT on Beam)
 
+SIGNATURES = {"serving_default", "transform_features", "big", "fare", "kind",
+              *(f"{t}__evaluation{s}" for t in ("big", "fare", "kind") for s in ("", "_labelled"))}
+
 
 def _batch(rows):
     return {k: tf.constant([r[k] for r in rows]) for k in rows[0]}
@@ -79,8 +82,7 @@ def test_every_architecture_exports_the_same_signatures(transformed, arch, tmp_p
     export.export(model, SPEC, tft_output, trainer.read_label_stats(SPEC, _batch(rows)),
                   str(tmp_path))
     loaded = tf.saved_model.load(str(tmp_path))
-    assert set(loaded.signatures) == {"serving_default", "transform_features", "big", "fare", "kind",
-                                      "big__evaluation", "fare__evaluation", "kind__evaluation"}
+    assert set(loaded.signatures) == SIGNATURES
     everything = loaded.signatures["serving_default"](
         examples=tf.constant([_example(r) for r in ROWS]))
     assert set(everything) == {"big_probability", "big_class_id", "fare_value",
@@ -93,8 +95,7 @@ def test_signatures_of_the_exported_model(model_and_stats, transformed, tmp_path
     _, tft_output = transformed
     export.export(model, SPEC, tft_output, stats, str(tmp_path))
     loaded = tf.saved_model.load(str(tmp_path))
-    assert set(loaded.signatures) == {"serving_default", "transform_features", "big", "fare", "kind",
-                                      "big__evaluation", "fare__evaluation", "kind__evaluation"}
+    assert set(loaded.signatures) == SIGNATURES
     examples = tf.constant([_example(r) for r in ROWS])
     # Label columns in the examples are ignored by the prediction signatures.
     everything = loaded.signatures["serving_default"](examples=examples)
@@ -120,4 +121,11 @@ def test_signatures_of_the_exported_model(model_and_stats, transformed, tmp_path
     np.testing.assert_allclose(scored["fare"]["fare"].numpy(), everything["fare_value"].numpy())
     assert scored["kind"]["kind"].shape == (3, 2)
     transformed_out = loaded.signatures["transform_features"](examples=examples)
+    # What the Evaluators read in one pass: the same score, label and mask.
+    for task in ("big", "fare", "kind"):
+        labelled = loaded.signatures[f"{task}__evaluation_labelled"](examples=examples)
+        assert set(labelled) == {task, f"{task}__label", f"{task}__mask"}
+        np.testing.assert_array_equal(labelled[task].numpy(), scored[task][task].numpy())
+        for key in (f"{task}__label", f"{task}__mask"):
+            np.testing.assert_array_equal(labelled[key].numpy(), transformed_out[key].numpy())
     assert transformed_out["big__label"].numpy().tolist() == [1, 0, 0]

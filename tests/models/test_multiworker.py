@@ -132,7 +132,7 @@ STEPS = 20
 RESUMED_STEPS = 10
 TIMEOUT = 300  # seconds for a group of processes (they start in ~10 s and train in a few)
 SIGNATURES = {"serving_default", "transform_features", "big", "fare", "kind",
-              "big__evaluation", "fare__evaluation", "kind__evaluation"}
+              *(f"{t}__evaluation{s}" for t in ("big", "fare", "kind") for s in ("", "_labelled"))}
 PROCESS = Path(__file__).with_name("trainer_process.py")
 
 

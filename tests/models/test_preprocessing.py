@@ -24,10 +24,11 @@ def test_regression_label_statistics_cover_labelled_rows(transformed):
     assert rows[0]["fare__label_std"] == pytest.approx(math.sqrt(200 / 3))  # population std
 
 
-def test_missing_numeric_is_imputed_with_the_mean_then_scaled(transformed):
+def test_missing_numeric_is_the_mean_of_the_present_values_after_scaling(transformed):
     rows, _ = transformed
-    # miles present: 1 and 3 -> mean 2; imputed row is 2 -> z-scores -1.2247, 0, 1.2247
-    assert [round(float(r["miles_xf"]), 4) for r in rows] == [-1.2247, 0.0, 1.2247]
+    # miles present: 1 and 3 -> mean 2, population std 1 -> z-scores -1, 1; the missing
+    # row is the mean, z 0 (imputing before scaling gave std 0.8165: -1.2247, 0, 1.2247)
+    assert [round(float(r["miles_xf"]), 4) for r in rows] == [-1.0, 0.0, 1.0]
 
 
 def test_vocabularies_are_named_for_the_model(transformed):

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tfx_mtl import data, module_graph, naming, task_spec
+from tfx_mtl.components import missing_values_csv, streaming_write
 from tfx_mtl.models.trainer_config import TrainerConfig
 from tfx_mtl.pipeline import pipeline as pipeline_lib
 
@@ -59,11 +60,20 @@ def test_the_dag_has_every_component_wired_from_the_spec(tmp_path):
         assert evaluator.inputs["model"].producer_component_id == "Trainer"
         assert evaluator.inputs["baseline_model"].producer_component_id == f"baseline_{task}"
         assert f"{task}__evaluation" in evaluator.exec_properties["eval_config"]
+        # ... running each model once (pipeline/eval_extractors.py), by import path too.
+        assert evaluator.exec_properties["module_path"] == "tfx_mtl.pipeline.eval_extractors"
         gate_inputs = by_id["BlessingGate"].inputs
         assert gate_inputs[f"{task}_evaluation"].producer_component_id == f"evaluate_{task}"
         assert gate_inputs[f"{task}_blessing"].producer_component_id == f"evaluate_{task}"
     assert by_id["Pusher"].inputs["model_blessing"].producer_component_id == "BlessingGate"
     assert by_id["Pusher"].inputs["model"].producer_component_id == "Trainer"
+
+
+def test_transform_writes_its_graph_and_examples_only(tmp_path):
+    """No pre/post-transform statistics (StatisticsGen's are the data's) and no analyzer
+    cache (no run reads it): Transform's outputs are what the Trainers read."""
+    by_id = {c.id: c for c in _pipeline(tmp_path).components}
+    assert set(by_id["Transform"].outputs) == {"transform_graph", "transformed_examples"}
 
 
 def test_each_trainer_keeps_checkpoints_under_the_pipeline_root_not_an_execution(tmp_path):
@@ -86,8 +96,6 @@ def test_the_data_format_picks_the_example_gen_with_the_same_splits(tmp_path, fm
     """CSV data is read by CsvExampleGen, TFRecord data by ImportExampleGen, each under
     its default id, into the same train/validation/test hash split (8/1/1 by default),
     for every downstream node."""
-    from tfx import v1 as tfx
-
     source_dir = tmp_path / "data"
     source_dir.mkdir()
     (source_dir / file).write_bytes(b"")
@@ -98,8 +106,8 @@ def test_the_data_format_picks_the_example_gen_with_the_same_splits(tmp_path, fm
     node = naming.EXAMPLE_GEN[fmt]
     assert set(naming.EXAMPLE_GEN.values()) & set(by_id) == {node}
     example_gen = by_id[node]
-    assert type(example_gen) is {"csv": tfx.components.CsvExampleGen,
-                                 "tfrecord": tfx.components.ImportExampleGen}[fmt]
+    assert type(example_gen) is {"csv": missing_values_csv.MissingValuesCsvExampleGen,
+                                 "tfrecord": streaming_write.StreamingImportExampleGen}[fmt]
     assert example_gen.exec_properties["input_base"] == str(source_dir)
     assert json.loads(example_gen.exec_properties["input_config"]) == {
         "splits": [{"name": "single_split", "pattern": data.PATTERNS[fmt]}]}

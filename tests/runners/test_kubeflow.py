@@ -141,8 +141,9 @@ def test_tfrecord_data_compiles_with_import_example_gen(compiled, tmp_path, caps
     input_config = spec.root.dag.tasks[node].inputs.parameters["input_config"]
     assert json.loads(input_config.runtime_value.constant.string_value)["splits"] == [
         {"name": "single_split", "pattern": "*.tfrecord*"}]
+    # TFX's ImportExampleGen, writing its splits without the reshuffle (streaming_write).
     assert _container(spec, node)["args"][1] == (
-        "tfx.components.example_gen.import_example_gen.executor.Executor")
+        "tfx_mtl.components.streaming_write.ImportExecutor")
 
 
 def test_split_directories_compile_with_an_input_split_per_directory(tmp_path):
@@ -225,7 +226,9 @@ def test_beam_args_go_to_the_data_parallel_components_only(tmp_path):
         if task in heavy:
             assert "--runner=DataflowRunner" in args and f"--sdk_container_image={IMAGE}" in args
         else:
-            assert not any(a.startswith("--runner") for a in args), task
+            # The light ones stay on the pinned local runner (no Prism download).
+            runners = [a for a in args if a.startswith("--runner")]
+            assert runners == [pipeline_lib.DIRECT_BEAM_ARGS[0]], (task, runners)
     driver = _container(spec, "CsvExampleGen")["lifecycle"]["preCacheCheck"]["args"]
     assert "--runner=DataflowRunner" in driver
 

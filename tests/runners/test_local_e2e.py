@@ -20,6 +20,7 @@ import tensorflow as tf
 from taxi_support import run_tfx_mtl, taxi_spec, write_taxi_slice
 
 from tfx_mtl import data, naming, task_spec
+from tfx_mtl.components import streaming_write
 from tfx_mtl.results import metadata
 
 pytestmark = [pytest.mark.e2e, pytest.mark.subprocess]  # the installed tfx-mtl, the real DAG
@@ -204,7 +205,8 @@ def _serialized_rows(csv_path, n=16):
 
 def _signatures(tasks):
     return {"serving_default", "transform_features", *tasks,
-            *(naming.evaluation_signature(t) for t in tasks)}
+            *(naming.evaluation_signature(t) for t in tasks),
+            *(naming.labelled_evaluation_signature(t) for t in tasks)}
 
 
 def test_pushed_model_answers_every_signature(taxi_run, taxi_slice):
@@ -389,7 +391,7 @@ def test_cli_selects_architecture_weighting_combination_and_replicas(taxi_slice,
 
 def test_synthetic_tfrecord_data_runs_through_import_example_gen(tmp_path):
     """`synth --format tfrecord` writes what `run` reads, with the spec as written:
-    ImportExampleGen reads it, every component completes, every task is judged
+    the streaming ImportExampleGen reads it, every component completes, every task is judged
     against its own baseline (a regression task, and a binary one of int64 labels)."""
     data_dir = tmp_path / "synth"
     run_tfx_mtl("synth", "--rows", "2000", "--tasks", "2", "--correlation", "0.5",
@@ -418,10 +420,12 @@ def test_synthetic_tfrecord_data_runs_through_import_example_gen(tmp_path):
             str(tmp_path / "runs" / "pipeline_root" / naming.baseline_node(name)))
         assert info["metrics"]["example_count"] == info["baseline_metrics"]["example_count"]
     assert summary["tasks"]["task_2"]["type"] == "binary"
-    # The node ran TFX's ImportExampleGen, which split all 2,000 examples 8/1/1.
+    # The node ran the streaming ImportExampleGen (TFX's split hash, no reshuffle),
+    # which split all 2,000 examples 8/1/1.
     store, executions = _latest_executions(tmp_path / "runs", "tfx-mtl-synth")
     (execution_type,) = store.get_execution_types_by_id([executions[example_gen].type_id])
-    assert execution_type.name.endswith(".ImportExampleGen")
+    component = streaming_write.StreamingImportExampleGen
+    assert execution_type.name == f"{component.__module__}.{component.__qualname__}"
     (examples,) = _artifacts(store, executions[example_gen], "OUTPUT")["examples"]
     counts = {split: sum(1 for _ in tf.data.TFRecordDataset(
         glob.glob(os.path.join(examples.uri, f"Split-{split}", "*")), "GZIP"))
@@ -534,3 +538,14 @@ def test_small_data_warns_and_an_epoch_budget_becomes_steps(tmp_path):
         assert info["steps"] == steps, node
         assert info["budget"] == {"train_epochs": 120, "train_examples": train,
                                   "batch_size": 64, "train_steps": steps}, node
+
+
+def test_the_run_used_the_pinned_local_runner_and_never_tried_prism(taxi_run):
+    """Beam 2.77's unpinned DirectRunner logs "Running pipeline with PrismRunner." and a
+    download attempt for every Beam pipeline (tfx_mtl.runners.direct_runner)."""
+    log = "".join(open(f).read() for f in glob.glob(str(taxi_run.output_dir / "logs" / "*.log")))
+    # The FnApiRunner ran the components' Beam pipelines (its in-process SDK worker).
+    assert "apache_beam.runners.worker.statecache" in log
+    assert "PrismRunner" not in log and "Downloading prism" not in log
+    assert taxi_run.summary["beam"]["runner"] == "in-process"
+    assert "  beam: in-process " in taxi_run.stdout

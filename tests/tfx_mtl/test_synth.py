@@ -246,6 +246,58 @@ def test_write_refuses_existing_data_unless_overwrite(tmp_path):
     synth.write(_config(rows=7), tmp_path)
 
 
+def test_files_split_the_rows_into_consecutive_parts_each_with_the_header(tmp_path):
+    """10 rows in 3 files (chunks of 4 rows cross the file boundaries): 4, 3, 3 rows,
+    which concatenated are the one-file data's rows, and --data DIR reads them all."""
+    config = _config(rows=10, features=3)
+    one = synth.write(config, tmp_path / "one")
+    header, rows = _read_csv(one["data"])
+    result = synth.write(config, tmp_path / "many", files=3, chunk_rows=4)
+    assert result["data"] == str(tmp_path / "many") and result["files"] == 3
+    names = sorted(p.name for p in (tmp_path / "many").iterdir())
+    assert names == ["part-00000-of-00003.csv", "part-00001-of-00003.csv",
+                     "part-00002-of-00003.csv", "tasks.yaml"]
+    parts = [_read_csv(tmp_path / "many" / name) for name in names[:3]]
+    assert [h for h, _ in parts] == [header] * 3
+    assert [len(r) for _, r in parts] == [4, 3, 3]
+    assert [row for _, r in parts for row in r] == rows
+    assert data.columns(result["data"]) == header
+    assert "--files 3" in (tmp_path / "many" / "tasks.yaml").read_text()
+
+
+def test_tfrecord_files_hold_the_one_file_records_in_order(tmp_path):
+    import tensorflow as tf
+
+    config = _config(rows=9, features=2)
+    one = synth.write(config, tmp_path / "one", fmt="tfrecord")
+    many = synth.write(config, tmp_path / "many", fmt="tfrecord", files=2, chunk_rows=5)
+    files = sorted(str(p) for p in (tmp_path / "many").glob("part-*"))
+    assert [p.rsplit("/", 1)[1] for p in files] == ["part-00000-of-00002.tfrecord",
+                                                   "part-00001-of-00002.tfrecord"]
+    assert [sum(1 for _ in tf.data.TFRecordDataset(f)) for f in files] == [5, 4]
+    assert ([r.numpy() for r in tf.data.TFRecordDataset(files)]
+            == [r.numpy() for r in tf.data.TFRecordDataset(one["data"])])
+    assert data.columns(many["data"]) == data.columns(one["data"])
+
+
+@pytest.mark.parametrize("files", [0, 11, 2.5])
+def test_bad_file_counts_are_refused_naming_the_field(tmp_path, files):
+    with pytest.raises(synth.SynthError, match=r"^files: must be an integer from 1 to rows"):
+        synth.write(_config(rows=10), tmp_path, files=files)
+    assert not tmp_path.joinpath("tasks.yaml").exists()
+
+
+def test_rewriting_with_other_files_replaces_every_previous_data_file(tmp_path):
+    synth.write(_config(rows=6), tmp_path, files=3)
+    with pytest.raises(synth.SynthError, match=r"^out_dir: .*part-00000-of-00003\.csv already"):
+        synth.write(_config(rows=6), tmp_path)
+    synth.write(_config(rows=6), tmp_path, fmt="tfrecord", files=2, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "part-00000-of-00002.tfrecord", "part-00001-of-00002.tfrecord", "tasks.yaml"]
+    synth.write(_config(rows=6), tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "tasks.yaml"]
+
+
 def test_tfrecord_parses_back_to_the_csv_values(tmp_path):
     import tensorflow as tf
 
@@ -324,6 +376,20 @@ def test_cli_writes_data_and_spec(tmp_path, capsys):
     np.testing.assert_array_equal(np.array([r[5] for r in rows], np.float64).astype(np.float32),
                                   expected["task_2"])
     task_spec.load(out / "tasks.yaml", columns=header)
+
+
+def test_cli_files_writes_parts_and_prints_the_directory_to_run(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert _cli(["--rows", "7", "--tasks", "2", "--correlation", "0", "--out", str(out),
+                 "--features", "2", "--files", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"to {out} in 2 files" in printed
+    assert f"run it: tfx-mtl run --data {out} --spec {out / 'tasks.yaml'}" in printed
+    assert sorted(p.name for p in out.glob("*.csv")) == ["part-00000-of-00002.csv",
+                                                        "part-00001-of-00002.csv"]
+    assert _cli(["--rows", "1", "--tasks", "2", "--correlation", "0", "--out",
+                 str(tmp_path / "e"), "--files", "2"]) == 2
+    assert "--files: must be an integer from 1 to rows (1)" in capsys.readouterr().err
 
 
 def test_cli_bad_correlation_exits_2_naming_the_option(tmp_path, capsys):

@@ -25,7 +25,8 @@ TRAIN_FIELDS = {"tasks": "--ks", "batch_size": "--batch-size", "hidden_units": "
 def add_parser(subparsers) -> None:
     bench = subparsers.add_parser(
         "bench", help="benchmarks (train: the training loop's speed; serving: latency of "
-             "one multi-task model vs one call per task vs K single-task models)",
+             "one multi-task model vs one call per task vs K single-task models; dag: the "
+             "whole DAG's cost per component at growing data sizes)",
         description="Benchmarks of tfx-mtl; results are recorded in docs/BENCHMARKS.md.")
     which = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
     p = which.add_parser(
@@ -84,6 +85,7 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run_train, fields=TRAIN_FIELDS)
     _add_serving(which)
     _add_transfer(which)
+    _add_dag(which)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -292,6 +294,79 @@ def run_transfer(args: argparse.Namespace) -> int:
         f.write(f"`{tb.command_line(s)}`\n\n{table}\n")
     tb.plot(report, os.path.join(args.output_dir, "transfer.png"))
     _write_json(os.path.join(args.output_dir, "transfer.json"), tb.to_json(report))
+    return 0
+
+
+# dag_bench.Settings field -> its option.
+DAG_FIELDS = {"rows": "--rows", "features": "--features", "tasks": "--tasks",
+              "formats": "--format", "files": "--files", "train_steps": "--train-steps",
+              "run_args": "--run-arg", "work_dir": "--work-dir", "interval": "--interval"}
+
+
+def _add_dag(which) -> None:
+    p = which.add_parser(
+        "dag", help="the whole DAG on synthetic data at growing sizes: per-component "
+                    "seconds, CPU-seconds, rows/s, peak RSS and log-log slopes",
+        description="For each --format and --rows, generates data with `tfx-mtl synth` "
+                    "(cached in --work-dir) and runs `tfx-mtl run` on it in a subprocess, "
+                    "sampling the run's process tree (the run and every descendant) for "
+                    "CPU-seconds and RSS and attributing them to the component running, "
+                    "from the run's progress lines. Prints a markdown table per format "
+                    "(per component group and size: wall s, CPU-s, rows/s, peak RSS, the "
+                    "log-log slopes from the previous size) and issue 18's targets as met / "
+                    "not met; --json also writes every component, the loads and the "
+                    "command line. docs/BENCHMARKS.md has a recorded run.")
+    p.add_argument("--rows", type=options.positive_int, nargs="+",
+                   default=[10_000, 100_000, 1_000_000], metavar="N",
+                   help="dataset sizes (default: 10000 100000 1000000)")
+    p.add_argument("--features", type=options.positive_int, default=100, metavar="D",
+                   help="numeric features (default: 100)")
+    p.add_argument("--tasks", type=options.positive_int, default=3, metavar="K",
+                   help="tasks (default: 3)")
+    p.add_argument("--format", choices=("csv", "tfrecord", "both"), default="csv",
+                   help="data format synth writes; both: each in turn (default: csv)")
+    p.add_argument("--files", type=options.positive_int, default=1, metavar="N",
+                   help="files synth writes the rows as (synth --files; default: 1)")
+    p.add_argument("--train-steps", type=options.positive_int, default=1000, metavar="S",
+                   help="each Trainer's step cap (default: 1000)")
+    p.add_argument("--run-arg", action="append", default=[], metavar="ARG",
+                   help="an argument passed through to `tfx-mtl run`, repeatable, e.g. "
+                        "--run-arg=--beam-runner=multi-process")
+    p.add_argument("--work-dir", default="bench_dag_work", metavar="DIR",
+                   help="where the synth data is cached and the runs write (each run's "
+                        "output is removed after it; default: ./bench_dag_work)")
+    p.add_argument("--interval", type=options.positive_number, default=0.5, metavar="S",
+                   help="seconds between samples of the process tree (default: 0.5)")
+    p.add_argument("--keep-runs", action="store_true",
+                   help="keep each run's output directory in --work-dir/runs")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    p.set_defaults(func=run_dag, fields=DAG_FIELDS)
+
+
+def run_dag(args: argparse.Namespace) -> int:
+    from tfx_mtl.bench import dag_bench
+
+    formats = dag_bench.FORMATS if args.format == "both" else (args.format,)
+    settings = dag_bench.Settings(
+        rows=tuple(args.rows), features=args.features, tasks=args.tasks, formats=formats,
+        files=args.files, train_steps=args.train_steps, run_args=tuple(args.run_arg),
+        work_dir=args.work_dir, interval=args.interval, keep_runs=args.keep_runs)
+    def partial(report) -> None:  # after every run, so a stopped benchmark keeps its runs
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=2, sort_keys=True)
+
+    report = dag_bench.run(settings,
+                           lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True),
+                           partial)
+    m = report["machine"]
+    print(f"tfx-mtl bench dag: {settings.features} features, {settings.tasks} tasks, "
+          f"{settings.train_steps} train steps; {m['nproc']} CPUs, load (1/5/15 min) "
+          f"{' '.join(f'{x:.2f}' for x in m['load_before'])} before, "
+          f"{' '.join(f'{x:.2f}' for x in m['load_after'])} after; took {m['seconds']:.0f} s")
+    print(f"`{report['command']}`\n")
+    print(dag_bench.markdown(report))
+    _write_json(args.json, report)
     return 0
 
 

@@ -31,7 +31,31 @@ def add_parser(subparsers) -> None:
                         "seed, seed+1, ...) and judge changes on all of them; seed 0's "
                         "model is the one evaluated per slice and pushed (default: the "
                         "spec's evaluation.seeds)")
+    add_beam_options(p)
     p.set_defaults(func=run)
+
+
+def add_beam_options(p: argparse.ArgumentParser) -> None:
+    """Where ExampleGen, StatisticsGen, Transform and the Evaluators run
+    (:mod:`tfx_mtl.runners.beam_runner`); the other components stay in this process."""
+    from tfx_mtl.runners import beam_runner
+
+    beam = p.add_argument_group("Beam runner of the data-parallel components")
+    beam.add_argument("--beam-runner", choices=beam_runner.RUNNERS,
+                      help=f"{beam_runner.IN_PROCESS}: in this process; "
+                           f"{beam_runner.MULTI_PROCESS}: --beam-workers worker processes; "
+                           f"{beam_runner.DASK}: refused for now, Beam's Dask runner "
+                           "loses rows (docs/scale.md) "
+                           f"(default: {beam_runner.DEFAULT_RUNNER})")
+    beam.add_argument("--beam-workers", type=options.positive_int, metavar="N",
+                      help="worker processes for multi-process or dask (default: the "
+                           "machine's cores)")
+    beam.add_argument("--dask-scheduler", metavar="ADDRESS",
+                      help="a running dask scheduler, e.g. tcp://host:8786 (implies "
+                           "--beam-runner dask; refused for now, as dask is)")
+    beam.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
+                      help="a Beam option for those components, after the runner's own, "
+                           "e.g. --beam-arg=--direct_num_workers=4 (repeat)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
                         trainer_options=options.trainer_options(args),
                         cpu_replicas=args.cpu_replicas,
                         baselines="reuse" if args.reuse_baselines else None,
-                        seeds=args.seeds)
+                        seeds=args.seeds, beam_runner=args.beam_runner,
+                        beam_workers=args.beam_workers, dask_scheduler=args.dask_scheduler,
+                        beam_args=tuple(args.beam_arg))
     if args.summary_json:
         from tfx_mtl.results import summary as summary_lib
         summary_lib.write_json(summary, args.summary_json)

@@ -16,7 +16,8 @@ from tfx_mtl.cli import options
 FIELDS = {"rows": "--rows", "tasks": "--tasks", "correlation": "--correlation",
           "features": "--features", "seed": "--seed", "noise": "--noise",
           "scale_c": "--scale-c", "label_scales": "--label-scales",
-          "task_types": "--task-types", "out_dir": "--out", "fmt": "--format"}
+          "task_types": "--task-types", "out_dir": "--out", "fmt": "--format",
+          "files": "--files"}
 
 
 def add_parser(subparsers) -> None:
@@ -49,8 +50,13 @@ def add_parser(subparsers) -> None:
                    help="one of regression|binary per task (default: all regression)")
     p.add_argument("--format", choices=synth.FORMATS, default="csv",
                    help="data file format (default: csv)")
+    p.add_argument("--files", type=options.positive_int, default=1, metavar="N",
+                   help="write the rows as N files part-00000-of-0000N.csv (.tfrecord) of "
+                        "consecutive rows, which --data DIR reads as one input (default: 1, "
+                        "data.csv / data.tfrecord)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing non-empty data.csv / data.tfrecord in --out")
+                   help="replace existing non-empty data files (data.csv, data.tfrecord, "
+                        "part-*) in --out")
     p.set_defaults(func=run, fields=FIELDS)
 
 
@@ -59,9 +65,11 @@ def run(args: argparse.Namespace) -> int:
         rows=args.rows, tasks=args.tasks, correlation=args.correlation,
         features=args.features, seed=args.seed, noise=args.noise, scale_c=args.scale_c,
         label_scales=args.label_scales, task_types=args.task_types)
-    result = synth.write(config, args.out, fmt=args.format, overwrite=args.overwrite)
-    print(f"wrote {result['rows']} rows x {result['columns']} columns to {result['data']} "
-          f"in {result['seconds']:.1f} s")
+    result = synth.write(config, args.out, fmt=args.format, overwrite=args.overwrite,
+                         files=args.files)
+    in_files = f" in {result['files']} files" if result["files"] > 1 else ""
+    print(f"wrote {result['rows']} rows x {result['columns']} columns to "
+          f"{result['data']}{in_files} in {result['seconds']:.1f} s")
     print(f"task spec: {result['spec']}")
     print(f"run it: tfx-mtl run --data {shlex.quote(result['data'])} "
           f"--spec {shlex.quote(result['spec'])}")

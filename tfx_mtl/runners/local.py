@@ -13,12 +13,13 @@ import logging
 import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
 from tfx_mtl import data as data_lib
 from tfx_mtl import label_checks, log_capture, naming, run_parameters, task_spec
 from tfx_mtl.errors import InputError
 from tfx_mtl.results import metadata as metadata_lib
+from tfx_mtl.runners import beam_runner as _beam_runner
 from tfx_mtl.runners import recovery, run_lock
 
 _RUNNING = "Component %s is running."
@@ -74,6 +75,8 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
         train_steps: int = run_parameters.DEFAULT_TRAIN_STEPS, eval_steps: int = 50,
         trainer_options: dict[str, Any] | None = None, cpu_replicas: int | None = None,
         baselines: str | None = None, seeds: int | None = None,
+        beam_runner: str | None = None, beam_workers: int | None = None,
+        dask_scheduler: str | None = None, beam_args: Sequence[str] = (),
         out: TextIO | None = None) -> dict[str, Any]:
     """Validates the inputs, runs the whole DAG and returns the run summary.
 
@@ -82,6 +85,8 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     so the Trainer runs under MirroredStrategy (as it would on several GPUs).
     ``baselines`` ("train" | "reuse") overrides the spec's ``evaluation.baselines``,
     ``seeds`` (trainings of each model, for ModelComparison) its ``evaluation.seeds``.
+    ``beam_runner`` / ``beam_workers`` / ``dask_scheduler`` / ``beam_args`` choose where
+    the data-parallel components run (:mod:`tfx_mtl.runners.beam_runner`).
     Refuses (InputError on ``--output-dir``) a directory another run holds or that
     cannot be written.
     """
@@ -89,6 +94,8 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
     data = data or data_lib.bundled_taxi_csv()
     spec_path = spec_path or data_lib.bundled_spec()
     run_parameters.check_train_steps(train_steps, "--train-steps")
+    beam = _beam_runner.check(beam_runner, beam_workers, dask_scheduler, beam_args)
+    _beam_runner.require_dag_support(beam)
     # Refuse a bad spec or data before anything heavy is imported or run.
     spec = task_spec.load(spec_path)
     data_lib.require_columns(data, spec)  # a missing column is the data's problem
@@ -103,7 +110,8 @@ def run(*, spec_path: str | None = None, data: str | None = None, output_dir: st
         return _run_holding_lock(paths, spec, spec_path=spec_path, data=data,
                                  train_steps=train_steps, eval_steps=eval_steps,
                                  trainer_options=trainer_options, cpu_replicas=cpu_replicas,
-                                 baselines=baselines, seeds=seeds, scans=scans, out=out)
+                                 baselines=baselines, seeds=seeds, scans=scans, beam=beam,
+                                 out=out)
 
 
 def _recover(paths: metadata_lib.RunPaths, lock: run_lock.RunLock, out: TextIO) -> None:
@@ -121,7 +129,8 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
                       spec_path: str, data: str, train_steps: int, eval_steps: int,
                       trainer_options: dict[str, Any] | None, cpu_replicas: int | None,
                       baselines: str | None, seeds: int,
-                      scans: dict[str, label_checks.Scan], out: TextIO) -> dict[str, Any]:
+                      scans: dict[str, label_checks.Scan], beam: _beam_runner.BeamOptions,
+                      out: TextIO) -> dict[str, Any]:
     try:
         os.makedirs(paths.logs, exist_ok=True)
     except OSError as e:
@@ -132,6 +141,7 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
     out.write(f"tfx-mtl: pipeline {name!r} on {data}\n"
               f"  splits: {data_lib.describe_splits(data, spec.data.splits)}\n"
               f"  spec {spec_path}: tasks {', '.join(spec.task_names)}\n"
+              f"  beam: {beam.describe()}\n"
               f"  output {paths.output_dir} (full log: {log_file})\n")
     out.flush()
     progress = ComponentProgress(out)
@@ -161,9 +171,13 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
         out.write(f"  warning: {warning['message']}\n")
     started = time.monotonic()
     try:
-        with _logging_to(log_file, progress):
+        with _logging_to(log_file, progress), _beam_runner.session(beam) as heavy_beam_args:
             from tfx import v1 as tfx
             from tfx_mtl.pipeline import pipeline as pipeline_lib
+
+            logging.getLogger(__name__).info("beam: %s; args of the data-parallel "
+                                             "components: %s", beam.describe(),
+                                             " ".join(heavy_beam_args))
 
             pipeline = pipeline_lib.create_pipeline(
                 pipeline_name=name,
@@ -176,6 +190,7 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
                 trainer_config=trainer_config,
                 baselines=baselines,
                 seeds=seeds,
+                scale=pipeline_lib.Scale(beam_args=heavy_beam_args),
                 metadata_connection_config=(
                     tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata)))
             tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -193,6 +208,8 @@ def _run_holding_lock(paths: metadata_lib.RunPaths, spec: task_spec.TaskSpec, *,
     with _logging_to(log_file, progress):  # TFMA's readers warn about deprecations
         from tfx_mtl.results import summary as summary_lib
         summary = summary_lib.collect(paths.output_dir, name)
+        summary["beam"] = {"runner": beam.runner, "workers": beam.workers,
+                           "args": list(heavy_beam_args)}
         summary["warnings"] = (warnings + summary_lib.interval_warnings(summary, spec)
                                + summary_lib.gate_warnings(summary))
     summary_lib.render(summary, spec, out)

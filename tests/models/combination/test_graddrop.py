@@ -39,7 +39,7 @@ def test_graddrop_draws_are_reproducible_per_seed_and_vary_across_seeds():
 
 
 def test_graddrop_refuses_bad_leak_and_seed():
-    with pytest.raises(InputError, match="combine_params.leak.*must be <= 1"):
+    with pytest.raises(InputError, match="combine_params.leak.*must be a number >= 0 and <= 1, got 2.0"):
         combination.make("graddrop", leak=2.0)
     with pytest.raises(ValueError, match="seed is required"):
         combination.make("graddrop").combine(G)

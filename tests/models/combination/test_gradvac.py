@@ -79,7 +79,7 @@ def test_gradvac_ignores_a_zero_gradient_and_keeps_its_target():
 def test_gradvac_refuses_bad_parameters_and_shapes():
     with pytest.raises(ValueError, match="gradvac keeps state per task: build it with tasks=K"):
         combination.make("gradvac")
-    with pytest.raises(InputError, match="combine_params.beta.*must be <= 1"):
+    with pytest.raises(InputError, match="combine_params.beta.*must be a number > 0 and <= 1, got 1.5"):
         combination.make("gradvac", beta=1.5, tasks=2)
     with pytest.raises(ValueError, match="gradvac was built for 3 tasks, got 2 rows"):
         combination.make("gradvac", tasks=3).combine(tf.ones([2, 4]), SEED)

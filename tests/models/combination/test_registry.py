@@ -50,6 +50,18 @@ def test_each_method_declares_what_the_step_computes_for_it():
     assert combination.levels("pcgrad") == (base.PARAMETERS, base.REPRESENTATION)
     assert combination.levels("graddrop") == (base.PARAMETERS, base.REPRESENTATION)
     assert combination.levels("db_mtl") == (base.PARAMETERS,)
+    # The step forms only the Gram matrix for a Gram-based method, unless it is
+    # elementwise too (then the rows themselves go to combine).
+    assert {n for n in combination.names() if combination.REGISTRY.get(n).combines_by_gram()} \
+        == {n for n, d in declared.items() if d[1]}
+
+    class Both(base.GradientCombination):
+        name, elementwise = "both", True
+
+        def task_weights(self, gram, seed=None):
+            return tf.ones([gram.shape[0]])
+
+    assert Both.gram_based() and not Both.combines_by_gram()
 
 
 def test_every_gram_based_method_combines_as_its_task_weights_say():
@@ -159,3 +171,27 @@ def test_flatten_unflatten_round_trip():
         base.flatten([kernel, tf.zeros([3, 2])])
     with pytest.raises(ValueError, match="grads_per_var\\[0\\] is None"):
         base.flatten([None])
+
+
+def test_a_bounded_parameter_is_checked_at_both_ends_when_the_config_is_read():
+    """``registry.number``'s bounds are checked by ``Registry.params`` (config validation),
+    before any method is built: GradVac's beta in (0, 1], GradDrop's leak in [0, 1]."""
+    from tfx_mtl.errors import InputError
+
+    for name, key, good, bad in (("gradvac", "beta", (1.0, 1e-3), (0.0, 1.0001, float("nan"))),
+                                 ("graddrop", "leak", (0.0, 1.0), (-0.1, 1.5))):
+        for value in good:
+            assert getattr(combination.REGISTRY.params(name, {key: value}), key) == value
+        for value in bad:
+            with pytest.raises(InputError, match=f"combine_params.{key}: .* must be a number "
+                                                 f"(>|>=) 0 and <= 1, got {value!r}"):
+                combination.REGISTRY.params(name, {key: value})
+
+
+def test_a_random_method_refuses_to_run_without_a_seed():
+    random = [n for n in combination.REGISTRY.names() if combination.REGISTRY.get(n).random]
+    assert sorted(random) == ["graddrop", "gradvac", "pcgrad"]
+    for name in random:
+        method = combination.make(name, tasks=2)
+        with pytest.raises(ValueError, match=f"{name}: seed is required"):
+            method.combine(PAIR)
