@@ -5,6 +5,10 @@ VENV   ?= .venv
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 PYTEST_ARGS ?=
+# `make test` runs the tests on this many pytest-xdist workers (one per core by default);
+# --dist loadfile keeps a module on one worker (its module fixtures are built once);
+# tests/conftest.py builds the shared taxi run once for all workers.
+TEST_WORKERS ?= auto
 
 # Markers of what makes a test slow (pytest.ini).
 FAST_TIER := -m "not e2e and not subprocess and not grid"
@@ -21,7 +25,7 @@ run: setup
 	$(VENV)/bin/tfx-mtl run $(ARGS)
 
 test: setup
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=40 $(PYTEST_ARGS)
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest $(FAST_TIER) $(PYTEST_ARGS)

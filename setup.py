@@ -44,6 +44,6 @@ setup(
         "pyyaml>=6",
         "psutil>=5",  # the serving benchmark reads its servers' memory
     ],
-    extras_require={"notebooks": _NOTEBOOKS, "test": ["pytest>=8", *_NOTEBOOKS]},
+    extras_require={"notebooks": _NOTEBOOKS, "test": ["pytest>=8", "pytest-xdist>=3.5", *_NOTEBOOKS]},
     entry_points={"console_scripts": ["tfx-mtl=tfx_mtl.cli:main"]},
 )

@@ -235,8 +235,9 @@ def _copy_of(taxi_run, tmp_path):
     return copy
 
 
-def test_second_run_with_nothing_changed_reuses_the_cache(taxi_run, taxi_slice, tmp_path):
+def test_second_run_with_nothing_changed_reuses_the_cache(taxi_run_in_place, taxi_slice, tmp_path):
     """In place: the run's latest MLMD run becomes this cached one, with the same artifacts."""
+    taxi_run = taxi_run_in_place
     output_dir = taxi_run.output_dir
     summary_path = tmp_path / "summary2.json"
     run_tfx_mtl("run", "--data", str(taxi_slice), "--spec", str(taxi_run.spec_path),
